@@ -1,0 +1,115 @@
+//! The command line: flags, wiring and exit codes. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod plan;
+mod sandbox;
+
+/// Exit statuses, documented in `render --help` and the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done.
+    Success = 0,
+    /// A shot list (or catalog) is invalid; nothing was spent.
+    Invalid = 1,
+    /// Usage error: bad flags or missing configuration (clap also exits 2).
+    Usage = 2,
+    /// The plan costs more than `--budget`; nothing was spent.
+    OverBudget = 3,
+    /// Some requests failed (their errors are in the manifest).
+    SomeFailed = 4,
+    /// Some requests were lost: their outputs expired before harvest (`render retry`).
+    SomeLost = 5,
+    /// A runtime failure: the API, the network, the disk or the ledger. Rerun to continue.
+    Failure = 10,
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0   everything asked for was done
+  1   invalid shot list or catalog (nothing was spent)
+  2   usage error
+  3   the plan exceeds --budget (nothing was spent)
+  4   some requests failed (see the manifest)
+  5   some requests were lost: expired before harvest (see `render retry`)
+  10  runtime failure (API, network, disk); rerun the same command to continue";
+
+#[derive(Debug, Parser)]
+#[command(name = "render", version, about, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Where the ledger, the cache and logs live.
+    #[arg(
+        long,
+        global = true,
+        env = "RENDER_STATE_DIR",
+        default_value = ".render"
+    )]
+    pub state_dir: PathBuf,
+    /// Output for people (tables, progress) or for scripts (JSON on stdout).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// More log output (-v info, -vv debug); RENDER_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate and price shot lists at Batch rates, showing what is already cached.
+    Plan(plan::Args),
+    /// Serve a local, OpenAI-compatible Files + Batch + Videos API for tests and rehearsals.
+    Sandbox(sandbox::Args),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(args, &cli.global),
+        Command::Sandbox(args) => sandbox::run(args, &cli.global),
+    };
+    match result {
+        Ok(outcome) => ExitCode::from(outcome as u8),
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(Outcome::Failure as u8)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("RENDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

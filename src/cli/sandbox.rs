@@ -1,0 +1,10 @@
+//! `render sandbox`.
+
+use super::{GlobalArgs, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    anyhow::bail!("render sandbox is not implemented yet")
+}

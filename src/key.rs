@@ -1,0 +1,188 @@
+//! The cache key of a request: SHA-256 of a canonical, versioned encoding of everything that
+//! decides the output, and nothing that does not (not the shot's name, not its place in the list).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Model, Seconds, Size};
+
+/// Bump when the encoding or the meaning of a field changes: every key changes with it.
+pub const KEY_VERSION: u32 = 1;
+
+/// A SHA-256 digest, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256Hex([u8; 32]);
+
+impl Sha256Hex {
+    pub fn of(bytes: &[u8]) -> Sha256Hex {
+        Sha256Hex(Sha256::digest(bytes).into())
+    }
+
+    pub fn from_digest(digest: [u8; 32]) -> Sha256Hex {
+        Sha256Hex(digest)
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl fmt::Debug for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256Hex({})", self.hex())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a SHA-256 (64 hex digits)")]
+pub struct ParseShaError(String);
+
+impl FromStr for Sha256Hex {
+    type Err = ParseShaError;
+    fn from_str(text: &str) -> Result<Sha256Hex, ParseShaError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).map_err(|_| ParseShaError(text.to_string()))?;
+        Ok(Sha256Hex(out))
+    }
+}
+
+impl Serialize for Sha256Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Sha256Hex, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The identity of one request's output: the same key means the same video may be reused.
+pub type RequestKey = Sha256Hex;
+
+/// Everything that decides a request's output. Field order is the canonical order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyInput<'a> {
+    /// Who renders: the API host (`api.openai.com`), since two providers give different videos.
+    pub provider: &'a str,
+    pub model: &'a Model,
+    pub size: Size,
+    pub seconds: Seconds,
+    pub prompt: &'a str,
+    /// Content hash of the first-frame image, never its path.
+    pub reference: Option<Sha256Hex>,
+    /// Takes of one shot are distinct renders, so each has its own key.
+    pub take: u32,
+}
+
+impl KeyInput<'_> {
+    pub fn key(&self) -> RequestKey {
+        #[derive(Serialize)]
+        struct Versioned<'a, 'b> {
+            render_key_version: u32,
+            #[serde(flatten)]
+            input: &'a KeyInput<'b>,
+        }
+        let encoded = serde_json::to_vec(&Versioned {
+            render_key_version: KEY_VERSION,
+            input: self,
+        })
+        .expect("a key input always serializes");
+        Sha256Hex::of(&encoded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base_model() -> Model {
+        Model("sora-2".into())
+    }
+
+    fn base(model: &Model) -> KeyInput<'_> {
+        KeyInput {
+            provider: "api.openai.com",
+            model,
+            size: "1280x720".parse().unwrap(),
+            seconds: Seconds(8),
+            prompt: "a lighthouse at dusk",
+            reference: None,
+            take: 1,
+        }
+    }
+
+    #[test]
+    fn key_is_stable_across_releases() {
+        // If this changes, every studio's cache is invalidated: bump KEY_VERSION on purpose.
+        let model = base_model();
+        assert_eq!(
+            base(&model).key().hex(),
+            "48ff7c7e364bfbb4a3f3382d557e1bf18e8dfeed453ea11b689df18671b5c669"
+        );
+    }
+
+    #[test]
+    fn every_field_changes_the_key() {
+        let model = base_model();
+        let pro = Model("sora-2-pro".into());
+        let original = base(&model).key();
+        let variants = [
+            KeyInput {
+                provider: "127.0.0.1",
+                ..base(&model)
+            },
+            KeyInput {
+                model: &pro,
+                ..base(&model)
+            },
+            KeyInput {
+                size: "720x1280".parse().unwrap(),
+                ..base(&model)
+            },
+            KeyInput {
+                seconds: Seconds(4),
+                ..base(&model)
+            },
+            KeyInput {
+                prompt: "a lighthouse at dawn",
+                ..base(&model)
+            },
+            KeyInput {
+                reference: Some(Sha256Hex::of(b"png")),
+                ..base(&model)
+            },
+            KeyInput {
+                take: 2,
+                ..base(&model)
+            },
+        ];
+        let mut seen = std::collections::HashSet::from([original]);
+        for variant in variants {
+            assert!(seen.insert(variant.key()), "{variant:?} collided");
+        }
+    }
+
+    #[test]
+    fn sha_round_trips_through_hex() {
+        let sha = Sha256Hex::of(b"abc");
+        assert_eq!(
+            sha.hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha.hex().parse::<Sha256Hex>().unwrap(), sha);
+        assert!("xyz".parse::<Sha256Hex>().is_err());
+    }
+}

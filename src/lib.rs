@@ -1,0 +1,26 @@
+//! `render`: shot list → plan → batch → submit → harvest → cache, against an OpenAI-compatible
+//! Files + Batch + Videos API.
+//!
+//! Modules are listed lowest layer first; a module only imports from its own layer or below.
+
+// Layer 1: pure values and helpers.
+pub mod catalog;
+pub mod fsutil;
+pub mod key;
+pub mod money;
+
+// Layer 2: input and wire formats.
+pub mod api;
+pub mod shotlist;
+
+// Layer 3: stages over values.
+pub mod plan;
+
+// Layer 5: the local server of the API.
+pub mod sandbox;
+
+// Layer 6: what people and scripts see.
+pub mod report;
+
+// Layer 7: the command line.
+pub mod cli;

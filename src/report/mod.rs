@@ -1,0 +1,1 @@
+//! The only module that writes to the terminal: tables, progress and JSON output.

@@ -1,0 +1,1 @@
+//! Shot lists (YAML and CSV) parsed into shots whose every value keeps its position.

@@ -5,6 +5,7 @@
 
 // Layer 1: pure values and helpers.
 pub mod catalog;
+pub mod failpoint;
 pub mod fsutil;
 pub mod key;
 pub mod money;
@@ -14,6 +15,8 @@ pub mod api;
 pub mod shotlist;
 
 // Layer 3: stages over values.
+pub mod batch;
+pub mod ledger;
 pub mod plan;
 
 // Layer 5: the local server of the API.

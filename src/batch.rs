@@ -1,0 +1,210 @@
+//! Plan → JSONL batch input files, split so that no file passes the provider's limits.
+//!
+//! Pure: requests in, bytes out. Uploading is `submit`'s job.
+
+use crate::api::types::{BatchInputLine, CreateVideo, InputReference};
+use crate::key::RequestKey;
+use crate::plan::PlannedRequest;
+
+/// The only endpoint a `render` batch calls.
+pub const VIDEOS_ENDPOINT: &str = "/v1/videos";
+
+const CUSTOM_ID_PREFIX: &str = "render-";
+
+/// Per-file limits of the Batch API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_requests: usize,
+    pub max_bytes: u64,
+}
+
+impl Default for BatchLimits {
+    /// OpenAI's: 50,000 requests and 200 MB per input file.
+    fn default() -> BatchLimits {
+        BatchLimits {
+            max_requests: 50_000,
+            max_bytes: 200 * 1000 * 1000,
+        }
+    }
+}
+
+/// One batch input file and the requests it carries, in line order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledPart {
+    pub keys: Vec<RequestKey>,
+    pub jsonl: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error(
+        "request {custom_id} alone is {bytes} bytes, over the batch file limit of {max_bytes} bytes"
+    )]
+    LineTooLarge {
+        custom_id: String,
+        bytes: u64,
+        max_bytes: u64,
+    },
+    #[error("batch limits must allow at least one request per file")]
+    ZeroLimit,
+}
+
+/// The `custom_id` of a request: derived from its key, so it is unique, stable across reruns,
+/// and maps back to the request without trusting anything else in the line.
+pub fn custom_id(key: &RequestKey) -> String {
+    format!("{CUSTOM_ID_PREFIX}{}", key.hex())
+}
+
+/// The key a `custom_id` names, or `None` when it is not one of ours.
+pub fn parse_custom_id(custom_id: &str) -> Option<RequestKey> {
+    custom_id.strip_prefix(CUSTOM_ID_PREFIX)?.parse().ok()
+}
+
+/// The JSON body of `POST /v1/videos` for a request; `file_id` is its uploaded reference image.
+pub fn video_body(request: &PlannedRequest, file_id: Option<&str>) -> CreateVideo {
+    CreateVideo {
+        prompt: request.prompt.clone(),
+        model: Some(request.model.to_string()),
+        size: Some(request.size.to_string()),
+        seconds: Some(request.seconds.api_string()),
+        input_reference: file_id.map(|id| InputReference::FileId {
+            file_id: id.to_string(),
+        }),
+    }
+}
+
+/// Encodes requests as JSONL files, starting a new file before one would pass a limit.
+pub fn compile(
+    requests: impl IntoIterator<Item = (RequestKey, CreateVideo)>,
+    limits: BatchLimits,
+) -> Result<Vec<CompiledPart>, BatchError> {
+    if limits.max_requests == 0 || limits.max_bytes == 0 {
+        return Err(BatchError::ZeroLimit);
+    }
+    let mut parts = Vec::new();
+    let mut current = CompiledPart {
+        keys: Vec::new(),
+        jsonl: Vec::new(),
+    };
+    for (key, body) in requests {
+        let line = encode_line(&key, body);
+        let line_len = line.len() as u64;
+        if line_len > limits.max_bytes {
+            return Err(BatchError::LineTooLarge {
+                custom_id: custom_id(&key),
+                bytes: line_len,
+                max_bytes: limits.max_bytes,
+            });
+        }
+        let full = current.keys.len() >= limits.max_requests
+            || current.jsonl.len() as u64 + line_len > limits.max_bytes;
+        if full {
+            parts.push(std::mem::replace(
+                &mut current,
+                CompiledPart {
+                    keys: Vec::new(),
+                    jsonl: Vec::new(),
+                },
+            ));
+        }
+        current.keys.push(key);
+        current.jsonl.extend_from_slice(&line);
+    }
+    if !current.keys.is_empty() {
+        parts.push(current);
+    }
+    Ok(parts)
+}
+
+fn encode_line(key: &RequestKey, body: CreateVideo) -> Vec<u8> {
+    let line = BatchInputLine {
+        custom_id: custom_id(key),
+        method: "POST".into(),
+        url: VIDEOS_ENDPOINT.into(),
+        body,
+    };
+    let mut bytes = serde_json::to_vec(&line).expect("a batch line always serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Sha256Hex;
+
+    fn request(n: u32) -> (RequestKey, CreateVideo) {
+        let body = CreateVideo {
+            prompt: format!("shot {n}"),
+            model: Some("sora-2".into()),
+            size: Some("1280x720".into()),
+            seconds: Some("8".into()),
+            input_reference: None,
+        };
+        (Sha256Hex::of(&n.to_le_bytes()), body)
+    }
+
+    #[test]
+    fn custom_ids_round_trip_and_reject_foreign_ids() {
+        let key = Sha256Hex::of(b"x");
+        assert_eq!(parse_custom_id(&custom_id(&key)), Some(key));
+        for foreign in ["", "render-", "render-../../etc", "other-abc", "render-zz"] {
+            assert_eq!(parse_custom_id(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn lines_have_the_batch_api_shape() {
+        let parts = compile([request(1)], BatchLimits::default()).unwrap();
+        let text = String::from_utf8(parts[0].jsonl.clone()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(value["method"], "POST");
+        assert_eq!(value["url"], "/v1/videos");
+        assert_eq!(value["body"]["seconds"], "8");
+        assert!(value["body"].get("input_reference").is_none());
+        assert!(value["custom_id"].as_str().unwrap().starts_with("render-"));
+    }
+
+    #[test]
+    fn splits_at_the_request_limit() {
+        let limits = BatchLimits {
+            max_requests: 3,
+            max_bytes: u64::MAX,
+        };
+        let parts = compile((0..7).map(request), limits).unwrap();
+        let sizes: Vec<usize> = parts.iter().map(|p| p.keys.len()).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+    }
+
+    #[test]
+    fn splits_at_the_byte_limit_and_never_passes_it() {
+        let one_line = compile([request(1)], BatchLimits::default()).unwrap()[0]
+            .jsonl
+            .len() as u64;
+        let limits = BatchLimits {
+            max_requests: 1000,
+            max_bytes: one_line * 2 + 5,
+        };
+        let parts = compile((0..5).map(request), limits).unwrap();
+        assert_eq!(parts.len(), 3);
+        for part in &parts {
+            assert!(part.jsonl.len() as u64 <= limits.max_bytes);
+            let lines = part
+                .jsonl
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+            assert_eq!(lines, part.keys.len());
+        }
+    }
+
+    #[test]
+    fn a_line_over_the_byte_limit_is_an_error() {
+        let limits = BatchLimits {
+            max_requests: 10,
+            max_bytes: 20,
+        };
+        let err = compile([request(1)], limits).unwrap_err();
+        assert!(matches!(err, BatchError::LineTooLarge { .. }), "{err}");
+    }
+}

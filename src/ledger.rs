@@ -1,0 +1,955 @@
+//! The ledger: SQLite state that makes a night resumable and submission exactly-once.
+//!
+//! It records runs (one invocation's shot lists), requests (one per distinct cache key, shared by
+//! every run that needs it), uploaded assets, batches (written as an *intent* before the API call
+//! that creates them) and outputs (key → object in the cache). Every write that matters is one
+//! transaction, so a crash leaves the ledger as it was before or after, never between.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use crate::key::{RequestKey, Sha256Hex};
+use crate::money::Usd;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL,
+    project     TEXT,
+    plan_hash   TEXT NOT NULL,
+    sources     TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    out_dir     TEXT,
+    done        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_plan_hash ON runs(plan_hash);
+
+CREATE TABLE run_items (
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    shot_id     TEXT NOT NULL,
+    take        INTEGER NOT NULL,
+    takes       INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (run_id, shot_id, take)
+);
+CREATE INDEX run_items_key ON run_items(key);
+
+CREATE TABLE batches (
+    row             INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id          TEXT NOT NULL REFERENCES runs(id),
+    part            INTEGER NOT NULL,
+    intent          TEXT NOT NULL UNIQUE,
+    intent_at       INTEGER NOT NULL,
+    input_file_id   TEXT,
+    batch_id        TEXT UNIQUE,
+    status          TEXT NOT NULL DEFAULT 'intent',
+    request_count   INTEGER NOT NULL,
+    completed       INTEGER NOT NULL DEFAULT 0,
+    failed          INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER,
+    expires_at      INTEGER,
+    completed_at    INTEGER,
+    output_file_id  TEXT,
+    error_file_id   TEXT,
+    results_read    INTEGER NOT NULL DEFAULT 0,
+    harvested       INTEGER NOT NULL DEFAULT 0,
+    error           TEXT
+);
+
+CREATE TABLE requests (
+    key             TEXT PRIMARY KEY,
+    shot_id         TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    size            TEXT NOT NULL,
+    seconds         INTEGER NOT NULL,
+    prompt          TEXT NOT NULL,
+    reference_sha   TEXT,
+    reference_path  TEXT,
+    reference_mime  TEXT,
+    cost_micros     INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    batch_row       INTEGER REFERENCES batches(row),
+    video_id        TEXT,
+    video_expires_at INTEGER,
+    error_code      TEXT,
+    error_message   TEXT,
+    retryable       INTEGER NOT NULL DEFAULT 0,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX requests_batch ON requests(batch_row);
+
+CREATE TABLE assets (
+    sha256       TEXT PRIMARY KEY,
+    file_id      TEXT NOT NULL,
+    bytes        INTEGER NOT NULL,
+    uploaded_at  INTEGER NOT NULL,
+    expires_at   INTEGER
+);
+
+CREATE TABLE outputs (
+    key             TEXT PRIMARY KEY,
+    video_sha       TEXT NOT NULL,
+    video_bytes     INTEGER NOT NULL,
+    thumbnail_sha   TEXT,
+    video_id        TEXT,
+    harvested_at    INTEGER NOT NULL
+);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "ledger schema version {found} is newer than this render understands ({known}); upgrade render"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("ledger: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("ledger holds a malformed value: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// Where a request stands. Stored as text so the ledger reads well in `sqlite3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Known but not in any batch yet.
+    Pending,
+    /// In a batch whose creation is intended but not yet confirmed.
+    Queued,
+    /// In a created batch.
+    Submitted,
+    /// Rendered; the video is waiting to be downloaded.
+    Completed,
+    /// The video is in the cache.
+    Harvested,
+    /// The provider answered with an error (kept with the request).
+    Failed,
+    /// Never rendered or expired before download: resubmittable.
+    Lost,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Queued => "queued",
+            RequestStatus::Submitted => "submitted",
+            RequestStatus::Completed => "completed",
+            RequestStatus::Harvested => "harvested",
+            RequestStatus::Failed => "failed",
+            RequestStatus::Lost => "lost",
+        }
+    }
+
+    fn parse(text: &str) -> Result<RequestStatus> {
+        Ok(match text {
+            "pending" => RequestStatus::Pending,
+            "queued" => RequestStatus::Queued,
+            "submitted" => RequestStatus::Submitted,
+            "completed" => RequestStatus::Completed,
+            "harvested" => RequestStatus::Harvested,
+            "failed" => RequestStatus::Failed,
+            "lost" => RequestStatus::Lost,
+            other => return Err(LedgerError::Corrupt(format!("request status `{other}`"))),
+        })
+    }
+
+    /// Somebody is already rendering (or has rendered) this request: do not submit it again.
+    pub fn is_in_flight_or_done(self) -> bool {
+        matches!(
+            self,
+            RequestStatus::Queued
+                | RequestStatus::Submitted
+                | RequestStatus::Completed
+                | RequestStatus::Harvested
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: String,
+    pub created_at: i64,
+    pub project: Option<String>,
+    pub plan_hash: String,
+    pub sources: Vec<String>,
+    pub provider: String,
+    pub out_dir: Option<String>,
+    pub done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunItem {
+    pub shot_id: String,
+    pub take: u32,
+    pub takes: u32,
+    pub key: RequestKey,
+    pub cost: Usd,
+    pub tags: Vec<String>,
+}
+
+/// Everything needed to (re)send a request without the shot list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRow {
+    pub key: RequestKey,
+    pub shot_id: String,
+    pub model: String,
+    pub size: String,
+    pub seconds: u32,
+    pub prompt: String,
+    pub reference_sha: Option<Sha256Hex>,
+    pub reference_path: Option<String>,
+    pub reference_mime: Option<String>,
+    pub cost: Usd,
+    pub status: RequestStatus,
+    pub attempts: u32,
+    pub batch_row: Option<i64>,
+    pub video_id: Option<String>,
+    pub video_expires_at: Option<i64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub retryable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssetRow {
+    pub sha256: Sha256Hex,
+    pub file_id: String,
+    pub bytes: u64,
+    pub uploaded_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRow {
+    pub row: i64,
+    pub run_id: String,
+    pub part: u32,
+    pub intent: String,
+    pub intent_at: i64,
+    pub input_file_id: Option<String>,
+    pub batch_id: Option<String>,
+    /// `intent` until the API confirms creation, then the API's batch status.
+    pub status: String,
+    pub request_count: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub created_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    pub results_read: bool,
+    pub harvested: bool,
+    pub error: Option<String>,
+}
+
+impl BatchRow {
+    /// When the provider deletes this batch's videos: 24 hours after it completed.
+    pub fn outputs_expire_at(&self) -> Option<i64> {
+        self.completed_at.map(|t| t + 24 * 3600)
+    }
+}
+
+/// A batch as the API last described it, in the ledger's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchUpdate {
+    pub status: String,
+    pub completed: u64,
+    pub failed: u64,
+    pub created_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputRow {
+    pub key: RequestKey,
+    pub video_sha: Sha256Hex,
+    pub video_bytes: u64,
+    pub thumbnail_sha: Option<Sha256Hex>,
+    pub video_id: Option<String>,
+    pub harvested_at: i64,
+}
+
+/// What a batch's output or error file said about one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestResult {
+    Completed {
+        video_id: String,
+        expires_at: Option<i64>,
+    },
+    Failed {
+        code: Option<String>,
+        message: String,
+        retryable: bool,
+    },
+    Lost {
+        reason: String,
+    },
+}
+
+pub struct Ledger {
+    conn: Connection,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        let open_err = |source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(open_err)?;
+        // WAL lets `render status` read while a harvest writes; FULL sync makes every committed
+        // transaction survive power loss, which is the point of a ledger.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let mut ledger = Ledger { conn };
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for migration in &MIGRATIONS[version as usize..] {
+            tx.execute_batch(migration)?;
+        }
+        tx.pragma_update(None, "user_version", known)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ runs
+
+    pub fn create_run(&mut self, run: &RunRow, items: &[RunItem]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (id, created_at, project, plan_hash, sources, provider, out_dir, done)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                run.id,
+                run.created_at,
+                run.project,
+                run.plan_hash,
+                serde_json::to_string(&run.sources).expect("strings serialize"),
+                run.provider,
+                run.out_dir,
+                run.done,
+            ],
+        )?;
+        insert_run_items(&tx, &run.id, items)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest unfinished run of the same plan: a rerun continues it instead of starting over.
+    pub fn open_run_for_plan(&self, plan_hash: &str) -> Result<Option<RunRow>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0
+                     ORDER BY created_at DESC, id DESC LIMIT 1"
+                ),
+                [plan_hash],
+                run_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                run_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// All runs, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC"
+        ))?;
+        let rows = stmt.query_map([], run_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    pub fn set_run_out_dir(&self, run_id: &str, out_dir: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET out_dir = ?2 WHERE id = ?1",
+            params![run_id, out_dir],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_run_done(&self, run_id: &str, done: bool) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET done = ?2 WHERE id = ?1",
+            params![run_id, done],
+        )?;
+        Ok(())
+    }
+
+    pub fn run_items(&self, run_id: &str) -> Result<Vec<RunItem>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT shot_id, take, takes, key, cost_micros, tags FROM run_items
+             WHERE run_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (shot_id, take, takes, key, cost, tags) = row?;
+            Ok(RunItem {
+                shot_id,
+                take,
+                takes,
+                key: parse_sha(&key)?,
+                cost: Usd::from_micros(cost),
+                tags: serde_json::from_str(&tags)
+                    .map_err(|e| LedgerError::Corrupt(format!("tags: {e}")))?,
+            })
+        })
+        .collect()
+    }
+
+    // ------------------------------------------------------------ requests
+
+    /// Records requests not seen before; a known key keeps its row (and its history).
+    pub fn insert_requests(&mut self, rows: &[RequestRow]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO requests (key, shot_id, model, size, seconds, prompt,
+                    reference_sha, reference_path, reference_mime, cost_micros, status, attempts,
+                    updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
+            )?;
+            let now = unix_now();
+            for r in rows {
+                stmt.execute(params![
+                    r.key.hex(),
+                    r.shot_id,
+                    r.model,
+                    r.size,
+                    r.seconds,
+                    r.prompt,
+                    r.reference_sha.map(|s| s.hex()),
+                    r.reference_path,
+                    r.reference_mime,
+                    r.cost.micros(),
+                    RequestStatus::Pending.as_str(),
+                    now,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn request(&self, key: &RequestKey) -> Result<Option<RequestRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE key = ?1"),
+                [key.hex()],
+                request_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn batch_requests(&self, batch_row: i64) -> Result<Vec<RequestRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE batch_row = ?1 ORDER BY rowid"
+        ))?;
+        let rows = stmt.query_map([batch_row], request_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Records what the provider said about a request. Idempotent: reading the same output
+    /// file twice changes nothing, and a harvested request is never demoted.
+    pub fn record_result(&self, key: &RequestKey, result: &RequestResult) -> Result<()> {
+        let now = unix_now();
+        let not_harvested = "key = ?1 AND status != 'harvested'";
+        match result {
+            RequestResult::Completed {
+                video_id,
+                expires_at,
+            } => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'completed', video_id = ?2, video_expires_at = ?3,
+                     error_code = NULL, error_message = NULL, updated_at = ?4
+                     WHERE {not_harvested}"
+                ),
+                params![key.hex(), video_id, expires_at, now],
+            )?,
+            RequestResult::Failed {
+                code,
+                message,
+                retryable,
+            } => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'failed', error_code = ?2, error_message = ?3,
+                     retryable = ?4, updated_at = ?5 WHERE {not_harvested}"
+                ),
+                params![key.hex(), code, message, retryable, now],
+            )?,
+            RequestResult::Lost { reason } => self.conn.execute(
+                &format!(
+                    "UPDATE requests SET status = 'lost', error_code = 'lost', error_message = ?2,
+                     retryable = 1, updated_at = ?3 WHERE {not_harvested}"
+                ),
+                params![key.hex(), reason, now],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Requests of a run that are waiting for their video to be downloaded.
+    pub fn completed_requests(&self, run_id: &str) -> Result<Vec<RequestRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'completed' AND key IN
+                (SELECT key FROM run_items WHERE run_id = ?1) ORDER BY video_expires_at, rowid"
+        ))?;
+        let rows = stmt.query_map([run_id], request_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    // ------------------------------------------------------------ assets
+
+    pub fn asset(&self, sha256: &Sha256Hex) -> Result<Option<AssetRow>> {
+        self.conn
+            .query_row(
+                "SELECT sha256, file_id, bytes, uploaded_at, expires_at FROM assets WHERE sha256 = ?1",
+                [sha256.hex()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                },
+            )
+            .optional()?
+            .map(|(sha, file_id, bytes, uploaded_at, expires_at)| {
+                Ok(AssetRow {
+                    sha256: parse_sha(&sha)?,
+                    file_id,
+                    bytes,
+                    uploaded_at,
+                    expires_at,
+                })
+            })
+            .transpose()
+    }
+
+    pub fn record_asset(&self, asset: &AssetRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO assets (sha256, file_id, bytes, uploaded_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                asset.sha256.hex(),
+                asset.file_id,
+                asset.bytes,
+                asset.uploaded_at,
+                asset.expires_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn forget_asset(&self, sha256: &Sha256Hex) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM assets WHERE sha256 = ?1", [sha256.hex()])?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ batches
+
+    /// Writes the intent to create a batch carrying `keys`, before anything is sent: a crash
+    /// after this point is reconciled through the intent token in the batch's metadata.
+    pub fn record_batch_intent(
+        &mut self,
+        run_id: &str,
+        part: u32,
+        intent: &str,
+        keys: &[RequestKey],
+    ) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO batches (run_id, part, intent, intent_at, request_count)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, part, intent, unix_now(), keys.len()],
+        )?;
+        let row = tx.last_insert_rowid();
+        {
+            let mut stmt = tx.prepare(
+                "UPDATE requests SET status = 'queued', batch_row = ?2, attempts = attempts + 1,
+                 error_code = NULL, error_message = NULL, retryable = 0, video_id = NULL,
+                 updated_at = ?3 WHERE key = ?1",
+            )?;
+            let now = unix_now();
+            for key in keys {
+                stmt.execute(params![key.hex(), row, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(row)
+    }
+
+    pub fn set_batch_input_file(&self, row: i64, file_id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE batches SET input_file_id = ?2 WHERE row = ?1",
+            params![row, file_id],
+        )?;
+        Ok(())
+    }
+
+    /// The API confirmed the batch exists: its requests are now in flight.
+    pub fn record_batch_created(
+        &mut self,
+        row: i64,
+        batch_id: &str,
+        update: &BatchUpdate,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE batches SET batch_id = ?2 WHERE row = ?1",
+            params![row, batch_id],
+        )?;
+        update_batch(&tx, row, update)?;
+        tx.execute(
+            "UPDATE requests SET status = 'submitted', updated_at = ?2
+             WHERE batch_row = ?1 AND status = 'queued'",
+            params![row, unix_now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The batch never reached the provider and never will (e.g. its input was refused):
+    /// its requests go back to pending so a rerun can send them.
+    pub fn abandon_batch_intent(&mut self, row: i64, error: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE batches SET status = 'abandoned', error = ?2, harvested = 1, results_read = 1
+             WHERE row = ?1",
+            params![row, error],
+        )?;
+        tx.execute(
+            "UPDATE requests SET status = 'pending', batch_row = NULL, updated_at = ?2
+             WHERE batch_row = ?1 AND status = 'queued'",
+            params![row, unix_now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn update_batch(&self, row: i64, update: &BatchUpdate) -> Result<()> {
+        update_batch(&self.conn, row, update)
+    }
+
+    /// Batch intents whose creation is not confirmed yet.
+    pub fn unconfirmed_batches(&self) -> Result<Vec<BatchRow>> {
+        self.batches_where("batch_id IS NULL AND status = 'intent'", [])
+    }
+
+    pub fn batches_of_run(&self, run_id: &str) -> Result<Vec<BatchRow>> {
+        self.batches_where("run_id = ?1 AND status != 'abandoned'", [run_id])
+    }
+
+    /// Created batches whose outputs are not all collected, nearest deadline first.
+    pub fn unharvested_batches(&self) -> Result<Vec<BatchRow>> {
+        self.batches_where("batch_id IS NOT NULL AND harvested = 0", [])
+    }
+
+    pub fn set_results_read(&self, row: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE batches SET results_read = 1 WHERE row = ?1", [row])?;
+        Ok(())
+    }
+
+    pub fn set_batch_harvested(&self, row: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE batches SET harvested = 1 WHERE row = ?1", [row])?;
+        Ok(())
+    }
+
+    fn batches_where<P: rusqlite::Params>(
+        &self,
+        condition: &str,
+        params: P,
+    ) -> Result<Vec<BatchRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE {condition}
+             ORDER BY COALESCE(completed_at + 86400, expires_at, intent_at), row"
+        ))?;
+        let rows = stmt.query_map(params, batch_from_row)?;
+        rows.map(|r| r.map_err(LedgerError::from)).collect()
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// Records that `key`'s video is in the cache. Call only after the object is durable.
+    pub fn record_output(&mut self, output: &OutputRow) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO outputs (key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                output.key.hex(),
+                output.video_sha.hex(),
+                output.video_bytes,
+                output.thumbnail_sha.map(|s| s.hex()),
+                output.video_id,
+                output.harvested_at,
+            ],
+        )?;
+        tx.execute(
+            "UPDATE requests SET status = 'harvested', error_code = NULL, error_message = NULL,
+             updated_at = ?2 WHERE key = ?1",
+            params![output.key.hex(), unix_now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn output(&self, key: &RequestKey) -> Result<Option<OutputRow>> {
+        self.conn
+            .query_row(
+                "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at
+                 FROM outputs WHERE key = ?1",
+                [key.hex()],
+                output_from_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    pub fn outputs(&self) -> Result<Vec<OutputRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at FROM outputs",
+        )?;
+        let rows = stmt.query_map([], output_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Drops the record of an output whose object has gone (e.g. removed by `cache gc`).
+    pub fn forget_output(&self, key: &RequestKey) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM outputs WHERE key = ?1", [key.hex()])?;
+        Ok(())
+    }
+
+    /// Every cache object some output points at: what `cache gc` must keep.
+    pub fn referenced_objects(&self) -> Result<HashSet<Sha256Hex>> {
+        let mut keep = HashSet::new();
+        for output in self.outputs()? {
+            keep.insert(output.video_sha);
+            keep.extend(output.thumbnail_sha);
+        }
+        Ok(keep)
+    }
+}
+
+fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Result<()> {
+    let mut stmt = tx.prepare(
+        "INSERT OR IGNORE INTO run_items (run_id, shot_id, take, takes, key, cost_micros, tags)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for item in items {
+        stmt.execute(params![
+            run_id,
+            item.shot_id,
+            item.take,
+            item.takes,
+            item.key.hex(),
+            item.cost.micros(),
+            serde_json::to_string(&item.tags).expect("strings serialize"),
+        ])?;
+    }
+    Ok(())
+}
+
+fn update_batch(conn: &Connection, row: i64, u: &BatchUpdate) -> Result<()> {
+    conn.execute(
+        "UPDATE batches SET status = ?2, completed = ?3, failed = ?4,
+            created_at = COALESCE(?5, created_at), expires_at = COALESCE(?6, expires_at),
+            completed_at = COALESCE(?7, completed_at),
+            output_file_id = COALESCE(?8, output_file_id), error_file_id = COALESCE(?9, error_file_id),
+            error = COALESCE(?10, error)
+         WHERE row = ?1",
+        params![
+            row,
+            u.status,
+            u.completed,
+            u.failed,
+            u.created_at,
+            u.expires_at,
+            u.completed_at,
+            u.output_file_id,
+            u.error_file_id,
+            u.error,
+        ],
+    )?;
+    Ok(())
+}
+
+const RUN_COLUMNS: &str = "id, created_at, project, plan_hash, sources, provider, out_dir, done";
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
+    let sources: String = r.get(4)?;
+    Ok(Ok(RunRow {
+        id: r.get(0)?,
+        created_at: r.get(1)?,
+        project: r.get(2)?,
+        plan_hash: r.get(3)?,
+        sources: match serde_json::from_str(&sources) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(LedgerError::Corrupt(format!("run sources: {e}")))),
+        },
+        provider: r.get(5)?,
+        out_dir: r.get(6)?,
+        done: r.get(7)?,
+    }))
+}
+
+const REQUEST_COLUMNS: &str = "key, shot_id, model, size, seconds, prompt, reference_sha,
+    reference_path, reference_mime, cost_micros, status, attempts, batch_row, video_id,
+    video_expires_at, error_code, error_message, retryable";
+
+fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
+    let key: String = r.get(0)?;
+    let reference_sha: Option<String> = r.get(6)?;
+    let status: String = r.get(10)?;
+    let build = || -> Result<RequestRow> {
+        Ok(RequestRow {
+            key: parse_sha(&key)?,
+            shot_id: r.get(1)?,
+            model: r.get(2)?,
+            size: r.get(3)?,
+            seconds: r.get(4)?,
+            prompt: r.get(5)?,
+            reference_sha: reference_sha.as_deref().map(parse_sha).transpose()?,
+            reference_path: r.get(7)?,
+            reference_mime: r.get(8)?,
+            cost: Usd::from_micros(r.get(9)?),
+            status: RequestStatus::parse(&status)?,
+            attempts: r.get(11)?,
+            batch_row: r.get(12)?,
+            video_id: r.get(13)?,
+            video_expires_at: r.get(14)?,
+            error_code: r.get(15)?,
+            error_message: r.get(16)?,
+            retryable: r.get(17)?,
+        })
+    };
+    Ok(build())
+}
+
+const BATCH_COLUMNS: &str = "row, run_id, part, intent, intent_at, input_file_id, batch_id, status,
+    request_count, completed, failed, created_at, expires_at, completed_at, output_file_id,
+    error_file_id, results_read, harvested, error";
+
+fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
+    Ok(BatchRow {
+        row: r.get(0)?,
+        run_id: r.get(1)?,
+        part: r.get(2)?,
+        intent: r.get(3)?,
+        intent_at: r.get(4)?,
+        input_file_id: r.get(5)?,
+        batch_id: r.get(6)?,
+        status: r.get(7)?,
+        request_count: r.get(8)?,
+        completed: r.get(9)?,
+        failed: r.get(10)?,
+        created_at: r.get(11)?,
+        expires_at: r.get(12)?,
+        completed_at: r.get(13)?,
+        output_file_id: r.get(14)?,
+        error_file_id: r.get(15)?,
+        results_read: r.get(16)?,
+        harvested: r.get(17)?,
+        error: r.get(18)?,
+    })
+}
+
+fn output_from_row(r: &Row<'_>) -> rusqlite::Result<Result<OutputRow>> {
+    let key: String = r.get(0)?;
+    let video: String = r.get(1)?;
+    let thumb: Option<String> = r.get(3)?;
+    let build = || -> Result<OutputRow> {
+        Ok(OutputRow {
+            key: parse_sha(&key)?,
+            video_sha: parse_sha(&video)?,
+            video_bytes: r.get(2)?,
+            thumbnail_sha: thumb.as_deref().map(parse_sha).transpose()?,
+            video_id: r.get(4)?,
+            harvested_at: r.get(5)?,
+        })
+    };
+    Ok(build())
+}
+
+fn parse_sha(text: &str) -> Result<Sha256Hex> {
+    text.parse()
+        .map_err(|e| LedgerError::Corrupt(format!("{e}")))
+}
+
+/// Seconds since the Unix epoch, by this machine's clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

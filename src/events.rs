@@ -1,0 +1,81 @@
+//! What the engine reports while it works. The reporter renders these for people (progress bars,
+//! log lines) and scripts; the engine never writes to the terminal itself.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        resumed: bool,
+        requests: usize,
+    },
+    AssetUploaded {
+        sha256: String,
+        file_id: String,
+        bytes: u64,
+    },
+    AssetReused {
+        sha256: String,
+        file_id: String,
+    },
+    BatchCreated {
+        run_id: String,
+        part: u32,
+        batch_id: String,
+        requests: u64,
+    },
+    /// A batch created by an earlier, interrupted invocation was found and adopted.
+    BatchAdopted {
+        run_id: String,
+        part: u32,
+        batch_id: String,
+    },
+    BatchStatus {
+        batch_id: String,
+        status: String,
+        completed: u64,
+        failed: u64,
+        total: u64,
+        /// Seconds until the provider deletes this batch's outputs, when known.
+        outputs_expire_in: Option<i64>,
+    },
+    DownloadsPlanned {
+        videos: u64,
+    },
+    DownloadProgress {
+        bytes: u64,
+    },
+    VideoHarvested {
+        shot_id: String,
+        key: String,
+        bytes: u64,
+    },
+    RequestFailed {
+        shot_id: String,
+        key: String,
+        code: Option<String>,
+        message: String,
+    },
+    RequestLost {
+        shot_id: String,
+        key: String,
+        reason: String,
+    },
+    Warning {
+        message: String,
+    },
+}
+
+/// Where events go. Implementations must be cheap: they are called from download loops.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: Event);
+}
+
+/// Drops every event (library callers and tests that do not watch).
+pub struct Silent;
+
+impl EventSink for Silent {
+    fn emit(&self, _event: Event) {}
+}

@@ -1,0 +1,620 @@
+//! `render harvest`: collect every finished video before the provider deletes it, into the
+//! content-addressed cache, then lay out the outputs and a manifest.
+//!
+//! Order of writes is what makes a crash harmless: a video is streamed into a temporary file
+//! inside the cache, hashed as it streams, length-checked, fsynced and renamed into the store;
+//! only then does the ledger learn that the key has an output. A crash before the rename leaves a
+//! partial file that the next run resumes (HTTP Range) or restarts; it never enters the store.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::api::client::ApiClient;
+use crate::api::error::ApiError;
+use crate::api::types::{BatchOutputLine, BatchStatus, ContentVariant, ErrorBody, Video};
+use crate::batch::parse_custom_id;
+use crate::cache::{CacheError, LocalStore};
+use crate::events::{Event, EventSink};
+use crate::failpoint;
+use crate::key::{RequestKey, Sha256Hex};
+use crate::ledger::{
+    BatchRow, Ledger, LedgerError, OutputRow, RequestResult, RequestRow, RequestStatus, RunRow,
+    unix_now,
+};
+use crate::outputs::{self, LayoutError};
+use crate::submit::batch_update;
+
+/// Warn when a batch's videos will be deleted within this long.
+const DEADLINE_WARNING_SECS: i64 = 3 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarvestError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("no run named {0} in the ledger (see `render status`)")]
+    UnknownRun(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct HarvestOptions {
+    /// Concurrent downloads.
+    pub jobs: usize,
+    /// Keep polling until every batch of the selected runs is finished and harvested.
+    pub watch: bool,
+    /// Output folder for a run that has none yet; `None` means `renders/<project>/`.
+    pub out_dir: Option<PathBuf>,
+    /// Longest pause between polls while watching.
+    pub max_poll_interval: Duration,
+}
+
+impl Default for HarvestOptions {
+    fn default() -> HarvestOptions {
+        HarvestOptions {
+            jobs: 4,
+            watch: false,
+            out_dir: None,
+            max_poll_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one `render harvest` did, per run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HarvestReport {
+    pub downloaded_videos: u64,
+    pub downloaded_bytes: u64,
+    pub runs: Vec<RunSummary>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub requests: usize,
+    pub harvested: usize,
+    pub failed: usize,
+    pub lost: usize,
+    /// Still rendering or waiting for download.
+    pub pending: usize,
+    pub manifest: Option<PathBuf>,
+}
+
+impl HarvestReport {
+    pub fn any_failed(&self) -> bool {
+        self.runs.iter().any(|r| r.failed > 0)
+    }
+    pub fn any_lost(&self) -> bool {
+        self.runs.iter().any(|r| r.lost > 0)
+    }
+    pub fn all_done(&self) -> bool {
+        self.runs.iter().all(|r| r.pending == 0)
+    }
+}
+
+/// Harvests the named runs (all runs with unharvested batches when `run_ids` is empty).
+pub async fn harvest(
+    run_ids: &[String],
+    ledger: &mut Ledger,
+    client: &ApiClient,
+    store: &LocalStore,
+    options: &HarvestOptions,
+    events: &dyn EventSink,
+) -> Result<HarvestReport, HarvestError> {
+    let runs = select_runs(run_ids, ledger)?;
+    let run_set: HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let mut report = HarvestReport::default();
+    let mut idle_polls = 0;
+    loop {
+        let batches: Vec<BatchRow> = ledger
+            .unharvested_batches()?
+            .into_iter()
+            .filter(|b| run_set.contains(b.run_id.as_str()))
+            .collect();
+        let mut progressed = false;
+        for batch in &batches {
+            progressed |= harvest_batch(batch, ledger, client, store, options, events, &mut report).await?;
+        }
+        let remaining = ledger
+            .unharvested_batches()?
+            .into_iter()
+            .filter(|b| run_set.contains(b.run_id.as_str()))
+            .count();
+        if !options.watch || remaining == 0 {
+            break;
+        }
+        idle_polls = if progressed { 0 } else { idle_polls + 1 };
+        tokio::time::sleep(poll_interval(idle_polls, options.max_poll_interval)).await;
+    }
+    for run in &runs {
+        report.runs.push(finish_run(run, ledger, store, options)?);
+    }
+    Ok(report)
+}
+
+fn select_runs(run_ids: &[String], ledger: &Ledger) -> Result<Vec<RunRow>, HarvestError> {
+    if run_ids.is_empty() {
+        let open: HashSet<String> = ledger
+            .unharvested_batches()?
+            .into_iter()
+            .map(|b| b.run_id)
+            .collect();
+        return Ok(ledger
+            .runs()?
+            .into_iter()
+            .filter(|r| open.contains(&r.id) || !r.done)
+            .collect());
+    }
+    run_ids
+        .iter()
+        .map(|id| ledger.run(id)?.ok_or_else(|| HarvestError::UnknownRun(id.clone())))
+        .collect()
+}
+
+/// Backoff between polls: quick at first, then patient, never a busy loop.
+fn poll_interval(idle_polls: u32, max: Duration) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << idle_polls.min(10))).min(max)
+}
+
+/// Refreshes one batch and collects whatever it has finished. Returns whether anything changed.
+async fn harvest_batch(
+    batch: &BatchRow,
+    ledger: &mut Ledger,
+    client: &ApiClient,
+    store: &LocalStore,
+    options: &HarvestOptions,
+    events: &dyn EventSink,
+    report: &mut HarvestReport,
+) -> Result<bool, HarvestError> {
+    let Some(batch_id) = batch.batch_id.as_deref() else {
+        return Ok(false);
+    };
+    let remote = client.get_batch(batch_id).await?;
+    let update = batch_update(&remote);
+    ledger.update_batch(batch.row, &update)?;
+    let outputs_expire_at = remote.completed_at.map(|t| t + 24 * 3600);
+    let expire_in = outputs_expire_at.map(|t| t - server_now(&remote));
+    events.emit(Event::BatchStatus {
+        batch_id: batch_id.to_string(),
+        status: update.status.clone(),
+        completed: update.completed,
+        failed: update.failed,
+        total: batch.request_count,
+        outputs_expire_in: expire_in,
+    });
+    if let Some(left) = expire_in.filter(|left| *left < DEADLINE_WARNING_SECS) {
+        events.emit(Event::Warning {
+            message: format!(
+                "batch {batch_id}: its videos are deleted in {}; harvesting now",
+                human_duration(left)
+            ),
+        });
+    }
+    if !remote.status.is_terminal() {
+        return Ok(false);
+    }
+    if !batch.results_read {
+        read_results(batch, &remote, ledger, client, events).await?;
+        ledger.set_results_read(batch.row)?;
+    }
+    download_completed(batch, ledger, client, store, options, events, report).await?;
+    let open = ledger
+        .batch_requests(batch.row)?
+        .into_iter()
+        .filter(|r| matches!(r.status, RequestStatus::Completed | RequestStatus::Submitted))
+        .count();
+    if open == 0 {
+        ledger.set_batch_harvested(batch.row)?;
+    }
+    Ok(true)
+}
+
+/// The provider's notion of "now": batches carry their own timestamps, so compare with those
+/// rather than this machine's clock (the sandbox runs a fast clock).
+fn server_now(batch: &crate::api::types::Batch) -> i64 {
+    [
+        batch.completed_at,
+        batch.finalizing_at,
+        batch.expired_at,
+        batch.cancelled_at,
+        batch.failed_at,
+        batch.in_progress_at,
+        Some(batch.created_at),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or_else(unix_now)
+}
+
+/// Reads the output and error files and records every line against its request. Lines whose
+/// `custom_id` is not one of this batch's requests are reported and ignored.
+async fn read_results(
+    batch: &BatchRow,
+    remote: &crate::api::types::Batch,
+    ledger: &mut Ledger,
+    client: &ApiClient,
+    events: &dyn EventSink,
+) -> Result<(), HarvestError> {
+    let requests: HashMap<RequestKey, RequestRow> = ledger
+        .batch_requests(batch.row)?
+        .into_iter()
+        .map(|r| (r.key, r))
+        .collect();
+    let mut answered = HashSet::new();
+    for file_id in [&remote.output_file_id, &remote.error_file_id].into_iter().flatten() {
+        let content = client.file_content(file_id).await?;
+        for (number, line) in content.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed: BatchOutputLine = match serde_json::from_slice(line) {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    warn(events, format!("file {file_id} line {}: not a batch result ({err}); ignored", number + 1));
+                    continue;
+                }
+            };
+            let Some(key) = parse_custom_id(&parsed.custom_id).filter(|k| requests.contains_key(k)) else {
+                warn(events, format!(
+                    "file {file_id} line {}: custom_id {:?} is not a request of this batch; ignored",
+                    number + 1,
+                    truncate(&parsed.custom_id, 80)
+                ));
+                continue;
+            };
+            let result = line_result(&parsed);
+            if let RequestResult::Failed { code, message, .. } = &result {
+                events.emit(Event::RequestFailed {
+                    shot_id: requests[&key].shot_id.clone(),
+                    key: key.hex(),
+                    code: code.clone(),
+                    message: message.clone(),
+                });
+            }
+            ledger.record_result(&key, &result)?;
+            answered.insert(key);
+        }
+    }
+    // Whatever the files did not mention never ran: lost (resubmittable) when the batch expired
+    // or was cancelled, failed with the batch's own error when it failed validation.
+    for (key, request) in requests.iter().filter(|(k, _)| !answered.contains(*k)) {
+        if !matches!(request.status, RequestStatus::Submitted | RequestStatus::Queued) {
+            continue;
+        }
+        let result = unanswered_result(remote);
+        if let RequestResult::Lost { reason } = &result {
+            events.emit(Event::RequestLost {
+                shot_id: request.shot_id.clone(),
+                key: key.hex(),
+                reason: reason.clone(),
+            });
+        }
+        ledger.record_result(key, &result)?;
+    }
+    Ok(())
+}
+
+fn unanswered_result(remote: &crate::api::types::Batch) -> RequestResult {
+    match remote.status {
+        BatchStatus::Failed => {
+            let message = remote
+                .errors
+                .as_ref()
+                .and_then(|e| e.data.first())
+                .and_then(|e| e.message.clone())
+                .unwrap_or_else(|| "the batch failed validation".into());
+            RequestResult::Failed {
+                code: Some("batch_failed".into()),
+                message,
+                retryable: false,
+            }
+        }
+        status => RequestResult::Lost {
+            reason: format!("batch {} {} before this request ran", remote.id, status.as_str()),
+        },
+    }
+}
+
+/// What one line of an output or error file says about its request.
+pub fn line_result(line: &BatchOutputLine) -> RequestResult {
+    if let Some(response) = &line.response {
+        if (200..300).contains(&response.status_code) {
+            return match serde_json::from_value::<Video>(response.body.clone()) {
+                Ok(video) => match video.error {
+                    Some(error) if video.status == crate::api::types::VideoStatus::Failed => {
+                        failed(Some(error.code), error.message)
+                    }
+                    _ => RequestResult::Completed {
+                        video_id: video.id,
+                        expires_at: video.expires_at,
+                    },
+                },
+                Err(err) => RequestResult::Failed {
+                    code: Some("malformed_response".into()),
+                    message: format!("the result is not a video object: {err}"),
+                    retryable: true,
+                },
+            };
+        }
+        let error = serde_json::from_value::<ErrorBody>(response.body.clone()).ok();
+        let (code, message) = match error {
+            Some(body) => (body.error.code.or(body.error.kind), body.error.message),
+            None => (None, format!("HTTP {}", response.status_code)),
+        };
+        let mut result = failed(code, message);
+        if let RequestResult::Failed { retryable, .. } = &mut result {
+            *retryable = *retryable && response.status_code != 400 || response.status_code >= 500;
+        }
+        return result;
+    }
+    match &line.error {
+        Some(error) => failed(error.code.clone(), error.message.clone()),
+        None => failed(None, "the provider returned neither a response nor an error".into()),
+    }
+}
+
+/// Policy rejections fail again if resubmitted unchanged; anything else may succeed next time.
+fn failed(code: Option<String>, message: String) -> RequestResult {
+    let policy = code.as_deref().is_some_and(is_policy_code) || message.to_lowercase().contains("moderation");
+    RequestResult::Failed {
+        code,
+        message,
+        retryable: !policy,
+    }
+}
+
+fn is_policy_code(code: &str) -> bool {
+    matches!(
+        code,
+        "moderation_blocked" | "content_policy_violation" | "content_filter" | "policy_violation"
+    ) || code.contains("moderation")
+        || code.contains("policy")
+}
+
+/// Downloads every completed video of a batch (and its thumbnail), `jobs` at a time.
+async fn download_completed(
+    batch: &BatchRow,
+    ledger: &mut Ledger,
+    client: &ApiClient,
+    store: &LocalStore,
+    options: &HarvestOptions,
+    events: &dyn EventSink,
+    report: &mut HarvestReport,
+) -> Result<(), HarvestError> {
+    let mut todo = Vec::new();
+    for request in ledger.batch_requests(batch.row)? {
+        if request.status != RequestStatus::Completed {
+            continue;
+        }
+        // Another run may have harvested the same key already.
+        match ledger.output(&request.key)? {
+            Some(output) if store.contains(&output.video_sha) => {
+                ledger.record_output(&output)?;
+            }
+            _ => todo.push(request),
+        }
+    }
+    events.emit(Event::DownloadsPlanned {
+        videos: todo.len() as u64,
+    });
+    let mut downloads = futures_util::stream::iter(todo.into_iter().map(|request| async move {
+        let result = download_request(&request, client, store, events).await;
+        (request, result)
+    }))
+    .buffer_unordered(options.jobs.max(1));
+    let mut first_error = None;
+    while let Some((request, result)) = downloads.next().await {
+        match result {
+            Ok(output) => {
+                ledger.record_output(&output)?;
+                report.downloaded_videos += 1;
+                report.downloaded_bytes += output.video_bytes;
+                events.emit(Event::VideoHarvested {
+                    shot_id: request.shot_id.clone(),
+                    key: request.key.hex(),
+                    bytes: output.video_bytes,
+                });
+                failpoint::hit("harvest-after-video");
+            }
+            Err(DownloadFailure::Gone(reason)) => {
+                events.emit(Event::RequestLost {
+                    shot_id: request.shot_id.clone(),
+                    key: request.key.hex(),
+                    reason: reason.clone(),
+                });
+                ledger.record_result(&request.key, &RequestResult::Lost { reason })?;
+            }
+            // Keep harvesting the others: one stubborn download must not cost the rest.
+            Err(DownloadFailure::Other(err)) => {
+                tracing::error!(shot = %request.shot_id, "download failed: {err}");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+enum DownloadFailure {
+    /// The provider no longer has the video: the request is lost.
+    Gone(String),
+    Other(HarvestError),
+}
+
+impl<E: Into<HarvestError>> From<E> for DownloadFailure {
+    fn from(err: E) -> DownloadFailure {
+        DownloadFailure::Other(err.into())
+    }
+}
+
+async fn download_request(
+    request: &RequestRow,
+    client: &ApiClient,
+    store: &LocalStore,
+    events: &dyn EventSink,
+) -> Result<OutputRow, DownloadFailure> {
+    let video_id = request
+        .video_id
+        .clone()
+        .ok_or_else(|| DownloadFailure::Gone("the result named no video".into()))?;
+    let (video_sha, video_bytes) =
+        download_variant(&video_id, &request.key, ContentVariant::Video, client, store, events).await?;
+    let thumbnail_sha =
+        match download_variant(&video_id, &request.key, ContentVariant::Thumbnail, client, store, events).await {
+            Ok((sha, _)) => Some(sha),
+            // A missing thumbnail is a pity, not a lost video.
+            Err(DownloadFailure::Gone(_)) => None,
+            Err(other) => return Err(other),
+        };
+    Ok(OutputRow {
+        key: request.key,
+        video_sha,
+        video_bytes,
+        thumbnail_sha,
+        video_id: Some(video_id),
+        harvested_at: unix_now(),
+    })
+}
+
+/// Streams one variant into the store, resuming a partial download left by an earlier run.
+async fn download_variant(
+    video_id: &str,
+    key: &RequestKey,
+    variant: ContentVariant,
+    client: &ApiClient,
+    store: &LocalStore,
+    events: &dyn EventSink,
+) -> Result<(Sha256Hex, u64), DownloadFailure> {
+    let name = format!("{}-{}", key.hex(), variant.as_str());
+    let mut pending = store.resume(&name).await?;
+    let resume_from = pending.len();
+    let outcome = {
+        let mut sink = ProgressWriter {
+            inner: &mut pending,
+            events,
+            count: variant == ContentVariant::Video,
+        };
+        client.download_content(video_id, variant, &mut sink, resume_from).await
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) if is_gone(&err) => {
+            pending.discard().await?;
+            return Err(DownloadFailure::Gone(format!("the provider no longer has video {video_id}: {err}")));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let expected = outcome.total_len;
+    let total = pending.len();
+    let sha = pending.finish(expected).await?;
+    Ok((sha, total))
+}
+
+fn is_gone(err: &ApiError) -> bool {
+    matches!(err.status(), Some(404 | 410))
+}
+
+/// Passes bytes through to the pending object, reporting progress as they go.
+struct ProgressWriter<'a, W> {
+    inner: &'a mut W,
+    events: &'a dyn EventSink,
+    count: bool,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut *self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll
+            && self.count
+        {
+            self.events.emit(Event::DownloadProgress { bytes: *n as u64 });
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Lays out the run's outputs and manifest, and tallies where its requests stand.
+fn finish_run(
+    run: &RunRow,
+    ledger: &mut Ledger,
+    store: &LocalStore,
+    options: &HarvestOptions,
+) -> Result<RunSummary, HarvestError> {
+    let out_dir = match (&run.out_dir, &options.out_dir) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => outputs::default_out_dir(run.project.as_deref()),
+    };
+    if run.out_dir.is_none() {
+        ledger.set_run_out_dir(&run.id, &out_dir.display().to_string())?;
+    }
+    let manifest = outputs::lay_out(run, ledger, store, &out_dir)?;
+    let summary = RunSummary {
+        run_id: run.id.clone(),
+        requests: manifest.requests.len(),
+        harvested: manifest.count("harvested"),
+        failed: manifest.count("failed"),
+        lost: manifest.count("lost"),
+        pending: manifest.requests.len()
+            - manifest.count("harvested")
+            - manifest.count("failed")
+            - manifest.count("lost"),
+        manifest: Some(out_dir.join(outputs::MANIFEST_NAME)),
+    };
+    let finished = summary.pending == 0 && ledger.unharvested_batches()?.iter().all(|b| b.run_id != run.id);
+    ledger.set_run_done(&run.id, finished)?;
+    Ok(summary)
+}
+
+fn warn(events: &dyn EventSink, message: String) {
+    tracing::warn!("{message}");
+    events.emit(Event::Warning { message });
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// `2h 05m`, `14m`, `45s`.
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        s if s >= 3600 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[allow(dead_code)]
+fn exists(path: &Path) -> bool {
+    path.exists()
+}

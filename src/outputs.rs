@@ -1,0 +1,243 @@
+//! A run's deliverables: `<shot>.mp4` (with the take when a shot has several) and thumbnails,
+//! linked or copied from the cache, plus `manifest.json` describing every request.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cache::{CacheError, LocalStore};
+use crate::key::Sha256Hex;
+use crate::ledger::{Ledger, LedgerError, OutputRow, RequestRow, RequestStatus, RunItem, RunRow};
+
+pub const MANIFEST_NAME: &str = "manifest.json";
+const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub run_id: String,
+    pub project: Option<String>,
+    pub created_at: i64,
+    pub out_dir: PathBuf,
+    pub total_cost_usd: String,
+    pub requests: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    pub fn count(&self, status: &str) -> usize {
+        self.requests.iter().filter(|r| r.status == status).count()
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ManifestEntry {
+    pub shot_id: String,
+    pub take: u32,
+    pub key: String,
+    pub model: Option<String>,
+    pub size: Option<String>,
+    pub seconds: Option<u32>,
+    pub prompt: Option<String>,
+    pub cost_usd: String,
+    /// `harvested`, `failed`, `lost`, or `pending` (still rendering or downloading).
+    pub status: &'static str,
+    pub video_id: Option<String>,
+    pub sha256: Option<String>,
+    pub bytes: Option<u64>,
+    /// Relative to the manifest's folder.
+    pub video_path: Option<PathBuf>,
+    pub thumbnail_path: Option<PathBuf>,
+    pub error: Option<EntryError>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EntryError {
+    pub code: Option<String>,
+    pub message: String,
+    /// Policy rejections are not; server failures and lost requests are (`render retry`).
+    pub retryable: bool,
+    /// `policy` or `server` or `lost`: what kind of failure this is.
+    pub kind: &'static str,
+}
+
+/// `renders/<project>/`, or `renders/default/` for a shot list without a project.
+pub fn default_out_dir(project: Option<&str>) -> PathBuf {
+    let name = project
+        .filter(|p| is_safe_file_stem(p))
+        .unwrap_or("default");
+    Path::new("renders").join(name)
+}
+
+/// Whether `stem` can name a file inside the output folder and nothing else: no separators,
+/// no `..`, no leading dot, no control characters.
+pub fn is_safe_file_stem(stem: &str) -> bool {
+    !stem.is_empty()
+        && stem.len() <= 200
+        && !stem.starts_with('.')
+        && !stem
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c == ':' || c.is_control())
+}
+
+/// Links every harvested video of the run into `out_dir` and writes the manifest.
+pub fn lay_out(
+    run: &RunRow,
+    ledger: &Ledger,
+    store: &LocalStore,
+    out_dir: &Path,
+) -> Result<Manifest, LayoutError> {
+    std::fs::create_dir_all(out_dir).map_err(|source| LayoutError::Write {
+        path: out_dir.display().to_string(),
+        source,
+    })?;
+    let mut entries = Vec::new();
+    let mut total = crate::money::Usd::ZERO;
+    for item in ledger.run_items(&run.id)? {
+        let request = ledger.request(&item.key)?;
+        let output = ledger.output(&item.key)?.filter(|o| store.contains(&o.video_sha));
+        let mut entry = entry(&item, request.as_ref(), output.as_ref());
+        if let Some(output) = &output {
+            place_files(&item, output, store, out_dir, &mut entry)?;
+        } else {
+            total += item.cost;
+        }
+        entries.push(entry);
+    }
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        run_id: run.id.clone(),
+        project: run.project.clone(),
+        created_at: run.created_at,
+        out_dir: out_dir.to_path_buf(),
+        total_cost_usd: plain_usd(total),
+        requests: entries,
+    };
+    let path = out_dir.join(MANIFEST_NAME);
+    let json = serde_json::to_vec_pretty(&manifest).expect("the manifest always serializes");
+    crate::fsutil::atomic_write(&path, &json).map_err(|source| LayoutError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(manifest)
+}
+
+fn entry(item: &RunItem, request: Option<&RequestRow>, output: Option<&OutputRow>) -> ManifestEntry {
+    let status = match (output, request.map(|r| r.status)) {
+        (Some(_), _) => "harvested",
+        (None, Some(RequestStatus::Failed)) => "failed",
+        (None, Some(RequestStatus::Lost)) => "lost",
+        _ => "pending",
+    };
+    let error = request.filter(|_| output.is_none()).and_then(|r| {
+        let message = r.error_message.clone()?;
+        let kind = match r.status {
+            RequestStatus::Lost => "lost",
+            _ if !r.retryable => "policy",
+            _ => "server",
+        };
+        Some(EntryError {
+            code: r.error_code.clone(),
+            message,
+            retryable: r.retryable,
+            kind,
+        })
+    });
+    ManifestEntry {
+        shot_id: item.shot_id.clone(),
+        take: item.take,
+        key: item.key.hex(),
+        model: request.map(|r| r.model.clone()),
+        size: request.map(|r| r.size.clone()),
+        seconds: request.map(|r| r.seconds),
+        prompt: request.map(|r| r.prompt.clone()),
+        cost_usd: plain_usd(item.cost),
+        status,
+        video_id: output
+            .and_then(|o| o.video_id.clone())
+            .or_else(|| request.and_then(|r| r.video_id.clone())),
+        sha256: output.map(|o| o.video_sha.hex()),
+        bytes: output.map(|o| o.video_bytes),
+        video_path: None,
+        thumbnail_path: None,
+        error,
+    }
+}
+
+fn place_files(
+    item: &RunItem,
+    output: &OutputRow,
+    store: &LocalStore,
+    out_dir: &Path,
+    entry: &mut ManifestEntry,
+) -> Result<(), LayoutError> {
+    // Shot ids are validated when planned; checked again because the ledger outlives versions.
+    if !is_safe_file_stem(&item.shot_id) {
+        tracing::warn!(shot = %item.shot_id, "shot id cannot name a file; output not laid out");
+        return Ok(());
+    }
+    let stem = if item.takes > 1 {
+        format!("{}_take{}", item.shot_id, item.take)
+    } else {
+        item.shot_id.clone()
+    };
+    let video = PathBuf::from(format!("{stem}.mp4"));
+    store.link_or_copy(&output.video_sha, &out_dir.join(&video))?;
+    entry.video_path = Some(video);
+    if let Some(thumb_sha) = output.thumbnail_sha.filter(|s| store.contains(s)) {
+        let thumb = PathBuf::from(format!("{stem}.{}", image_extension(store, &thumb_sha)));
+        store.link_or_copy(&thumb_sha, &out_dir.join(&thumb))?;
+        entry.thumbnail_path = Some(thumb);
+    }
+    Ok(())
+}
+
+/// `jpg` or `webp`, by the image's own magic bytes.
+fn image_extension(store: &LocalStore, sha: &Sha256Hex) -> &'static str {
+    let mut head = [0u8; 12];
+    let read = std::fs::File::open(store.path(sha))
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head));
+    match read {
+        Ok(n) if n >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" => "webp",
+        Ok(n) if n >= 8 && head[..8] == *b"\x89PNG\r\n\x1a\n" => "png",
+        _ => "jpg",
+    }
+}
+
+fn plain_usd(amount: crate::money::Usd) -> String {
+    amount.to_string().replace('$', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_safe() {
+        for ok in ["shot-01", "Opening Scene", "a.b", "ünïcode"] {
+            assert!(is_safe_file_stem(ok), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a/b", "a\\b", ".hidden", "c:x", "a\nb", "a\0b"] {
+            assert!(!is_safe_file_stem(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn default_folder_is_named_for_the_project() {
+        assert_eq!(default_out_dir(Some("spring-ad")), Path::new("renders/spring-ad"));
+        assert_eq!(default_out_dir(Some("../etc")), Path::new("renders/default"));
+        assert_eq!(default_out_dir(None), Path::new("renders/default"));
+    }
+}

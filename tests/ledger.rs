@@ -1,0 +1,261 @@
+//! The ledger's promises, on a real SQLite file.
+
+use render::key::Sha256Hex;
+use render::ledger::{
+    AssetRow, BatchUpdate, Ledger, OutputRow, RequestResult, RequestRow, RequestStatus, RunItem,
+    RunRow,
+};
+use render::money::Usd;
+
+fn request(n: u8) -> RequestRow {
+    RequestRow {
+        key: Sha256Hex::of(&[n]),
+        shot_id: format!("shot-{n}"),
+        model: "sora-2".into(),
+        size: "1280x720".into(),
+        seconds: 8,
+        prompt: format!("prompt {n}"),
+        reference_sha: None,
+        reference_path: None,
+        reference_mime: None,
+        cost: Usd::from_micros(400_000),
+        status: RequestStatus::Pending,
+        attempts: 0,
+        batch_row: None,
+        video_id: None,
+        video_expires_at: None,
+        error_code: None,
+        error_message: None,
+        retryable: false,
+    }
+}
+
+fn run(id: &str, plan_hash: &str, requests: &[RequestRow]) -> (RunRow, Vec<RunItem>) {
+    let row = RunRow {
+        id: id.into(),
+        created_at: 1,
+        project: Some("demo".into()),
+        plan_hash: plan_hash.into(),
+        sources: vec!["shots.yaml".into()],
+        provider: "127.0.0.1".into(),
+        out_dir: None,
+        done: false,
+    };
+    let items = requests
+        .iter()
+        .map(|r| RunItem {
+            shot_id: r.shot_id.clone(),
+            take: 1,
+            takes: 1,
+            key: r.key,
+            cost: r.cost,
+            tags: vec![],
+        })
+        .collect();
+    (row, items)
+}
+
+fn update(status: &str) -> BatchUpdate {
+    BatchUpdate {
+        status: status.into(),
+        completed: 0,
+        failed: 0,
+        created_at: Some(10),
+        expires_at: Some(10 + 86_400),
+        completed_at: None,
+        output_file_id: None,
+        error_file_id: None,
+        error: None,
+    }
+}
+
+#[test]
+fn reopening_keeps_everything_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let reqs = [request(1), request(2)];
+    {
+        let mut ledger = Ledger::open(&path).unwrap();
+        let (row, items) = run("run-1", "hash-a", &reqs);
+        ledger.create_run(&row, &items).unwrap();
+        ledger.insert_requests(&reqs).unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.runs().unwrap().len(), 1);
+    assert_eq!(ledger.run_items("run-1").unwrap().len(), 2);
+    assert_eq!(ledger.request(&reqs[0].key).unwrap().unwrap(), reqs[0]);
+}
+
+#[test]
+fn an_unfinished_run_of_the_same_plan_is_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let (row, items) = run("run-1", "hash-a", &[request(1)]);
+    ledger.create_run(&row, &items).unwrap();
+    assert_eq!(
+        ledger.open_run_for_plan("hash-a").unwrap().unwrap().id,
+        "run-1"
+    );
+    assert!(ledger.open_run_for_plan("hash-b").unwrap().is_none());
+    ledger.set_run_done("run-1", true).unwrap();
+    assert!(ledger.open_run_for_plan("hash-a").unwrap().is_none());
+}
+
+#[test]
+fn intent_then_creation_moves_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let reqs = [request(1), request(2)];
+    let (row, items) = run("run-1", "h", &reqs);
+    ledger.create_run(&row, &items).unwrap();
+    ledger.insert_requests(&reqs).unwrap();
+    let keys: Vec<_> = reqs.iter().map(|r| r.key).collect();
+    let batch = ledger
+        .record_batch_intent("run-1", 1, "token", &keys)
+        .unwrap();
+
+    let unconfirmed = ledger.unconfirmed_batches().unwrap();
+    assert_eq!(unconfirmed.len(), 1);
+    assert_eq!(unconfirmed[0].intent, "token");
+    let queued = ledger.request(&keys[0]).unwrap().unwrap();
+    assert_eq!((queued.status, queued.attempts), (RequestStatus::Queued, 1));
+    assert!(queued.status.is_in_flight_or_done());
+
+    ledger
+        .record_batch_created(batch, "batch_1", &update("validating"))
+        .unwrap();
+    assert!(ledger.unconfirmed_batches().unwrap().is_empty());
+    assert_eq!(
+        ledger.unharvested_batches().unwrap()[0].batch_id.as_deref(),
+        Some("batch_1")
+    );
+    for r in ledger.batch_requests(batch).unwrap() {
+        assert_eq!(r.status, RequestStatus::Submitted);
+    }
+}
+
+#[test]
+fn abandoned_intent_returns_requests_to_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let reqs = [request(1)];
+    let (row, items) = run("run-1", "h", &reqs);
+    ledger.create_run(&row, &items).unwrap();
+    ledger.insert_requests(&reqs).unwrap();
+    let batch = ledger
+        .record_batch_intent("run-1", 1, "t", &[reqs[0].key])
+        .unwrap();
+    ledger.abandon_batch_intent(batch, "refused").unwrap();
+    assert_eq!(
+        ledger.request(&reqs[0].key).unwrap().unwrap().status,
+        RequestStatus::Pending
+    );
+    assert!(ledger.unconfirmed_batches().unwrap().is_empty());
+    assert!(ledger.batches_of_run("run-1").unwrap().is_empty());
+}
+
+#[test]
+fn results_are_idempotent_and_never_demote_a_harvested_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let reqs = [request(1)];
+    ledger.insert_requests(&reqs).unwrap();
+    let key = reqs[0].key;
+    let done = RequestResult::Completed {
+        video_id: "video_1".into(),
+        expires_at: Some(99),
+    };
+    ledger.record_result(&key, &done).unwrap();
+    ledger.record_result(&key, &done).unwrap();
+    let row = ledger.request(&key).unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.video_id.as_deref()),
+        (RequestStatus::Completed, Some("video_1"))
+    );
+
+    ledger
+        .record_output(&OutputRow {
+            key,
+            video_sha: Sha256Hex::of(b"video"),
+            video_bytes: 5,
+            thumbnail_sha: Some(Sha256Hex::of(b"thumb")),
+            video_id: Some("video_1".into()),
+            harvested_at: 3,
+        })
+        .unwrap();
+    ledger
+        .record_result(
+            &key,
+            &RequestResult::Lost {
+                reason: "late".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        ledger.request(&key).unwrap().unwrap().status,
+        RequestStatus::Harvested
+    );
+    let keep = ledger.referenced_objects().unwrap();
+    assert!(keep.contains(&Sha256Hex::of(b"video")) && keep.contains(&Sha256Hex::of(b"thumb")));
+}
+
+#[test]
+fn failures_keep_their_reason_and_retryability() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let mut ledger = ledger;
+    let reqs = [request(1), request(2)];
+    ledger.insert_requests(&reqs).unwrap();
+    let policy = RequestResult::Failed {
+        code: Some("moderation_blocked".into()),
+        message: "names a real person".into(),
+        retryable: false,
+    };
+    ledger.record_result(&reqs[0].key, &policy).unwrap();
+    ledger
+        .record_result(
+            &reqs[1].key,
+            &RequestResult::Lost {
+                reason: "batch expired".into(),
+            },
+        )
+        .unwrap();
+    let a = ledger.request(&reqs[0].key).unwrap().unwrap();
+    assert_eq!(a.status, RequestStatus::Failed);
+    assert_eq!(a.error_code.as_deref(), Some("moderation_blocked"));
+    assert!(!a.retryable);
+    let b = ledger.request(&reqs[1].key).unwrap().unwrap();
+    assert_eq!((b.status, b.retryable), (RequestStatus::Lost, true));
+    assert!(!b.status.is_in_flight_or_done());
+}
+
+#[test]
+fn assets_are_found_by_content_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let sha = Sha256Hex::of(b"png bytes");
+    assert!(ledger.asset(&sha).unwrap().is_none());
+    let asset = AssetRow {
+        sha256: sha,
+        file_id: "file-abc".into(),
+        bytes: 9,
+        uploaded_at: 5,
+        expires_at: None,
+    };
+    ledger.record_asset(&asset).unwrap();
+    assert_eq!(ledger.asset(&sha).unwrap().unwrap(), asset);
+}
+
+#[test]
+fn a_ledger_from_a_newer_render_is_refused_not_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite");
+    drop(Ledger::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Ledger::open(&path)
+        .err()
+        .expect("newer schema must be refused");
+    assert!(err.to_string().contains("newer"), "{err}");
+}

@@ -14,6 +14,7 @@ pub mod api;
 pub mod shotlist;
 
 // Layer 3: stages over values.
+pub mod cache;
 pub mod plan;
 
 // Layer 5: the local server of the API.

@@ -140,7 +140,11 @@ pub fn mask_url(url: &str) -> String {
                 let secret = ["key", "token", "secret", "sig", "password"]
                     .iter()
                     .any(|s| k.to_ascii_lowercase().contains(s));
-                let v = if secret { "***".to_string() } else { v.into_owned() };
+                let v = if secret {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -381,8 +385,7 @@ impl ApiClient {
     // ------------------------------------------------------------ videos
 
     pub async fn get_video(&self, id: &str) -> Result<Video, ApiError> {
-        self.call_json(Method::GET, &["videos", id], true, Ok)
-            .await
+        self.call_json(Method::GET, &["videos", id], true, Ok).await
     }
 
     /// Streams a video's content into `dest`, starting at byte `resume_from` of the content
@@ -402,7 +405,8 @@ impl ApiClient {
         let segments = ["videos", video_id, "content"];
         let endpoint = endpoint(&Method::GET, &segments);
         let mut url = self.url(&segments);
-        url.query_pairs_mut().append_pair("variant", variant.as_str());
+        url.query_pairs_mut()
+            .append_pair("variant", variant.as_str());
         let mut progress = Progress {
             offset: resume_from,
             written: 0,
@@ -526,7 +530,10 @@ impl ApiClient {
             Some(total) if progress.offset > total => Err(protocol(
                 endpoint,
                 attempts,
-                format!("received {} bytes of a {total}-byte content", progress.offset),
+                format!(
+                    "received {} bytes of a {total}-byte content",
+                    progress.offset
+                ),
             )),
             _ => Ok(()),
         }
@@ -766,7 +773,10 @@ fn upload_form(
 }
 
 fn part_mime(filename: &str) -> Option<&'static str> {
-    let ext = Path::new(filename).extension()?.to_str()?.to_ascii_lowercase();
+    let ext = Path::new(filename)
+        .extension()?
+        .to_str()?
+        .to_ascii_lowercase();
     Some(match ext.as_str() {
         "jsonl" => "application/jsonl",
         "json" => "application/json",
@@ -851,7 +861,10 @@ mod tests {
     #[test]
     fn credentials_in_urls_are_masked() {
         let masked = mask_url("https://user:hunter2@example.com/v1?api_key=abc&limit=3");
-        assert!(!masked.contains("hunter2") && !masked.contains("abc"), "{masked}");
+        assert!(
+            !masked.contains("hunter2") && !masked.contains("abc"),
+            "{masked}"
+        );
         assert!(masked.contains("limit=3"));
     }
 
@@ -870,13 +883,22 @@ mod tests {
     #[test]
     fn content_range_forms_parse() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("bytes 10-99/100"));
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-99/100"),
+        );
         let r = content_range(&headers).unwrap();
         assert_eq!((r.start, r.total), (Some(10), Some(100)));
-        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("bytes */100"));
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes */100"),
+        );
         let r = content_range(&headers).unwrap();
         assert_eq!((r.start, r.total), (None, Some(100)));
-        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("items 1-2/3"));
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("items 1-2/3"),
+        );
         assert!(content_range(&headers).is_none());
     }
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 /// An error from the API client. `attempts` counts every try, the first one included.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error(
-        "OPENAI_API_KEY is not set: export your API key (or the sandbox's) as OPENAI_API_KEY"
-    )]
+    #[error("OPENAI_API_KEY is not set: export your API key (or the sandbox's) as OPENAI_API_KEY")]
     MissingApiKey,
 
     #[error("invalid client configuration: {message}")]

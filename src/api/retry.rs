@@ -193,7 +193,10 @@ mod tests {
         let in_ten = httpdate::fmt_http_date(now + Duration::from_secs(10));
         let delay = server_delay(&headers(&[("retry-after", &in_ten)]), now).unwrap();
         assert!(delay > Duration::from_secs(8) && delay <= Duration::from_secs(10));
-        assert_eq!(server_delay(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(
+            server_delay(&headers(&[("retry-after", "soon")]), now),
+            None
+        );
     }
 
     #[test]

@@ -674,10 +674,8 @@ impl ApiClient {
                 message,
                 headers,
             } => {
-                let asked = retry_after.or_else(|| {
-                    retry::server_delay(&headers, std::time::SystemTime::now())
-                        .filter(|d| *d > retry::MAX_SERVER_DELAY)
-                });
+                let asked = retry_after
+                    .or_else(|| retry::server_delay(&headers, std::time::SystemTime::now()));
                 ApiError::from_status(endpoint, status.as_u16(), message, attempts, asked)
             }
             Failure::Transport(source) => {

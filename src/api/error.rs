@@ -67,7 +67,7 @@ pub enum ApiError {
         endpoint: String,
         message: String,
         attempts: u32,
-        /// What the server asked for, when it asked for more than the client waits on its own.
+        /// The wait the server asked for, if any (longer than 120 s is never waited for here).
         retry_after: Option<Duration>,
     },
 

@@ -89,20 +89,24 @@ impl TransportFailure {
     }
 }
 
-/// Classifies an answer by its status and headers.
+/// Classifies an answer by its status and headers. Successes and redirects are never retried.
 pub fn classify_status(status: StatusCode, headers: &HeaderMap) -> RetryDecision {
-    let server_delay = server_delay(headers, SystemTime::now());
-    if let Some(delay) = server_delay
-        && delay > MAX_SERVER_DELAY
-        && retryable_status(status)
-    {
-        return RetryDecision::Stop(StopReason::WaitTooLong(delay));
+    if !(status.is_client_error() || status.is_server_error()) {
+        return RetryDecision::Stop(StopReason::NotRetryable);
     }
-    match should_retry_header(headers) {
-        Some(false) => RetryDecision::Stop(StopReason::ServerSaidNo),
-        Some(true) => RetryDecision::Retry { server_delay },
-        None if retryable_status(status) => RetryDecision::Retry { server_delay },
-        None => RetryDecision::Stop(StopReason::NotRetryable),
+    let wanted = match should_retry_header(headers) {
+        Some(false) => return RetryDecision::Stop(StopReason::ServerSaidNo),
+        Some(true) => true,
+        None => retryable_status(status),
+    };
+    if !wanted {
+        return RetryDecision::Stop(StopReason::NotRetryable);
+    }
+    match server_delay(headers, SystemTime::now()) {
+        Some(delay) if delay > MAX_SERVER_DELAY => {
+            RetryDecision::Stop(StopReason::WaitTooLong(delay))
+        }
+        server_delay => RetryDecision::Retry { server_delay },
     }
 }
 

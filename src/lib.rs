@@ -15,10 +15,16 @@ pub mod money;
 pub mod api;
 pub mod shotlist;
 
-// Layer 3: stages over values.
+// Layer 3: stages over values, and the stores.
 pub mod batch;
+pub mod cache;
 pub mod ledger;
 pub mod plan;
+
+// Layer 4: the stages that talk to the provider; they meet only through the ledger.
+pub mod harvest;
+pub mod outputs;
+pub mod submit;
 
 // Layer 5: the local server of the API.
 pub mod sandbox;

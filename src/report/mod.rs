@@ -1,3 +1,3 @@
 //! The only module that writes to the terminal: tables, progress and JSON output.
 
-// pub mod progress; (wired once harvest lands)
+pub mod progress;

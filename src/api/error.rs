@@ -1,0 +1,230 @@
+//! What can go wrong talking to the API, as situations a user can act on.
+//!
+//! Every variant that comes from a request names the endpoint (`GET /batches/batch_1`, never a
+//! credentialed URL), the number of attempts made, and, when the server sent one, the server's
+//! own `{"error":{"message":…}}` text. The API key never appears: messages echoed by a server
+//! are scrubbed of it before they are stored here.
+
+use std::time::Duration;
+
+/// An error from the API client. `attempts` counts every try, the first one included.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("OPENAI_API_KEY is not set: export your API key (or the sandbox's) as OPENAI_API_KEY")]
+    MissingApiKey,
+
+    #[error("invalid client configuration: {message}")]
+    InvalidConfig { message: String },
+
+    #[error(
+        "{endpoint}: the server refused the API key (401 Unauthorized): {message}. \
+         Check OPENAI_API_KEY (and OPENAI_BASE_URL) and try again"
+    )]
+    Unauthorized {
+        endpoint: String,
+        message: String,
+        attempts: u32,
+    },
+
+    #[error(
+        "{endpoint}: the API key may not do this (403 Forbidden): {message}. \
+         Check the key's project and permissions"
+    )]
+    Forbidden {
+        endpoint: String,
+        message: String,
+        attempts: u32,
+    },
+
+    #[error("{endpoint}: not found (404): {message}")]
+    NotFound {
+        endpoint: String,
+        message: String,
+        attempts: u32,
+    },
+
+    #[error("{endpoint}: no longer available ({status}): {message}")]
+    Gone {
+        endpoint: String,
+        status: u16,
+        message: String,
+        attempts: u32,
+    },
+
+    #[error("{endpoint}: the server rejected the request ({status}): {message}")]
+    BadRequest {
+        endpoint: String,
+        status: u16,
+        message: String,
+        attempts: u32,
+    },
+
+    #[error(
+        "{endpoint}: rate limited (429) after {attempts} attempt(s){}: {message}",
+        retry_after_hint(.retry_after)
+    )]
+    RateLimited {
+        endpoint: String,
+        message: String,
+        attempts: u32,
+        /// The wait the server asked for, if any (longer than 120 s is never waited for here).
+        retry_after: Option<Duration>,
+    },
+
+    #[error("{endpoint}: server error ({status}) after {attempts} attempt(s): {message}")]
+    Server {
+        endpoint: String,
+        status: u16,
+        message: String,
+        attempts: u32,
+    },
+
+    #[error("{endpoint}: could not talk to the server after {attempts} attempt(s): {detail}")]
+    Transport {
+        endpoint: String,
+        detail: String,
+        attempts: u32,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error(
+        "{endpoint}: the server's answer is not what the API promises ({detail}); it began: {excerpt:?}"
+    )]
+    Decode {
+        endpoint: String,
+        detail: String,
+        /// The first few hundred characters of the body, for a bug report.
+        excerpt: String,
+        attempts: u32,
+    },
+
+    #[error("{endpoint}: the server broke the HTTP protocol: {detail}")]
+    Protocol {
+        endpoint: String,
+        detail: String,
+        attempts: u32,
+    },
+
+    #[error("{endpoint}: {action}: {source}")]
+    Io {
+        endpoint: String,
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn retry_after_hint(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (the server asks to wait {} s)", d.as_secs()),
+        None => String::new(),
+    }
+}
+
+impl ApiError {
+    /// How many tries were made before giving up (0 when no request was sent).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            ApiError::Unauthorized { attempts, .. }
+            | ApiError::Forbidden { attempts, .. }
+            | ApiError::NotFound { attempts, .. }
+            | ApiError::Gone { attempts, .. }
+            | ApiError::BadRequest { attempts, .. }
+            | ApiError::RateLimited { attempts, .. }
+            | ApiError::Server { attempts, .. }
+            | ApiError::Transport { attempts, .. }
+            | ApiError::Decode { attempts, .. }
+            | ApiError::Protocol { attempts, .. } => *attempts,
+            ApiError::MissingApiKey | ApiError::InvalidConfig { .. } | ApiError::Io { .. } => 0,
+        }
+    }
+
+    /// The server's own message, when it sent one.
+    pub fn server_message(&self) -> Option<&str> {
+        match self {
+            ApiError::Unauthorized { message, .. }
+            | ApiError::Forbidden { message, .. }
+            | ApiError::NotFound { message, .. }
+            | ApiError::Gone { message, .. }
+            | ApiError::BadRequest { message, .. }
+            | ApiError::RateLimited { message, .. }
+            | ApiError::Server { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status the server answered with, for errors that come from one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Unauthorized { .. } => Some(401),
+            ApiError::Forbidden { .. } => Some(403),
+            ApiError::NotFound { .. } => Some(404),
+            ApiError::RateLimited { .. } => Some(429),
+            ApiError::Gone { status, .. }
+            | ApiError::BadRequest { status, .. }
+            | ApiError::Server { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True when waiting and trying again later (another run) may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::Server { .. } | ApiError::Transport { .. }
+        )
+    }
+
+    /// Builds the error for a final non-success status.
+    pub(crate) fn from_status(
+        endpoint: &str,
+        status: u16,
+        message: String,
+        attempts: u32,
+        retry_after: Option<Duration>,
+    ) -> ApiError {
+        let endpoint = endpoint.to_string();
+        match status {
+            401 => ApiError::Unauthorized {
+                endpoint,
+                message,
+                attempts,
+            },
+            403 => ApiError::Forbidden {
+                endpoint,
+                message,
+                attempts,
+            },
+            404 => ApiError::NotFound {
+                endpoint,
+                message,
+                attempts,
+            },
+            410 => ApiError::Gone {
+                endpoint,
+                status,
+                message,
+                attempts,
+            },
+            429 => ApiError::RateLimited {
+                endpoint,
+                message,
+                attempts,
+                retry_after,
+            },
+            s if s >= 500 => ApiError::Server {
+                endpoint,
+                status,
+                message,
+                attempts,
+            },
+            _ => ApiError::BadRequest {
+                endpoint,
+                status,
+                message,
+                attempts,
+            },
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `render harvest`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::state::{api_client, open_state, runtime};
+use super::{Format, GlobalArgs, Outcome};
+use crate::harvest::{HarvestOptions, HarvestReport, harvest};
+use crate::report::progress::Progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Runs to harvest (default: every run with unharvested batches).
+    pub runs: Vec<String>,
+    /// Concurrent downloads.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Poll (with backoff) until every batch is finished and harvested.
+    #[arg(long)]
+    pub watch: bool,
+    /// Output folder (default: renders/<project>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let mut state = open_state(global)?;
+    let client = api_client()?;
+    let options = HarvestOptions {
+        jobs: args.jobs,
+        watch: args.watch,
+        out_dir: args.out,
+        max_poll_interval: Duration::from_secs(60),
+    };
+    let progress = Progress::new(global.format == Format::Json);
+    let report = runtime()?.block_on(harvest(
+        &args.runs,
+        &mut state.ledger,
+        &client,
+        &state.store,
+        &options,
+        &progress,
+    ));
+    progress.finish();
+    let report = report?;
+    print_report(&report, global.format)?;
+    Ok(outcome(&report))
+}
+
+pub fn outcome(report: &HarvestReport) -> Outcome {
+    if report.any_lost() {
+        Outcome::SomeLost
+    } else if report.any_failed() {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    }
+}
+
+pub fn print_report(report: &HarvestReport, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!(
+        "downloaded {} videos ({} bytes)",
+        report.downloaded_videos, report.downloaded_bytes
+    );
+    for run in &report.runs {
+        println!(
+            "{}: {} harvested, {} failed, {} lost, {} pending of {}{}",
+            run.run_id,
+            run.harvested,
+            run.failed,
+            run.lost,
+            run.pending,
+            run.requests,
+            run.manifest
+                .as_ref()
+                .map(|m| format!(" — manifest {}", m.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! What every stateful command opens: the ledger, the cache and the API client.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::api::client::{ApiClient, ClientConfig};
+use crate::cache::LocalStore;
+use crate::ledger::Ledger;
+
+use super::GlobalArgs;
+
+pub struct State {
+    pub dir: PathBuf,
+    pub ledger: Ledger,
+    pub store: LocalStore,
+}
+
+pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
+    let dir = global.state_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    let ledger = Ledger::open(&dir.join("ledger.sqlite"))?;
+    let store = LocalStore::open(&dir.join("cache"))
+        .with_context(|| format!("cannot open the cache in {}", dir.display()))?;
+    Ok(State { dir, ledger, store })
+}
+
+/// The API client from `OPENAI_BASE_URL` and `OPENAI_API_KEY`.
+pub fn api_client() -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(ClientConfig::from_env()?)?)
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

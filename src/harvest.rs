@@ -7,7 +7,7 @@
 //! partial file that the next run resumes (HTTP Range) or restarts; it never enters the store.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -17,7 +17,7 @@ use crate::api::client::ApiClient;
 use crate::api::error::ApiError;
 use crate::api::types::{BatchOutputLine, BatchStatus, ContentVariant, ErrorBody, Video};
 use crate::batch::parse_custom_id;
-use crate::cache::{CacheError, LocalStore};
+use crate::cache::{CacheError, LocalStore, ObjectStore};
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::key::{RequestKey, Sha256Hex};
@@ -397,7 +397,7 @@ async fn download_completed(
         }
         // Another run may have harvested the same key already.
         match ledger.output(&request.key)? {
-            Some(output) if store.contains(&output.video_sha) => {
+            Some(output) if store.has(&output.video_sha) => {
                 ledger.record_output(&output)?;
             }
             _ => todo.push(request),
@@ -497,7 +497,7 @@ async fn download_variant(
     events: &dyn EventSink,
 ) -> Result<(Sha256Hex, u64), DownloadFailure> {
     let name = format!("{}-{}", key.hex(), variant.as_str());
-    let mut pending = store.resume(&name).await?;
+    let mut pending = store.resume_partial(&name).await?;
     let resume_from = pending.len();
     let outcome = {
         let mut sink = ProgressWriter {
@@ -510,7 +510,7 @@ async fn download_variant(
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(err) if is_gone(&err) => {
-            pending.discard().await?;
+            pending.abandon().await?;
             return Err(DownloadFailure::Gone(format!("the provider no longer has video {video_id}: {err}")));
         }
         Err(err) => return Err(err.into()),
@@ -612,9 +612,4 @@ pub fn human_duration(seconds: i64) -> String {
         s if s >= 60 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
-}
-
-#[allow(dead_code)]
-fn exists(path: &Path) -> bool {
-    path.exists()
 }

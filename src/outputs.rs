@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cache::{CacheError, LocalStore};
+use crate::cache::{CacheError, LocalStore, ObjectStore};
 use crate::key::Sha256Hex;
 use crate::ledger::{Ledger, LedgerError, OutputRow, RequestRow, RequestStatus, RunItem, RunRow};
 
@@ -107,7 +107,7 @@ pub fn lay_out(
     let mut total = crate::money::Usd::ZERO;
     for item in ledger.run_items(&run.id)? {
         let request = ledger.request(&item.key)?;
-        let output = ledger.output(&item.key)?.filter(|o| store.contains(&o.video_sha));
+        let output = ledger.output(&item.key)?.filter(|o| store.has(&o.video_sha));
         let mut entry = entry(&item, request.as_ref(), output.as_ref());
         if let Some(output) = &output {
             place_files(&item, output, store, out_dir, &mut entry)?;
@@ -196,7 +196,7 @@ fn place_files(
     let video = PathBuf::from(format!("{stem}.mp4"));
     store.link_or_copy(&output.video_sha, &out_dir.join(&video))?;
     entry.video_path = Some(video);
-    if let Some(thumb_sha) = output.thumbnail_sha.filter(|s| store.contains(s)) {
+    if let Some(thumb_sha) = output.thumbnail_sha.filter(|s| store.has(s)) {
         let thumb = PathBuf::from(format!("{stem}.{}", image_extension(store, &thumb_sha)));
         store.link_or_copy(&thumb_sha, &out_dir.join(&thumb))?;
         entry.thumbnail_path = Some(thumb);

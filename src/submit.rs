@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rand::RngCore;
 use serde::Serialize;
 
 use crate::api::client::ApiClient;
 use crate::api::error::ApiError;
+use crate::api::retry::RetryPolicy;
 use crate::api::types::{Batch, CreateBatch, CreateVideo, FilePurpose, InputReference};
 use crate::batch::{self, BatchLimits, VIDEOS_ENDPOINT};
 use crate::events::{Event, EventSink};
@@ -383,7 +383,7 @@ async fn create_batch(
         None => {
             let filename = format!("render-{}-part{}-{}.jsonl", intent.run_id, intent.part, intent.intent);
             let file = client
-                .upload_bytes(jsonl, &filename, FilePurpose::Batch)
+                .upload_bytes(jsonl.into(), &filename, FilePurpose::Batch)
                 .await?;
             ledger.set_batch_input_file(intent.row, &file.id)?;
             file.id
@@ -401,14 +401,14 @@ async fn create_batch(
         if let Some(existing) = find_batch_by_intent(client, intent).await? {
             break existing;
         }
-        match client.create_batch_once(&request).await {
+        match client.without_retries().create_batch(&request).await {
             Ok(batch) => break batch,
-            Err(err) if err.is_retryable() && attempt < CREATE_ATTEMPTS => {
+            Err(err) if err.is_transient() && attempt < CREATE_ATTEMPTS => {
                 // The batch may exist even though the answer was lost: the next loop looks first.
                 tracing::warn!(part = intent.part, attempt, "creating batch failed, will check and retry: {err}");
-                tokio::time::sleep(err.retry_delay(attempt)).await;
+                tokio::time::sleep(RetryPolicy::default().delay(attempt, None)).await;
             }
-            Err(err) if err.is_client_error() => {
+            Err(err) if err.status().is_some_and(|s| (400..500).contains(&s)) => {
                 ledger.abandon_batch_intent(intent.row, &err.to_string())?;
                 return Err(SubmitError::Refused {
                     run: intent.run_id.clone(),
@@ -439,13 +439,28 @@ fn batch_metadata(intent: &BatchRow, shot_list: &str) -> BTreeMap<String, String
 async fn find_batch_by_intent(client: &ApiClient, intent: &BatchRow) -> Result<Option<Batch>, SubmitError> {
     // Clocks differ between machines; a day of slack costs a few list pages at most.
     let since = intent.intent_at - 24 * 3600;
-    let batches = client.list_batches_since(since).await?;
-    Ok(batches.into_iter().find(|b| {
-        b.metadata
-            .as_ref()
-            .and_then(|m| m.get(META_INTENT))
-            .is_some_and(|token| *token == intent.intent)
-    }))
+    let mut after: Option<String> = None;
+    loop {
+        // Newest first: stop at the first page that reaches back before the intent.
+        let page = client.list_batches(after.as_deref(), Some(100)).await?;
+        let found = page.data.iter().find(|b| {
+            b.metadata
+                .as_ref()
+                .and_then(|m| m.get(META_INTENT))
+                .is_some_and(|token| *token == intent.intent)
+        });
+        if let Some(batch) = found {
+            return Ok(Some(batch.clone()));
+        }
+        let reached_older = page.data.iter().any(|b| b.created_at < since);
+        let next = page.data.last().map(|b| b.id.clone());
+        match next {
+            Some(next) if page.has_more && !reached_older && after.as_ref() != Some(&next) => {
+                after = Some(next)
+            }
+            _ => return Ok(None),
+        }
+    }
 }
 
 /// Finishes what an interrupted invocation started: every recorded intent ends as exactly one
@@ -663,9 +678,4 @@ pub fn dry_run(
         written.push((path, part.keys.len()));
     }
     Ok(written)
-}
-
-/// How long to wait between polls of a batch that is still running.
-pub fn poll_delay(attempt: u32) -> Duration {
-    Duration::from_millis((500u64 << attempt.min(6)).min(30_000))
 }

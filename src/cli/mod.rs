@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod cache;
+mod harvest;
 mod plan;
+mod retry;
 mod sandbox;
+mod state;
+mod status;
+mod submit;
 
 /// Exit statuses, documented in `render --help` and the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +81,16 @@ pub enum Format {
 enum Command {
     /// Validate and price shot lists at Batch rates, showing what is already cached.
     Plan(plan::Args),
+    /// Upload references once, compile the JSONL batches and create them, exactly once.
+    Submit(submit::Args),
+    /// Each run and batch: status, request counts, time left before the videos expire.
+    Status(status::Args),
+    /// Download every finished video into the cache; lay out outputs and a manifest.
+    Harvest(harvest::Args),
+    /// Resubmit a run's failed-but-retryable and lost requests, and only those.
+    Retry(retry::Args),
+    /// Inspect and maintain the content-addressed cache.
+    Cache(cache::Args),
     /// Serve a local, OpenAI-compatible Files + Batch + Videos API for tests and rehearsals.
     Sandbox(sandbox::Args),
 }
@@ -85,6 +101,11 @@ pub fn main() -> ExitCode {
     init_logging(cli.global.verbose);
     let result = match cli.command {
         Command::Plan(args) => plan::run(args, &cli.global),
+        Command::Submit(args) => submit::run(args, &cli.global),
+        Command::Status(args) => status::run(args, &cli.global),
+        Command::Harvest(args) => harvest::run(args, &cli.global),
+        Command::Retry(args) => retry::run(args, &cli.global),
+        Command::Cache(args) => cache::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };
     match result {

@@ -21,7 +21,7 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     let ledger = Ledger::open(&dir.join("ledger.sqlite"))?;
-    let store = LocalStore::open(&dir.join("cache"))
+    let store = LocalStore::open(&dir)
         .with_context(|| format!("cannot open the cache in {}", dir.display()))?;
     Ok(State { dir, ledger, store })
 }

@@ -1,0 +1,125 @@
+//! `render cache ls|verify|gc`.
+
+use serde::Serialize;
+
+use super::state::open_state;
+use super::{Format, GlobalArgs, Outcome};
+use crate::cache::{ObjectStore, VerifyProblem};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CacheCommand {
+    /// List cached outputs: key, object, size.
+    Ls,
+    /// Re-hash every object against its name; corrupt ones are quarantined (exit 10 if any).
+    Verify,
+    /// Remove objects no output refers to, then the least recently used beyond --max-size.
+    Gc {
+        /// Keep the cache under this many bytes (e.g. 50000000000).
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+    },
+}
+
+#[derive(Serialize)]
+struct Entry {
+    key: String,
+    sha256: String,
+    bytes: u64,
+    video_id: Option<String>,
+    present: bool,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let state = open_state(global)?;
+    match args.command {
+        CacheCommand::Ls => {
+            let entries: Vec<Entry> = state
+                .ledger
+                .outputs()?
+                .into_iter()
+                .map(|o| Entry {
+                    key: o.key.hex(),
+                    sha256: o.video_sha.hex(),
+                    bytes: o.video_bytes,
+                    video_id: o.video_id,
+                    present: state.store.has(&o.video_sha),
+                })
+                .collect();
+            if global.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                for e in &entries {
+                    let missing = if e.present { "" } else { "  (object missing)" };
+                    println!("{}  {}  {:>12} bytes{missing}", &e.key[..16], &e.sha256[..16], e.bytes);
+                }
+                println!("{} outputs", entries.len());
+            }
+            Ok(Outcome::Success)
+        }
+        CacheCommand::Verify => {
+            let problems = state.store.verify_all(true)?;
+            let lines: Vec<String> = problems.iter().map(describe).collect();
+            if global.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "problems": lines }))?);
+            } else {
+                for line in &lines {
+                    println!("{line}");
+                }
+                println!("{} problems", lines.len());
+            }
+            Ok(if problems.is_empty() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            })
+        }
+        CacheCommand::Gc { max_size } => {
+            let keep = state.ledger.referenced_objects()?;
+            let report = state.store.gc(&keep, max_size)?;
+            // A size limit may evict referenced objects: forget outputs whose object is gone,
+            // so the next plan prices them again instead of trusting a dangling record.
+            for output in state.ledger.outputs()? {
+                if !state.store.has(&output.video_sha) {
+                    state.ledger.forget_output(&output.key)?;
+                }
+            }
+            if global.format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "removed": report.removed.len(),
+                        "freed_bytes": report.freed_bytes,
+                        "kept_objects": report.kept_objects,
+                        "kept_bytes": report.kept_bytes,
+                    }))?
+                );
+            } else {
+                println!(
+                    "removed {} objects ({} bytes); kept {} ({} bytes)",
+                    report.removed.len(),
+                    report.freed_bytes,
+                    report.kept_objects,
+                    report.kept_bytes
+                );
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+fn describe(problem: &VerifyProblem) -> String {
+    match problem {
+        VerifyProblem::Corrupt { id, actual, path } => format!(
+            "corrupt: {} hashes to {actual}, not {id} (quarantined)",
+            path.display()
+        ),
+        VerifyProblem::Misnamed { path } => format!("misnamed: {}", path.display()),
+        VerifyProblem::Unreadable { path, error } => format!("unreadable: {}: {error}", path.display()),
+    }
+}

@@ -1,0 +1,135 @@
+//! `render submit`: plan, upload references once, compile and create the batches, exactly once.
+
+use std::path::PathBuf;
+
+use super::plan::{PlanArgs, Prepared, prepare};
+use super::state::{api_client, open_state, runtime};
+use super::{Format, GlobalArgs, Outcome};
+use crate::batch::BatchLimits;
+use crate::report::progress::Progress;
+use crate::submit::{SubmitOptions, SubmitReport, dry_run, submit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Write the JSONL batch files to --out and upload nothing.
+    #[arg(long, requires = "out")]
+    pub dry_run: bool,
+    /// Folder for --dry-run's JSONL files.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Batch file limits; lower them to split a night into smaller batches.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Requests per batch file (the Batch API allows 50,000).
+    #[arg(long, value_name = "N", default_value_t = BatchLimits::default().max_requests)]
+    pub max_batch_requests: usize,
+    /// Bytes per batch file (the Batch API allows 200 MB).
+    #[arg(long, value_name = "BYTES", default_value_t = BatchLimits::default().max_bytes)]
+    pub max_batch_bytes: u64,
+}
+
+pub fn submit_options(limits: &LimitArgs, provider: String) -> SubmitOptions {
+    SubmitOptions {
+        limits: BatchLimits {
+            max_requests: limits.max_batch_requests,
+            max_bytes: limits.max_batch_bytes,
+        },
+        provider,
+    }
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let Some((prepared, outcome)) = plan_or_report(&args.plan, global)? else {
+        return Ok(Outcome::Usage);
+    };
+    if outcome != Outcome::Success {
+        return Ok(outcome);
+    }
+    let plan = prepared.run.plan.as_ref().expect("a successful plan has a plan");
+    let options = submit_options(&args.limits, prepared.provider.clone());
+    if args.dry_run {
+        let out = args.out.as_deref().expect("clap requires --out with --dry-run");
+        let state = open_state(global)?;
+        let files = dry_run(plan, Some(&state.ledger), options.limits, out)?;
+        if global.format == Format::Json {
+            let files: Vec<_> = files
+                .iter()
+                .map(|(path, requests)| serde_json::json!({"path": path, "requests": requests}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "files": files }))?);
+        } else {
+            for (path, requests) in &files {
+                println!("{} ({requests} requests)", path.display());
+            }
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut state = open_state(global)?;
+    let client = api_client()?;
+    let progress = Progress::new(global.format == Format::Json);
+    let report = runtime()?.block_on(submit(plan, &mut state.ledger, &client, &options, &progress));
+    progress.finish();
+    print_report(&report?, global.format)?;
+    Ok(Outcome::Success)
+}
+
+/// Plans as `render plan` does and prints its diagnostics (and the budget refusal). Returns the
+/// plan with its outcome, or `None` on a usage error (already printed).
+pub fn plan_or_report(
+    args: &PlanArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<Option<(Prepared, Outcome)>> {
+    let prepared = match prepare(args, global) {
+        Ok(prepared) => prepared,
+        Err(usage) => {
+            crate::report::plan::print_diagnostics(&[usage], &[])?;
+            return Ok(None);
+        }
+    };
+    crate::report::plan::print_diagnostics(&prepared.run.diagnostics, &prepared.run.inputs)?;
+    let outcome = prepared.outcome(args.budget);
+    if outcome == Outcome::OverBudget
+        && let (Some(plan), Some(budget)) = (&prepared.run.plan, args.budget)
+    {
+        eprintln!(
+            "error: the plan costs {} at Batch rates, over the budget of {budget}; nothing was uploaded",
+            plan.total()
+        );
+    }
+    Ok(Some((prepared, outcome)))
+}
+
+pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!(
+        "run {}: {} requests submitted in {} batches ({} cached, {} already in flight{})",
+        report.run_id,
+        report.submitted,
+        report.batches.iter().filter(|b| !b.adopted).count(),
+        report.skipped_cached,
+        report.skipped_in_flight,
+        if report.skipped_rejected > 0 {
+            format!(", {} refused before for policy", report.skipped_rejected)
+        } else {
+            String::new()
+        }
+    );
+    for batch in &report.batches {
+        let note = if batch.adopted { " (recovered)" } else { "" };
+        println!("  part {}: {} ({} requests){note}", batch.part, batch.batch_id, batch.requests);
+    }
+    println!(
+        "references: {} uploaded, {} reused",
+        report.uploaded_assets, report.reused_assets
+    );
+    Ok(())
+}

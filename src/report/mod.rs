@@ -1,1 +1,2 @@
 //! The only module that writes to the terminal: tables, progress and JSON output.
+pub mod plan;

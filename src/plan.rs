@@ -661,7 +661,7 @@ fn inspect_image(path: &Path) -> Result<ImageFacts, String> {
     };
     let broken = |e: &dyn std::fmt::Display| format!("reference image {shown} is damaged: {e}");
     reader.seek(SeekFrom::Start(0)).map_err(|e| broken(&e))?;
-    let dims = kind.reader_size(&mut reader).map_err(|e| broken(&e))?;
+    let dims = imagesize::reader_size(&mut reader).map_err(|e| broken(&e))?;
     reader.seek(SeekFrom::Start(0)).map_err(|e| broken(&e))?;
     let mut hasher = Sha256::new();
     let bytes = std::io::copy(&mut reader, &mut hasher)

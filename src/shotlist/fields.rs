@@ -115,10 +115,13 @@ impl<'a> FieldReader<'a> {
         };
         let mut shot = Shot::at(node.pos);
         let entries = self.without_repeats(entries);
+        let written = |name: &str| entries.iter().any(|(k, _)| k.value == name);
+        let (id_written, prompt_written) = (written("id"), written("prompt"));
         for (key, value) in entries {
             self.shot_field(&mut shot, key, value);
         }
-        self.require_id_and_prompt(&shot);
+        // A field written but invalid has its own diagnostic; only absence is reported here.
+        self.require_id_and_prompt(&shot, id_written, prompt_written);
         Some(shot)
     }
 
@@ -184,19 +187,20 @@ impl<'a> FieldReader<'a> {
         kept
     }
 
-    fn require_id_and_prompt(&mut self, shot: &Shot) {
-        match &shot.id {
-            None => self.help(
+    fn require_id_and_prompt(&mut self, shot: &Shot, id_written: bool, prompt_written: bool) {
+        if !id_written {
+            self.help(
                 shot.at,
                 "the shot has no `id`",
                 "every shot needs a unique `id`; it names the shot's output files",
-            ),
-            Some(id) if shot.prompt.is_none() => {
-                let at = id.pos;
-                let message = format!("shot `{}` has no `prompt`", id.value);
-                self.help(at, message, "add `prompt: …` describing the shot");
-            }
-            Some(_) => {}
+            );
+        }
+        if !prompt_written {
+            let (at, message) = match &shot.id {
+                Some(id) => (id.pos, format!("shot `{}` has no `prompt`", id.value)),
+                None => (shot.at, "the shot has no `prompt`".to_string()),
+            };
+            self.help(at, message, "add `prompt: …` describing the shot");
         }
     }
 
@@ -224,6 +228,10 @@ impl<'a> FieldReader<'a> {
     }
 
     fn id(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<String>> {
+        if let Node::Null = value.value {
+            self.help(value.pos, "the shot id is empty", "give the shot an id, e.g. `s01`");
+            return None;
+        }
         let id = self.text(key, &value)?;
         if let Err(problem) = check_id(&id.value) {
             self.help(
@@ -280,9 +288,10 @@ impl<'a> FieldReader<'a> {
                     Some(text) => format!("`{text}`"),
                     None => value.value.kind().to_string(),
                 };
-                self.error(
+                self.help(
                     pos,
                     format!("`{}` must be a whole number above 0, found {found}", key.value),
+                    format!("e.g. `{}: {}`", key.value, if key.value == "takes" { 2 } else { 8 }),
                 );
                 None
             }

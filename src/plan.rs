@@ -2,13 +2,18 @@
 //!
 //! The shapes below are the contract the later stages (batch, submit, harvest) consume.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use crate::catalog::{Model, Seconds, Size};
-use crate::key::{RequestKey, Sha256Hex};
+use crate::catalog::{Catalog, CatalogError, Model, ModelSpec, Seconds, Size};
+use crate::key::{KeyInput, RequestKey, Sha256Hex};
 use crate::money::Usd;
+use crate::shotlist::diagnostic::{has_errors, sort_and_dedup};
+use crate::shotlist::{Diagnostic, Pos, Shot, ShotList, ShotListInput, Sp};
 
 /// A first-frame image, identified by its content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -67,4 +72,616 @@ impl Plan {
     pub fn cached_count(&self) -> usize {
         self.requests.iter().filter(|r| r.cached).count()
     }
+}
+
+impl Plan {
+    /// What the plan spends beyond `budget`, if it exceeds it.
+    pub fn check_budget(&self, budget: Usd) -> Result<(), OverBudget> {
+        let total = self.total();
+        if total > budget {
+            return Err(OverBudget { total, budget });
+        }
+        Ok(())
+    }
+
+    /// What Batch and the cache save over running the same work at standard rates.
+    pub fn saving(&self) -> Usd {
+        self.standard_total().saturating_sub(self.total())
+    }
+
+    /// Totals per model and size, in catalog order.
+    pub fn subtotals(&self) -> Vec<Subtotal> {
+        let mut groups: BTreeMap<(&Model, Size), Subtotal> = BTreeMap::new();
+        for r in &self.requests {
+            let group = groups
+                .entry((&r.model, r.size))
+                .or_insert_with(|| Subtotal {
+                    model: r.model.clone(),
+                    size: r.size,
+                    requests: 0,
+                    cached: 0,
+                    seconds: 0,
+                    cost: Usd::ZERO,
+                    standard_cost: Usd::ZERO,
+                });
+            group.requests += 1;
+            group.cached += usize::from(r.cached);
+            group.seconds += u64::from(r.seconds.0);
+            group.cost += r.cost;
+            group.standard_cost += r.standard_cost;
+        }
+        groups.into_values().collect()
+    }
+}
+
+/// The requests of one model at one size, summed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subtotal {
+    pub model: Model,
+    pub size: Size,
+    pub requests: usize,
+    pub cached: usize,
+    /// Seconds of video asked for (cached or not).
+    pub seconds: u64,
+    pub cost: Usd,
+    pub standard_cost: Usd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the plan costs {total} at Batch rates, over the budget of {budget}; nothing was spent")]
+pub struct OverBudget {
+    pub total: Usd,
+    pub budget: Usd,
+}
+
+/// Used when neither the shot, its list's `defaults`, nor a flag names a model.
+pub const DEFAULT_MODEL: &str = "sora-2";
+pub const DEFAULT_SIZE: Size = Size {
+    width: 1280,
+    height: 720,
+};
+pub const DEFAULT_SECONDS: Seconds = Seconds(8);
+/// The API `render` talks to unless `OPENAI_BASE_URL` says otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// Where diagnostics about flags point.
+pub const COMMAND_LINE: &str = "command line";
+
+/// How to plan: who renders, and the defaults from the command line.
+///
+/// Precedence for each of model, size and seconds: the shot's own value, then its list's
+/// `defaults`, then these flags, then the built-in defaults (sora-2, 1280x720, 8 s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// The API host (`api.openai.com`, `127.0.0.1`): part of every cache key.
+    pub provider: String,
+    pub model: Option<Model>,
+    pub size: Option<Size>,
+    pub seconds: Option<Seconds>,
+}
+
+impl PlanOptions {
+    pub fn new(provider: &str) -> PlanOptions {
+        PlanOptions {
+            provider: provider.to_string(),
+            model: None,
+            size: None,
+            seconds: None,
+        }
+    }
+}
+
+/// The outcome of planning a set of shot lists: the plan when nothing is invalid, every
+/// diagnostic (errors and warnings, sorted), and the texts they point into.
+#[derive(Clone, Debug)]
+pub struct PlanRun {
+    pub inputs: Vec<ShotListInput>,
+    pub plan: Option<Plan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PlanRun {
+    pub fn is_valid(&self) -> bool {
+        self.plan.is_some()
+    }
+}
+
+/// Reads the shot lists at `paths` (`-` is YAML from `stdin`) and plans them.
+pub fn plan_files(
+    paths: &[PathBuf],
+    stdin: &mut dyn Read,
+    opts: &PlanOptions,
+    catalog: &Catalog,
+    is_cached: &dyn Fn(&RequestKey) -> bool,
+) -> PlanRun {
+    let (inputs, mut diagnostics) = read_inputs(paths, stdin);
+    let plan = match build(&inputs, opts, catalog, is_cached) {
+        Ok((plan, warnings)) if diagnostics.is_empty() => {
+            diagnostics = warnings;
+            Some(plan)
+        }
+        Ok((_, more)) | Err(more) => {
+            diagnostics.extend(more);
+            None
+        }
+    };
+    sort_and_dedup(&mut diagnostics);
+    PlanRun {
+        inputs,
+        plan,
+        diagnostics,
+    }
+}
+
+/// Reads shot list files; `-` reads YAML from `stdin` (once), resolving references against the
+/// current folder. Unreadable files become diagnostics, so every file is still looked at.
+pub fn read_inputs(
+    paths: &[PathBuf],
+    stdin: &mut dyn Read,
+) -> (Vec<ShotListInput>, Vec<Diagnostic>) {
+    let mut inputs = Vec::with_capacity(paths.len());
+    let mut diagnostics = Vec::new();
+    let mut stdin_read = false;
+    for path in paths {
+        let read = if path.as_os_str() == "-" {
+            if std::mem::replace(&mut stdin_read, true) {
+                let message = "`-` (standard input) is given more than once";
+                diagnostics.push(Diagnostic::error(COMMAND_LINE, Pos::NONE, message));
+                continue;
+            }
+            ShotListInput::read_stdin(stdin, Path::new(""))
+        } else {
+            ShotListInput::read(path)
+        };
+        match read {
+            Ok(input) => inputs.push(input),
+            Err(diagnostic) => diagnostics.push(diagnostic),
+        }
+    }
+    (inputs, diagnostics)
+}
+
+/// The built-in catalog, then `<state_dir>/catalog.yaml` if it exists, then each `--catalog`
+/// file in order: later entries replace earlier ones of the same model.
+pub fn load_catalog(state_dir: &Path, extra: &[PathBuf]) -> Result<Catalog, CatalogError> {
+    let state_catalog = state_dir.join("catalog.yaml");
+    let mut paths: Vec<&Path> = Vec::with_capacity(extra.len() + 1);
+    if state_catalog.is_file() {
+        paths.push(&state_catalog);
+    }
+    paths.extend(extra.iter().map(PathBuf::as_path));
+    Catalog::load(&paths)
+}
+
+/// Validates and prices shot lists: one [`PlannedRequest`] per take of each shot.
+///
+/// `Ok` holds the plan and its warnings; `Err` every diagnostic (errors and warnings) when
+/// anything is invalid. Diagnostics are sorted by file and position. Reference images are read
+/// (header and SHA-256) once per distinct path.
+pub fn build(
+    lists: &[ShotListInput],
+    opts: &PlanOptions,
+    catalog: &Catalog,
+    is_cached: &dyn Fn(&RequestKey) -> bool,
+) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut planner = Planner::new(opts, catalog, is_cached);
+    let mut plan = Plan::default();
+    for input in lists {
+        let (list, diagnostics) = crate::shotlist::parse(input);
+        planner.diagnostics.extend(diagnostics);
+        plan.sources.push(PathBuf::from(&input.path));
+        if plan.project.is_none() {
+            plan.project = list.project.as_ref().map(|p| p.value.clone());
+        }
+        planner.plan_list(input, &list, &mut plan.requests);
+    }
+    planner.warn_retired();
+    let mut diagnostics = planner.diagnostics;
+    sort_and_dedup(&mut diagnostics);
+    if has_errors(&diagnostics) {
+        return Err(diagnostics);
+    }
+    Ok((plan, diagnostics))
+}
+
+/// Where a shot's effective value came from, for pointing at it and explaining it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Origin {
+    Builtin,
+    Flag,
+    Defaults,
+    Shot,
+}
+
+#[derive(Clone, Debug)]
+struct Resolved<T> {
+    value: T,
+    origin: Origin,
+    pos: Pos,
+}
+
+impl<T> Resolved<T> {
+    fn pick(shot: Option<&Sp<T>>, defaults: Option<&Sp<T>>, flag: Option<T>, builtin: T) -> Self
+    where
+        T: Clone,
+    {
+        if let Some(v) = shot {
+            return Resolved { value: v.value.clone(), origin: Origin::Shot, pos: v.pos };
+        }
+        if let Some(v) = defaults {
+            return Resolved { value: v.value.clone(), origin: Origin::Defaults, pos: v.pos };
+        }
+        match flag {
+            Some(value) => Resolved { value, origin: Origin::Flag, pos: Pos::NONE },
+            None => Resolved { value: builtin, origin: Origin::Builtin, pos: Pos::NONE },
+        }
+    }
+
+    /// The file a diagnostic about this value points into.
+    fn path<'a>(&self, list_path: &'a str) -> &'a str {
+        match self.origin {
+            Origin::Shot | Origin::Defaults => list_path,
+            Origin::Flag | Origin::Builtin => COMMAND_LINE,
+        }
+    }
+
+    /// Explains where a value not written on the shot came from.
+    fn note(&self, flag: &str) -> String {
+        match self.origin {
+            Origin::Shot => String::new(),
+            Origin::Defaults => " (from `defaults`)".into(),
+            Origin::Flag => format!(" (from {flag})"),
+            Origin::Builtin => " (the built-in default)".into(),
+        }
+    }
+}
+
+/// What a reference image turned out to be.
+#[derive(Clone, Debug)]
+struct ImageFacts {
+    sha256: Sha256Hex,
+    mime: &'static str,
+    bytes: u64,
+    width: u32,
+    height: u32,
+}
+
+struct Planner<'a> {
+    opts: &'a PlanOptions,
+    catalog: &'a Catalog,
+    is_cached: &'a dyn Fn(&RequestKey) -> bool,
+    diagnostics: Vec<Diagnostic>,
+    ids: HashMap<String, (String, Pos)>,
+    images: HashMap<PathBuf, Result<ImageFacts, String>>,
+    /// First use and request count of each model, for the retirement warning.
+    models_used: BTreeMap<Model, (String, Pos, usize)>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        opts: &'a PlanOptions,
+        catalog: &'a Catalog,
+        is_cached: &'a dyn Fn(&RequestKey) -> bool,
+    ) -> Planner<'a> {
+        Planner {
+            opts,
+            catalog,
+            is_cached,
+            diagnostics: Vec::new(),
+            ids: HashMap::new(),
+            images: HashMap::new(),
+            models_used: BTreeMap::new(),
+        }
+    }
+
+    fn plan_list(&mut self, input: &ShotListInput, list: &ShotList, out: &mut Vec<PlannedRequest>) {
+        for shot in &list.shots {
+            self.check_unique_id(&list.path, shot);
+            if let Some(requests) = self.plan_shot(input, list, shot) {
+                out.extend(requests);
+            }
+        }
+    }
+
+    fn check_unique_id(&mut self, path: &str, shot: &Shot) {
+        let Some(id) = &shot.id else { return };
+        match self.ids.get(&id.value) {
+            Some((first_path, first_pos)) => {
+                let d = Diagnostic::error(path, id.pos, format!("duplicate shot id `{}`", id.value))
+                    .with_related(first_path, *first_pos, "first used here")
+                    .with_help("shot ids name output files, so each must be unique in a run");
+                self.diagnostics.push(d);
+            }
+            None => {
+                self.ids.insert(id.value.clone(), (path.to_string(), id.pos));
+            }
+        }
+    }
+
+    /// The shot's requests, or `None` (with diagnostics) when it cannot be priced.
+    fn plan_shot(
+        &mut self,
+        input: &ShotListInput,
+        list: &ShotList,
+        shot: &Shot,
+    ) -> Option<Vec<PlannedRequest>> {
+        let defaults = &list.defaults;
+        let default_model = Model(DEFAULT_MODEL.to_string());
+        let model_name = Resolved::pick(
+            shot.model.as_ref(),
+            defaults.model.as_ref(),
+            self.opts.model.as_ref().map(|m| m.0.clone()),
+            default_model.0,
+        );
+        let size = Resolved::pick(shot.size.as_ref(), defaults.size.as_ref(), self.opts.size, DEFAULT_SIZE);
+        let seconds = Resolved::pick(
+            shot.seconds.as_ref(),
+            defaults.seconds.as_ref(),
+            self.opts.seconds.map(|s| s.0),
+            DEFAULT_SECONDS.0,
+        );
+        let takes = shot.takes.as_ref().or(defaults.takes.as_ref()).map_or(1, |t| t.value);
+
+        let spec = self.model_spec(&list.path, &model_name);
+        let checked = spec.and_then(|spec| {
+            let rate = self.check_size(&list.path, spec, &model_name, &size);
+            let secs = self.check_seconds(&list.path, spec, &model_name, &seconds);
+            self.check_prompt(&list.path, spec, shot);
+            Some((spec, rate?, secs?))
+        });
+        let reference = self.reference(input, shot, checked.map(|_| size.value));
+        let (spec, rate, seconds) = checked?;
+        let (id, prompt) = (shot.id.as_ref()?, shot.prompt.as_ref()?);
+        let reference = reference.ok()?;
+
+        let use_at = shot.model.as_ref().map_or(shot.at, |m| m.pos);
+        let used = self
+            .models_used
+            .entry(spec.name.clone())
+            .or_insert_with(|| (list.path.clone(), use_at, 0));
+        used.2 += takes as usize;
+
+        let requests = (1..=takes).map(|take| {
+            let key = KeyInput {
+                provider: &self.opts.provider,
+                model: &spec.name,
+                size: size.value,
+                seconds,
+                prompt: &prompt.value,
+                reference: reference.as_ref().map(|r| r.sha256),
+                take,
+            }
+            .key();
+            let cached = (self.is_cached)(&key);
+            PlannedRequest {
+                shot_id: id.value.clone(),
+                take,
+                takes,
+                model: spec.name.clone(),
+                size: size.value,
+                seconds,
+                prompt: prompt.value.clone(),
+                reference: reference.clone(),
+                tags: shot.tags.clone(),
+                key,
+                cost: if cached { Usd::ZERO } else { rate.batch * seconds.0 },
+                standard_cost: rate.standard * seconds.0,
+                cached,
+                source: PathBuf::from(&input.path),
+            }
+        });
+        Some(requests.collect())
+    }
+
+    fn model_spec(&mut self, path: &str, model: &Resolved<String>) -> Option<&'a ModelSpec> {
+        if let Some(spec) = self.catalog.model(&model.value) {
+            return Some(spec);
+        }
+        let help = match self.catalog.closest_model(&model.value) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => {
+                let known: Vec<&str> = self.catalog.models().map(|m| m.name.as_str()).collect();
+                format!("known models: {} (add others with --catalog)", known.join(", "))
+            }
+        };
+        let message = format!("unknown model `{}`{}", model.value, model.note("--model"));
+        self.diagnostics
+            .push(Diagnostic::error(model.path(path), model.pos, message).with_help(help));
+        None
+    }
+
+    fn check_size(
+        &mut self,
+        path: &str,
+        spec: &ModelSpec,
+        model: &Resolved<String>,
+        size: &Resolved<Size>,
+    ) -> Option<crate::catalog::Rate> {
+        if let Some(rate) = spec.rate(size.value) {
+            return Some(rate);
+        }
+        let offering: Vec<&str> = self
+            .catalog
+            .models_offering(size.value)
+            .into_iter()
+            .map(Model::as_str)
+            .collect();
+        let help = if offering.is_empty() {
+            let sizes: Vec<String> = spec.sizes.keys().map(Size::to_string).collect();
+            format!("{} offers {}", spec.name, sizes.join(", "))
+        } else {
+            format!("{} needs {}", size.value, offering.join(" or "))
+        };
+        let message = format!(
+            "{}{} does not offer {}{}",
+            spec.name,
+            model.note("--model"),
+            size.value,
+            size.note("--size")
+        );
+        self.blame(path, model, size, message, help);
+        None
+    }
+
+    fn check_seconds(
+        &mut self,
+        path: &str,
+        spec: &ModelSpec,
+        model: &Resolved<String>,
+        seconds: &Resolved<u32>,
+    ) -> Option<Seconds> {
+        let wanted = Seconds(seconds.value);
+        if spec.accepts_seconds(wanted) {
+            return Some(wanted);
+        }
+        let allowed: Vec<String> = spec.seconds.iter().map(|s| s.0.to_string()).collect();
+        let message = format!(
+            "{}{} does not offer {} seconds{}",
+            spec.name,
+            model.note("--model"),
+            seconds.value,
+            seconds.note("--seconds")
+        );
+        let help = format!("allowed seconds: {}", allowed.join(", "));
+        self.blame(path, model, seconds, message, help);
+        None
+    }
+
+    /// Reports a clash between the model and another value at the more specific of the two.
+    fn blame<T>(&mut self, path: &str, model: &Resolved<String>, other: &Resolved<T>, message: String, help: String) {
+        let (at_path, at) = if model.origin > other.origin {
+            (model.path(path), model.pos)
+        } else {
+            (other.path(path), other.pos)
+        };
+        self.diagnostics
+            .push(Diagnostic::error(at_path, at, message).with_help(help));
+    }
+
+    fn check_prompt(&mut self, path: &str, spec: &ModelSpec, shot: &Shot) {
+        let Some(prompt) = &shot.prompt else { return };
+        let chars = prompt.value.chars().count();
+        if chars > spec.max_prompt_chars {
+            let message = format!(
+                "the prompt is {chars} characters; {} accepts at most {}",
+                spec.name, spec.max_prompt_chars
+            );
+            self.diagnostics.push(
+                Diagnostic::error(path, prompt.pos, message).with_help("shorten the prompt"),
+            );
+        }
+    }
+
+    /// The shot's reference image, checked against `size` when the size is valid.
+    /// `Err` when the image has a problem (already reported).
+    fn reference(
+        &mut self,
+        input: &ShotListInput,
+        shot: &Shot,
+        size: Option<Size>,
+    ) -> Result<Option<Reference>, ()> {
+        let Some(written) = &shot.reference else {
+            return Ok(None);
+        };
+        let path = input.base_dir.join(&written.value);
+        let facts = self
+            .images
+            .entry(path.clone())
+            .or_insert_with(|| inspect_image(&path))
+            .clone();
+        let report = |message: String, help: &str| {
+            Diagnostic::error(&input.path, written.pos, message).with_help(help)
+        };
+        let facts = match facts {
+            Ok(facts) => facts,
+            Err(problem) => {
+                let help = "reference paths are relative to the shot list's folder; use a JPEG, PNG or WebP";
+                self.diagnostics.push(report(problem, help));
+                return Err(());
+            }
+        };
+        if let Some(size) = size
+            && (facts.width, facts.height) != (size.width, size.height)
+        {
+            let message = format!(
+                "the reference image is {}x{} but the shot is {size}",
+                facts.width, facts.height
+            );
+            let help = format!("the first frame must match the output size: resize the image to {size}");
+            self.diagnostics.push(report(message, &help));
+            return Err(());
+        }
+        Ok(Some(Reference {
+            path,
+            sha256: facts.sha256,
+            mime: facts.mime,
+            bytes: facts.bytes,
+        }))
+    }
+
+    /// One warning per model retired on the target host, at its first use.
+    fn warn_retired(&mut self) {
+        for (model, (path, at, count)) in &self.models_used {
+            let Some(spec) = self.catalog.model(model.as_str()) else { continue };
+            if !spec.retired_on(&self.opts.provider) {
+                continue;
+            }
+            let date = spec.retired.as_deref().unwrap_or("an earlier date");
+            let message = format!(
+                "{model} was retired on {} on {date}; use an OpenAI-compatible server (OPENAI_BASE_URL)",
+                self.opts.provider
+            );
+            let help = format!("{count} request(s) in this plan use {model}");
+            self.diagnostics
+                .push(Diagnostic::warning(path, *at, message).with_help(help));
+        }
+    }
+}
+
+/// Reads an image's header (format, pixel size) and streams its bytes through SHA-256.
+fn inspect_image(path: &Path) -> Result<ImageFacts, String> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("reference image {shown} does not exist"),
+        _ => format!("cannot read reference image {shown}: {e}"),
+    })?;
+    let mut reader = BufReader::new(file);
+    let mut header = [0u8; 64];
+    let read = read_up_to(&mut reader, &mut header)
+        .map_err(|e| format!("cannot read reference image {shown}: {e}"))?;
+    let kind = imagesize::image_type(&header[..read])
+        .map_err(|_| format!("reference {shown} is not a JPEG, PNG or WebP image"))?;
+    let mime = match kind {
+        imagesize::ImageType::Jpeg => "image/jpeg",
+        imagesize::ImageType::Png => "image/png",
+        imagesize::ImageType::Webp => "image/webp",
+        other => {
+            let name = format!("{other:?}").to_uppercase();
+            return Err(format!("reference {shown} is a {name} image; the API takes JPEG, PNG or WebP"));
+        }
+    };
+    let broken = |e: &dyn std::fmt::Display| format!("reference image {shown} is damaged: {e}");
+    reader.seek(SeekFrom::Start(0)).map_err(|e| broken(&e))?;
+    let dims = imagesize::reader_size(&mut reader).map_err(|e| broken(&e))?;
+    reader.seek(SeekFrom::Start(0)).map_err(|e| broken(&e))?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut reader, &mut hasher)
+        .map_err(|e| format!("cannot read reference image {shown}: {e}"))?;
+    Ok(ImageFacts {
+        sha256: Sha256Hex::from_digest(hasher.finalize().into()),
+        mime,
+        bytes,
+        width: u32::try_from(dims.width).unwrap_or(u32::MAX),
+        height: u32::try_from(dims.height).unwrap_or(u32::MAX),
+    })
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }

@@ -1,10 +1,163 @@
-//! `render plan`.
+//! `render plan`: validate and price shot lists, showing what is already cached.
+//!
+//! [`PlanArgs`] and [`prepare`] are shared with the commands that plan before they act
+//! (`render submit`, `render nightly`), so every command reads shot lists the same way.
 
-use super::{GlobalArgs, Outcome};
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{Model, Seconds, Size};
+use crate::key::RequestKey;
+use crate::money::Usd;
+use crate::plan::{COMMAND_LINE, DEFAULT_BASE_URL, PlanOptions, PlanRun};
+use crate::report;
+use crate::shotlist::{Diagnostic, Pos};
+
+use super::{Format, GlobalArgs, Outcome};
+
+/// The flags of every command that plans: flatten with `#[command(flatten)]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Shot lists: *.yaml, *.yml or *.csv; `-` reads YAML from standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Model for shots that name none (a list's `defaults` take precedence) [default: sora-2].
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Size for shots that name none, WIDTHxHEIGHT [default: 1280x720].
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<Size>,
+    /// Seconds for shots that name none [default: 8].
+    #[arg(long, value_name = "N")]
+    pub seconds: Option<u32>,
+    /// A catalog of models and prices merged over the built-in one (repeatable; later wins).
+    /// `<state-dir>/catalog.yaml` is merged first when it exists.
+    #[arg(long = "catalog", value_name = "FILE")]
+    pub catalogs: Vec<PathBuf>,
+    /// Refuse (exit status 3) when the Batch total exceeds this many dollars.
+    #[arg(long, value_name = "USD")]
+    pub budget: Option<Usd>,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
 
-pub fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("render plan is not implemented yet")
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let prepared = match prepare(&args.plan, global) {
+        Ok(prepared) => prepared,
+        Err(usage) => {
+            report::plan::print_diagnostics(&[usage], &[])?;
+            return Ok(Outcome::Usage);
+        }
+    };
+    let json = global.format == Format::Json;
+    report::plan::print_run(&prepared.run, &prepared.provider, args.plan.budget, json)?;
+    Ok(prepared.outcome(args.plan.budget))
+}
+
+/// A planning run with the provider it was priced for.
+#[derive(Debug)]
+pub struct Prepared {
+    pub run: PlanRun,
+    pub provider: String,
+}
+
+impl Prepared {
+    /// `Invalid` when anything is invalid, `OverBudget` when the total exceeds `budget`.
+    pub fn outcome(&self, budget: Option<Usd>) -> Outcome {
+        let Some(plan) = &self.run.plan else {
+            return Outcome::Invalid;
+        };
+        match budget.map(|b| plan.check_budget(b)) {
+            Some(Err(_)) => Outcome::OverBudget,
+            _ => Outcome::Success,
+        }
+    }
+}
+
+/// Loads the catalog (built-in, `<state-dir>/catalog.yaml`, `--catalog`), reads the shot lists
+/// (`-` from standard input) and plans them. Invalid lists or catalogs come back as
+/// diagnostics in the run; `Err` is a usage problem (a bad `OPENAI_BASE_URL`).
+pub fn prepare(args: &PlanArgs, global: &GlobalArgs) -> Result<Prepared, Diagnostic> {
+    let provider = provider_from_env()?;
+    let opts = PlanOptions {
+        provider: provider.clone(),
+        model: args.model.clone().map(Model),
+        size: args.size,
+        seconds: args.seconds.map(Seconds),
+    };
+    let catalog = match crate::plan::load_catalog(&global.state_dir, &args.catalogs) {
+        Ok(catalog) => catalog,
+        Err(err) => {
+            let diagnostic = Diagnostic::error(COMMAND_LINE, Pos::NONE, err.to_string())
+                .with_help("fix the catalog file, or leave out --catalog");
+            let run = PlanRun {
+                inputs: Vec::new(),
+                plan: None,
+                diagnostics: vec![diagnostic],
+            };
+            return Ok(Prepared { run, provider });
+        }
+    };
+    let is_cached = cache_probe(&global.state_dir);
+    let run = crate::plan::plan_files(
+        &args.files,
+        &mut std::io::stdin().lock(),
+        &opts,
+        &catalog,
+        &is_cached,
+    );
+    Ok(Prepared { run, provider })
+}
+
+/// The API host requests go to: part of every cache key, and where retirements apply.
+pub fn provider_from_env() -> Result<String, Diagnostic> {
+    let base = std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    provider_of(&base).ok_or_else(|| {
+        Diagnostic::error(
+            "OPENAI_BASE_URL",
+            Pos::NONE,
+            format!("`{base}` is not a URL with a host"),
+        )
+        .with_help("e.g. OPENAI_BASE_URL=http://127.0.0.1:8080/v1")
+    })
+}
+
+/// The host of a base URL (`https://api.openai.com/v1` → `api.openai.com`).
+pub fn provider_of(base_url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(base_url.trim()).ok()?;
+    url.host_str().map(str::to_ascii_lowercase)
+}
+
+/// Whether the local cache holds a key: `<state-dir>/cache/keys/<first 2 hex>/<key hex>`.
+// The cache module will replace this probe with its own lookup.
+pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
+    let keys = state_dir.join("cache").join("keys");
+    move |key: &RequestKey| {
+        let hex = key.hex();
+        keys.join(&hex[..2]).join(&hex).is_file()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_is_the_host_of_the_base_url() {
+        let cases = [
+            ("https://api.openai.com/v1", Some("api.openai.com")),
+            ("http://127.0.0.1:8080/v1", Some("127.0.0.1")),
+            ("http://LOCALHOST:1/", Some("localhost")),
+            ("not a url", None),
+        ];
+        for (url, host) in cases {
+            assert_eq!(provider_of(url).as_deref(), host, "{url}");
+        }
+    }
 }

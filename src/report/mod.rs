@@ -1,3 +1,4 @@
 //! The only module that writes to the terminal: tables, progress and JSON output.
 
+pub mod plan;
 pub mod progress;

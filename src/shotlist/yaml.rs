@@ -1,0 +1,135 @@
+//! YAML shot lists: `project`, `defaults` and `shots`.
+
+use serde_saphyr::{Budget, DuplicateKeyPolicy};
+
+use super::diagnostic::Diagnostic;
+use super::fields::FieldReader;
+use super::node::{Node, SpannedNode, pos_of};
+use super::{Defaults, LineIndex, Pos, ShotList, Sp, to_u32};
+
+const TOP_FIELDS: [&str; 3] = ["project", "defaults", "shots"];
+
+pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
+    let mut list = ShotList {
+        path: path.to_string(),
+        project: None,
+        defaults: Defaults::default(),
+        shots: Vec::new(),
+    };
+    let mut reader = FieldReader::new(path, text);
+    match serde_saphyr::from_str_with_options::<SpannedNode>(text, options(text)) {
+        Ok(SpannedNode(root)) => read_document(&mut reader, &mut list, root),
+        Err(err) => reader.diagnostics.push(syntax_error(path, text, &err)),
+    }
+    let mut diagnostics = reader.diagnostics;
+    fill_missing_offsets(text, &mut diagnostics);
+    (list, diagnostics)
+}
+
+/// Repeated keys reach us (and are reported with both places) instead of aborting the parse;
+/// the node budget grows with the input so a 100,000-shot list is not refused as a bomb.
+fn options(text: &str) -> serde_saphyr::Options {
+    let events = (text.len() / 2).max(1_000_000);
+    let mut budget = Budget::default();
+    budget.max_events = events;
+    budget.max_nodes = events;
+    budget.max_total_scalar_bytes = text.len().max(64 << 20);
+    serde_saphyr::options! {
+        duplicate_keys: DuplicateKeyPolicy::PassThrough,
+        budget: Some(budget),
+    }
+}
+
+fn read_document(reader: &mut FieldReader, list: &mut ShotList, root: Sp<Node>) {
+    let entries = match root.value {
+        Node::Map(entries) => entries,
+        Node::Null => {
+            reader.help(Pos::NONE, "the shot list is empty", "add a `shots:` list");
+            return;
+        }
+        other => {
+            reader.help(
+                root.pos,
+                format!("a shot list must be a mapping, found {}", other.kind()),
+                "start the file with `shots:` followed by `- id: …` entries",
+            );
+            return;
+        }
+    };
+    let mut saw_shots = false;
+    for (key, value) in reader.without_repeats(entries) {
+        match key.value.as_str() {
+            "project" => list.project = project(reader, value),
+            "defaults" => list.defaults = reader.defaults(value),
+            "shots" => {
+                saw_shots = true;
+                list.shots = shots(reader, value);
+            }
+            _ => reader.unknown_key(&key, "a shot list", &TOP_FIELDS),
+        }
+    }
+    if !saw_shots {
+        reader.help(
+            root.pos,
+            "the shot list has no `shots`",
+            "add `shots:` followed by `- id: …` entries",
+        );
+    }
+}
+
+fn project(reader: &mut FieldReader, value: Sp<Node>) -> Option<Sp<String>> {
+    match value.scalar_text(reader.source) {
+        Some(text) => Some(Sp::new(text.trim().to_string(), value.pos)),
+        None if value.value == Node::Null => None,
+        None => {
+            let message = format!("`project` must be text, found {}", value.value.kind());
+            reader.error(value.pos, message);
+            None
+        }
+    }
+}
+
+fn shots(reader: &mut FieldReader, value: Sp<Node>) -> Vec<super::Shot> {
+    match value.value {
+        Node::List(items) => items.into_iter().filter_map(|n| reader.shot(n)).collect(),
+        Node::Null => Vec::new(),
+        other => {
+            reader.help(
+                value.pos,
+                format!("`shots` must be a list, found {}", other.kind()),
+                "write each shot on its own line starting with `- id: …`",
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// A parse error at its place, with the parser's own words (minus its "at line…" suffix).
+fn syntax_error(path: &str, text: &str, err: &serde_saphyr::Error) -> Diagnostic {
+    let message = err.without_snippet().to_string();
+    let Some(location) = err.location() else {
+        return Diagnostic::error(path, Pos::NONE, format!("invalid YAML: {message}"));
+    };
+    let suffix = format!(" at line {}, column {}", location.line(), location.column());
+    let message = message.strip_suffix(&suffix).unwrap_or(&message).to_string();
+    let mut pos = pos_of(&location);
+    if pos.offset == u32::MAX {
+        let index = LineIndex::new(text);
+        let offset = index.offset_of(pos.line, pos.col);
+        pos = index.pos(offset, 1);
+    }
+    Diagnostic::error(path, pos, format!("invalid YAML: {message}"))
+}
+
+/// Nodes whose location came without a byte range get one computed from line and column.
+fn fill_missing_offsets(text: &str, diagnostics: &mut [Diagnostic]) {
+    if !diagnostics.iter().any(|d| d.offset == u32::MAX) {
+        return;
+    }
+    let index = LineIndex::new(text);
+    for d in diagnostics.iter_mut().filter(|d| d.offset == u32::MAX) {
+        let offset = index.offset_of(d.line, d.col);
+        d.offset = to_u32(offset);
+        d.len = to_u32(text[offset..].chars().next().map_or(0, char::len_utf8));
+    }
+}

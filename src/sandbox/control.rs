@@ -1,0 +1,94 @@
+//! `/sandbox/*`: the test harness's side door (no auth): stats, faults, clock, video digests.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::VideoDigest;
+use super::engine;
+use super::error::ApiFailure;
+use super::faults::{FaultConfig, FaultEngine};
+use super::state::{SandboxState, lock};
+use super::stats::Stats;
+use super::videos;
+
+pub async fn stats(State(state): State<Arc<SandboxState>>) -> Json<Stats> {
+    Json(lock(&state.stats).clone())
+}
+
+pub async fn get_faults(State(state): State<Arc<SandboxState>>) -> Json<FaultConfig> {
+    Json(lock(&state.faults).config().clone())
+}
+
+/// Replaces the fault configuration (counters and generator start afresh).
+pub async fn set_faults(
+    State(state): State<Arc<SandboxState>>,
+    body: Bytes,
+) -> Result<Json<FaultConfig>, ApiFailure> {
+    let config: FaultConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::invalid(None, None, format!("Invalid fault configuration: {e}")))?;
+    replace_faults(&state, config.clone())
+        .map_err(|e| ApiFailure::invalid(None, None, e.to_string()))?;
+    Ok(Json(config))
+}
+
+pub fn replace_faults(
+    state: &SandboxState,
+    config: FaultConfig,
+) -> Result<(), super::faults::FaultSpecError> {
+    let engine = FaultEngine::new(config, state.config.seed)?;
+    *lock(&state.faults) = engine;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Advance {
+    seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Now {
+    now: i64,
+}
+
+pub async fn clock(State(state): State<Arc<SandboxState>>) -> Json<Now> {
+    Json(Now {
+        now: state.clock.now(),
+    })
+}
+
+/// Jumps virtual time forward, applying every transition due by then.
+pub async fn advance(
+    State(state): State<Arc<SandboxState>>,
+    body: Bytes,
+) -> Result<Json<Now>, ApiFailure> {
+    let Advance { seconds } = serde_json::from_slice(&body).map_err(|e| {
+        ApiFailure::invalid(Some("seconds"), None, format!("Expected {{\"seconds\": N}}: {e}"))
+    })?;
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(ApiFailure::invalid(Some("seconds"), None, "seconds must be zero or more"));
+    }
+    state.clock.advance(seconds);
+    engine::tick(&state);
+    Ok(Json(Now {
+        now: state.clock.now(),
+    }))
+}
+
+pub async fn digest(
+    State(state): State<Arc<SandboxState>>,
+    Path(id): Path<String>,
+) -> Result<Json<VideoDigest>, ApiFailure> {
+    let task_state = state.clone();
+    let task_id = id.clone();
+    let digest = tokio::task::spawn_blocking(move || videos::digest(&task_state, &task_id))
+        .await
+        .map_err(|_| ApiFailure::server_error(StatusCode::INTERNAL_SERVER_ERROR))?;
+    digest
+        .map(Json)
+        .ok_or_else(|| ApiFailure::not_found("Video", &id))
+}

@@ -1,0 +1,296 @@
+//! HTTP plumbing shared by the endpoints: auth, fault injection, request counting, the virtual
+//! `Date` header, byte ranges and streamed bodies.
+
+use std::io;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::clock::http_date;
+use super::error::ApiFailure;
+use super::faults::Fault;
+use super::state::{SandboxState, lock};
+
+/// Marks a response whose body bytes count as served content of this variant.
+#[derive(Clone, Copy, Debug)]
+pub struct Served(pub &'static str);
+
+/// Auth, faults and counting around every `/v1` request.
+pub async fn observe(
+    State(state): State<Arc<SandboxState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().as_str().to_string();
+    let path = request.uri().path().to_string();
+    let endpoint = match request.extensions().get::<MatchedPath>() {
+        Some(matched) => format!("{method} {}", matched.as_str()),
+        None => format!("{method} {path}"),
+    };
+    let mut response = match check_auth(&state, request.headers()) {
+        Err(failure) => failure.into_response(),
+        Ok(()) => with_faults(&state, &method, &path, request, next).await,
+    };
+    lock(&state.stats).count_request(endpoint, response.status().as_u16());
+    if let Some(Served(variant)) = response.extensions().get::<Served>().copied() {
+        response = count_served(response, state, variant);
+    }
+    response
+}
+
+async fn with_faults(
+    state: &Arc<SandboxState>,
+    method: &str,
+    path: &str,
+    request: Request,
+    next: Next,
+) -> Response {
+    let decision = lock(&state.faults).decide(method, path);
+    for name in &decision.applied {
+        state.count_fault(name);
+    }
+    if let Some(delay) = decision.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let response = match &decision.respond {
+        Some(Fault::RateLimit { retry_after_ms }) => {
+            ApiFailure::rate_limited(*retry_after_ms).into_response()
+        }
+        Some(Fault::ServerError { status }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            ApiFailure::server_error(status).into_response()
+        }
+        _ => next.run(request).await,
+    };
+    match decision.drop_after {
+        Some(after) => cut_after(response, after),
+        None => response,
+    }
+}
+
+fn check_auth(state: &SandboxState, headers: &HeaderMap) -> Result<(), ApiFailure> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = match (&state.config.api_key, presented) {
+        (_, None) | (_, Some("")) => false,
+        (Some(expected), Some(key)) => key == expected,
+        (None, Some(_)) => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiFailure::unauthorized(presented))
+    }
+}
+
+/// Sends the headers and the first `after` bytes of the body, then aborts the connection
+/// (the body stream errors, so hyper resets it mid-body).
+fn cut_after(response: Response, after: u64) -> Response {
+    let (parts, body) = response.into_parts();
+    let state = (body.into_data_stream(), after, false);
+    let cut = futures_util::stream::unfold(state, |(mut stream, left, done)| async move {
+        if done {
+            return None;
+        }
+        if left == 0 {
+            return Some((Err(dropped()), (stream, 0, true)));
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) if chunk.len() as u64 >= left => {
+                Some((Ok(chunk.slice(..left as usize)), (stream, 0, false)))
+            }
+            Some(Ok(chunk)) => {
+                let left = left - chunk.len() as u64;
+                Some((Ok(chunk), (stream, left, false)))
+            }
+            Some(Err(e)) => Some((Err(io::Error::other(e)), (stream, 0, true))),
+            // The whole body was shorter than `after`: nothing left to cut.
+            None => None,
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(cut))
+}
+
+fn dropped() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "sandbox fault: connection dropped")
+}
+
+/// Counts body bytes as they are sent (so a dropped download counts only what left).
+fn count_served(response: Response, state: Arc<SandboxState>, variant: &'static str) -> Response {
+    let (parts, body) = response.into_parts();
+    let counted = body.into_data_stream().inspect(move |item| {
+        if let Ok(chunk) = item {
+            lock(&state.stats).count_bytes(variant, chunk.len() as u64);
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(counted))
+}
+
+/// Adds `Date` in virtual time (so a client can compute time left) and a request id.
+pub async fn virtual_date(
+    State(state): State<Arc<SandboxState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let date = http_date(state.clock.now());
+    if let Ok(value) = HeaderValue::from_str(&date) {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    let request_id = lock(&state.store).new_id("req_");
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// 404 in the API's shape for paths it does not have.
+pub async fn fallback(request: Request) -> ApiFailure {
+    ApiFailure::invalid_url(request.method().as_str(), request.uri().path())
+}
+
+/// The requested byte range: `Ok(None)` for the whole body, `Err` when unsatisfiable.
+/// Supports `bytes=N-`, `bytes=N-M` and `bytes=-S`; other forms are ignored (whole body),
+/// as HTTP allows.
+pub fn parse_range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let Ok(suffix) = end.parse::<u64>() else {
+            return Ok(None);
+        };
+        if suffix == 0 || len == 0 {
+            return Err(());
+        }
+        (len.saturating_sub(suffix), len - 1)
+    } else {
+        let Ok(first) = start.parse::<u64>() else {
+            return Ok(None);
+        };
+        let last = if end.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            match end.parse::<u64>() {
+                Ok(last) if last >= first => last.min(len.saturating_sub(1)),
+                _ => return Ok(None),
+            }
+        };
+        if first >= len {
+            return Err(());
+        }
+        (first, last)
+    };
+    Ok(Some(range))
+}
+
+/// Headers and status of a (possibly partial) content answer; `Err` is the 416 answer.
+fn content_head(
+    headers: &HeaderMap,
+    len: u64,
+    content_type: &str,
+) -> Result<(StatusCode, HeaderMap, u64, u64), Response> {
+    let mut out = HeaderMap::new();
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        out.insert(header::CONTENT_TYPE, value);
+    }
+    let (status, start, end) = match parse_range(headers, len) {
+        Err(()) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Err(response);
+        }
+        Ok(None) => (StatusCode::OK, 0, len),
+        Ok(Some((first, last))) => {
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+                out.insert(header::CONTENT_RANGE, value);
+            }
+            (StatusCode::PARTIAL_CONTENT, first, last + 1)
+        }
+    };
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    Ok((status, out, start, end))
+}
+
+/// Serves bytes held in memory, honouring `Range`.
+pub fn ranged_bytes(
+    content: Bytes,
+    content_type: &str,
+    headers: &HeaderMap,
+    served: Served,
+) -> Result<Response, ApiFailure> {
+    let (status, head, start, end) = match content_head(headers, content.len() as u64, content_type) {
+        Ok(head) => head,
+        Err(response) => return Ok(response),
+    };
+    let body = content.slice(start as usize..end as usize);
+    let mut response = (status, head, body).into_response();
+    response.extensions_mut().insert(served);
+    Ok(response)
+}
+
+/// Serves `len` bytes produced by `stream_from(start, end)`, honouring `Range`.
+pub fn ranged_stream<S>(
+    len: u64,
+    content_type: &str,
+    headers: &HeaderMap,
+    served: Served,
+    stream_from: impl FnOnce(u64, u64) -> S,
+) -> Response
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+{
+    let (status, head, start, end) = match content_head(headers, len, content_type) {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
+    let mut response = (status, head, Body::from_stream(stream_from(start, end))).into_response();
+    response.extensions_mut().insert(served);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        parse_range(&headers, len)
+    }
+
+    #[test]
+    fn ranges_parse_like_http_says() {
+        assert_eq!(range("bytes=10-", 100), Ok(Some((10, 99))));
+        assert_eq!(range("bytes=10-19", 100), Ok(Some((10, 19))));
+        assert_eq!(range("bytes=90-200", 100), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=-5", 100), Ok(Some((95, 99))));
+        assert_eq!(range("bytes=100-", 100), Err(()));
+        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(range("items=1-2", 100), Ok(None));
+        assert_eq!(range("bytes=5-2", 100), Ok(None));
+    }
+}

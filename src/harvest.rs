@@ -121,7 +121,8 @@ pub async fn harvest(
             .collect();
         let mut progressed = false;
         for batch in &batches {
-            progressed |= harvest_batch(batch, ledger, client, store, options, events, &mut report).await?;
+            progressed |=
+                harvest_batch(batch, ledger, client, store, options, events, &mut report).await?;
         }
         let remaining = ledger
             .unharvested_batches()?
@@ -155,7 +156,11 @@ fn select_runs(run_ids: &[String], ledger: &Ledger) -> Result<Vec<RunRow>, Harve
     }
     run_ids
         .iter()
-        .map(|id| ledger.run(id)?.ok_or_else(|| HarvestError::UnknownRun(id.clone())))
+        .map(|id| {
+            ledger
+                .run(id)?
+                .ok_or_else(|| HarvestError::UnknownRun(id.clone()))
+        })
         .collect()
 }
 
@@ -209,7 +214,12 @@ async fn harvest_batch(
     let open = ledger
         .batch_requests(batch.row)?
         .into_iter()
-        .filter(|r| matches!(r.status, RequestStatus::Completed | RequestStatus::Submitted))
+        .filter(|r| {
+            matches!(
+                r.status,
+                RequestStatus::Completed | RequestStatus::Submitted
+            )
+        })
         .count();
     if open == 0 {
         ledger.set_batch_harvested(batch.row)?;
@@ -250,7 +260,10 @@ async fn read_results(
         .map(|r| (r.key, r))
         .collect();
     let mut answered = HashSet::new();
-    for file_id in [&remote.output_file_id, &remote.error_file_id].into_iter().flatten() {
+    for file_id in [&remote.output_file_id, &remote.error_file_id]
+        .into_iter()
+        .flatten()
+    {
         let content = client.file_content(file_id).await?;
         for (number, line) in content.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -259,16 +272,26 @@ async fn read_results(
             let parsed: BatchOutputLine = match serde_json::from_slice(line) {
                 Ok(parsed) => parsed,
                 Err(err) => {
-                    warn(events, format!("file {file_id} line {}: not a batch result ({err}); ignored", number + 1));
+                    warn(
+                        events,
+                        format!(
+                            "file {file_id} line {}: not a batch result ({err}); ignored",
+                            number + 1
+                        ),
+                    );
                     continue;
                 }
             };
-            let Some(key) = parse_custom_id(&parsed.custom_id).filter(|k| requests.contains_key(k)) else {
-                warn(events, format!(
-                    "file {file_id} line {}: custom_id {:?} is not a request of this batch; ignored",
-                    number + 1,
-                    truncate(&parsed.custom_id, 80)
-                ));
+            let Some(key) = parse_custom_id(&parsed.custom_id).filter(|k| requests.contains_key(k))
+            else {
+                warn(
+                    events,
+                    format!(
+                        "file {file_id} line {}: custom_id {:?} is not a request of this batch; ignored",
+                        number + 1,
+                        truncate(&parsed.custom_id, 80)
+                    ),
+                );
                 continue;
             };
             let result = line_result(&parsed);
@@ -287,7 +310,10 @@ async fn read_results(
     // Whatever the files did not mention never ran: lost (resubmittable) when the batch expired
     // or was cancelled, failed with the batch's own error when it failed validation.
     for (key, request) in requests.iter().filter(|(k, _)| !answered.contains(*k)) {
-        if !matches!(request.status, RequestStatus::Submitted | RequestStatus::Queued) {
+        if !matches!(
+            request.status,
+            RequestStatus::Submitted | RequestStatus::Queued
+        ) {
             continue;
         }
         let result = unanswered_result(remote);
@@ -319,7 +345,11 @@ fn unanswered_result(remote: &crate::api::types::Batch) -> RequestResult {
             }
         }
         status => RequestResult::Lost {
-            reason: format!("batch {} {} before this request ran", remote.id, status.as_str()),
+            reason: format!(
+                "batch {} {} before this request ran",
+                remote.id,
+                status.as_str()
+            ),
         },
     }
 }
@@ -358,13 +388,17 @@ pub fn line_result(line: &BatchOutputLine) -> RequestResult {
     }
     match &line.error {
         Some(error) => failed(error.code.clone(), error.message.clone()),
-        None => failed(None, "the provider returned neither a response nor an error".into()),
+        None => failed(
+            None,
+            "the provider returned neither a response nor an error".into(),
+        ),
     }
 }
 
 /// Policy rejections fail again if resubmitted unchanged; anything else may succeed next time.
 fn failed(code: Option<String>, message: String) -> RequestResult {
-    let policy = code.as_deref().is_some_and(is_policy_code) || message.to_lowercase().contains("moderation");
+    let policy = code.as_deref().is_some_and(is_policy_code)
+        || message.to_lowercase().contains("moderation");
     RequestResult::Failed {
         code,
         message,
@@ -468,15 +502,30 @@ async fn download_request(
         .video_id
         .clone()
         .ok_or_else(|| DownloadFailure::Gone("the result named no video".into()))?;
-    let (video_sha, video_bytes) =
-        download_variant(&video_id, &request.key, ContentVariant::Video, client, store, events).await?;
-    let thumbnail_sha =
-        match download_variant(&video_id, &request.key, ContentVariant::Thumbnail, client, store, events).await {
-            Ok((sha, _)) => Some(sha),
-            // A missing thumbnail is a pity, not a lost video.
-            Err(DownloadFailure::Gone(_)) => None,
-            Err(other) => return Err(other),
-        };
+    let (video_sha, video_bytes) = download_variant(
+        &video_id,
+        &request.key,
+        ContentVariant::Video,
+        client,
+        store,
+        events,
+    )
+    .await?;
+    let thumbnail_sha = match download_variant(
+        &video_id,
+        &request.key,
+        ContentVariant::Thumbnail,
+        client,
+        store,
+        events,
+    )
+    .await
+    {
+        Ok((sha, _)) => Some(sha),
+        // A missing thumbnail is a pity, not a lost video.
+        Err(DownloadFailure::Gone(_)) => None,
+        Err(other) => return Err(other),
+    };
     Ok(OutputRow {
         key: request.key,
         video_sha,
@@ -505,13 +554,17 @@ async fn download_variant(
             events,
             count: variant == ContentVariant::Video,
         };
-        client.download_content(video_id, variant, &mut sink, resume_from).await
+        client
+            .download_content(video_id, variant, &mut sink, resume_from)
+            .await
     };
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(err) if is_gone(&err) => {
             pending.abandon().await?;
-            return Err(DownloadFailure::Gone(format!("the provider no longer has video {video_id}: {err}")));
+            return Err(DownloadFailure::Gone(format!(
+                "the provider no longer has video {video_id}: {err}"
+            )));
         }
         Err(err) => return Err(err.into()),
     };
@@ -542,7 +595,8 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<
         if let std::task::Poll::Ready(Ok(n)) = &poll
             && self.count
         {
-            self.events.emit(Event::DownloadProgress { bytes: *n as u64 });
+            self.events
+                .emit(Event::DownloadProgress { bytes: *n as u64 });
         }
         poll
     }
@@ -590,7 +644,11 @@ fn finish_run(
             - manifest.count("lost"),
         manifest: Some(out_dir.join(outputs::MANIFEST_NAME)),
     };
-    let finished = summary.pending == 0 && ledger.unharvested_batches()?.iter().all(|b| b.run_id != run.id);
+    let finished = summary.pending == 0
+        && ledger
+            .unharvested_batches()?
+            .iter()
+            .all(|b| b.run_id != run.id);
     ledger.set_run_done(&run.id, finished)?;
     Ok(summary)
 }

@@ -73,6 +73,16 @@ pub struct EntryError {
     pub kind: &'static str,
 }
 
+/// The output cached for `key`: recorded in the ledger *and* present in the store. A record whose
+/// object is gone (removed by `cache gc`) does not count, so the request is rendered again.
+pub fn cached_output(
+    ledger: &Ledger,
+    store: &LocalStore,
+    key: &crate::key::RequestKey,
+) -> Result<Option<OutputRow>, LedgerError> {
+    Ok(ledger.output(key)?.filter(|o| store.has(&o.video_sha)))
+}
+
 /// `renders/<project>/`, or `renders/default/` for a shot list without a project.
 pub fn default_out_dir(project: Option<&str>) -> PathBuf {
     let name = project
@@ -107,13 +117,12 @@ pub fn lay_out(
     let mut total = crate::money::Usd::ZERO;
     for item in ledger.run_items(&run.id)? {
         let request = ledger.request(&item.key)?;
-        let output = ledger.output(&item.key)?.filter(|o| store.has(&o.video_sha));
+        let output = cached_output(ledger, store, &item.key)?;
         let mut entry = entry(&item, request.as_ref(), output.as_ref());
         if let Some(output) = &output {
             place_files(&item, output, store, out_dir, &mut entry)?;
-        } else {
-            total += item.cost;
         }
+        total += item.cost;
         entries.push(entry);
     }
     let manifest = Manifest {
@@ -134,7 +143,11 @@ pub fn lay_out(
     Ok(manifest)
 }
 
-fn entry(item: &RunItem, request: Option<&RequestRow>, output: Option<&OutputRow>) -> ManifestEntry {
+fn entry(
+    item: &RunItem,
+    request: Option<&RequestRow>,
+    output: Option<&OutputRow>,
+) -> ManifestEntry {
     let status = match (output, request.map(|r| r.status)) {
         (Some(_), _) => "harvested",
         (None, Some(RequestStatus::Failed)) => "failed",
@@ -229,15 +242,23 @@ mod tests {
         for ok in ["shot-01", "Opening Scene", "a.b", "ünïcode"] {
             assert!(is_safe_file_stem(ok), "{ok}");
         }
-        for bad in ["", "..", "../x", "a/b", "a\\b", ".hidden", "c:x", "a\nb", "a\0b"] {
+        for bad in [
+            "", "..", "../x", "a/b", "a\\b", ".hidden", "c:x", "a\nb", "a\0b",
+        ] {
             assert!(!is_safe_file_stem(bad), "{bad:?}");
         }
     }
 
     #[test]
     fn default_folder_is_named_for_the_project() {
-        assert_eq!(default_out_dir(Some("spring-ad")), Path::new("renders/spring-ad"));
-        assert_eq!(default_out_dir(Some("../etc")), Path::new("renders/default"));
+        assert_eq!(
+            default_out_dir(Some("spring-ad")),
+            Path::new("renders/spring-ad")
+        );
+        assert_eq!(
+            default_out_dir(Some("../etc")),
+            Path::new("renders/default")
+        );
         assert_eq!(default_out_dir(None), Path::new("renders/default"));
     }
 }

@@ -17,6 +17,7 @@ use crate::api::error::ApiError;
 use crate::api::retry::RetryPolicy;
 use crate::api::types::{Batch, CreateBatch, CreateVideo, FilePurpose, InputReference};
 use crate::batch::{self, BatchLimits, VIDEOS_ENDPOINT};
+use crate::cache::LocalStore;
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::key::{RequestKey, Sha256Hex};
@@ -24,6 +25,7 @@ use crate::ledger::{
     AssetRow, BatchRow, BatchUpdate, Ledger, LedgerError, RequestRow, RequestStatus, RunItem,
     RunRow, unix_now,
 };
+use crate::outputs::cached_output;
 use crate::plan::{Plan, PlannedRequest};
 
 /// Metadata keys `render` puts on every batch it creates.
@@ -99,6 +101,7 @@ pub struct SubmittedBatch {
 pub async fn submit(
     plan: &Plan,
     ledger: &mut Ledger,
+    store: &LocalStore,
     client: &ApiClient,
     options: &SubmitOptions,
     events: &dyn EventSink,
@@ -117,9 +120,18 @@ pub async fn submit(
     };
     report.batches = confirm_pending_intents(ledger, client, events).await?;
 
-    let selected = select_requests(plan, ledger, &mut report)?;
+    let selected = select_requests(plan, ledger, store, &mut report)?;
     ledger.insert_requests(&selected.iter().map(|r| request_row(r)).collect::<Vec<_>>())?;
-    send(&run, &selected, ledger, client, options, events, &mut report).await?;
+    send(
+        &run,
+        &selected,
+        ledger,
+        client,
+        options,
+        events,
+        &mut report,
+    )
+    .await?;
     Ok(report)
 }
 
@@ -161,7 +173,9 @@ async fn send(
         return Ok(());
     }
     let file_ids = upload_references(selected, ledger, client, events, report).await?;
-    let bodies = selected.iter().map(|r| (r.key, body_with_asset(r, &file_ids)));
+    let bodies = selected
+        .iter()
+        .map(|r| (r.key, body_with_asset(r, &file_ids)));
     let parts = batch::compile(bodies, options.limits)?;
     let shot_list = run.sources.join(",");
     let first_part = ledger.batches_of_run(&run.id)?.len() as u32 + 1;
@@ -201,7 +215,11 @@ async fn send(
 }
 
 /// The run this plan continues (an unfinished run of the same plan), or a new one.
-fn open_run(plan: &Plan, ledger: &mut Ledger, provider: &str) -> Result<(RunRow, bool), SubmitError> {
+fn open_run(
+    plan: &Plan,
+    ledger: &mut Ledger,
+    provider: &str,
+) -> Result<(RunRow, bool), SubmitError> {
     let plan_hash = plan_hash(plan);
     if let Some(run) = ledger.open_run_for_plan(&plan_hash)? {
         return Ok((run, true));
@@ -269,12 +287,14 @@ fn new_token() -> String {
 fn select_requests(
     plan: &Plan,
     ledger: &Ledger,
+    store: &LocalStore,
     report: &mut SubmitReport,
 ) -> Result<Vec<PlannedRequest>, SubmitError> {
     let mut seen = HashSet::new();
     let mut selected = Vec::new();
     for request in &plan.requests {
-        if request.cached {
+        // The plan's view may be stale (another process may have harvested since): ask again.
+        if request.cached || cached_output(ledger, store, &request.key)?.is_some() {
             report.skipped_cached += 1;
             continue;
         }
@@ -381,7 +401,10 @@ async fn create_batch(
     let input_file_id = match &intent.input_file_id {
         Some(id) => id.clone(),
         None => {
-            let filename = format!("render-{}-part{}-{}.jsonl", intent.run_id, intent.part, intent.intent);
+            let filename = format!(
+                "render-{}-part{}-{}.jsonl",
+                intent.run_id, intent.part, intent.intent
+            );
             let file = client
                 .upload_bytes(jsonl.into(), &filename, FilePurpose::Batch)
                 .await?;
@@ -405,7 +428,11 @@ async fn create_batch(
             Ok(batch) => break batch,
             Err(err) if err.is_transient() && attempt < CREATE_ATTEMPTS => {
                 // The batch may exist even though the answer was lost: the next loop looks first.
-                tracing::warn!(part = intent.part, attempt, "creating batch failed, will check and retry: {err}");
+                tracing::warn!(
+                    part = intent.part,
+                    attempt,
+                    "creating batch failed, will check and retry: {err}"
+                );
                 tokio::time::sleep(RetryPolicy::default().delay(attempt, None)).await;
             }
             Err(err) if err.status().is_some_and(|s| (400..500).contains(&s)) => {
@@ -436,7 +463,10 @@ fn batch_metadata(intent: &BatchRow, shot_list: &str) -> BTreeMap<String, String
 }
 
 /// Looks through the provider's batches created since the intent for one carrying its token.
-async fn find_batch_by_intent(client: &ApiClient, intent: &BatchRow) -> Result<Option<Batch>, SubmitError> {
+async fn find_batch_by_intent(
+    client: &ApiClient,
+    intent: &BatchRow,
+) -> Result<Option<Batch>, SubmitError> {
     // Clocks differ between machines; a day of slack costs a few list pages at most.
     let since = intent.intent_at - 24 * 3600;
     let mut after: Option<String> = None;
@@ -510,7 +540,9 @@ async fn rebuild_jsonl(
     let planned: Vec<PlannedRequest> = rows.iter().map(planned_from_row).collect();
     let mut scratch = SubmitReport::default();
     let file_ids = upload_references(&planned, ledger, client, events, &mut scratch).await?;
-    let bodies = planned.iter().map(|r| (r.key, body_with_asset(r, &file_ids)));
+    let bodies = planned
+        .iter()
+        .map(|r| (r.key, body_with_asset(r, &file_ids)));
     let limits = BatchLimits {
         max_requests: usize::MAX,
         max_bytes: u64::MAX,
@@ -646,9 +678,9 @@ pub fn dry_run(
             continue;
         }
         if let Some(ledger) = ledger
-            && ledger
-                .request(&request.key)?
-                .is_some_and(|row| row.status.is_in_flight_or_done() && row.status != RequestStatus::Harvested)
+            && ledger.request(&request.key)?.is_some_and(|row| {
+                row.status.is_in_flight_or_done() && row.status != RequestStatus::Harvested
+            })
         {
             continue;
         }
@@ -658,7 +690,8 @@ pub fn dry_run(
                 Some(l) => l.asset(&reference.sha256)?.map(|a| a.file_id),
                 None => None,
             };
-            let file_id = known.unwrap_or_else(|| format!("file-pending-{}", &reference.sha256.hex()[..16]));
+            let file_id =
+                known.unwrap_or_else(|| format!("file-pending-{}", &reference.sha256.hex()[..16]));
             body.input_reference = Some(InputReference::FileId { file_id });
         }
         bodies.push((request.key, body));

@@ -56,7 +56,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             } else {
                 for e in &entries {
                     let missing = if e.present { "" } else { "  (object missing)" };
-                    println!("{}  {}  {:>12} bytes{missing}", &e.key[..16], &e.sha256[..16], e.bytes);
+                    println!(
+                        "{}  {}  {:>12} bytes{missing}",
+                        &e.key[..16],
+                        &e.sha256[..16],
+                        e.bytes
+                    );
                 }
                 println!("{} outputs", entries.len());
             }
@@ -66,7 +71,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             let problems = state.store.verify_all(true)?;
             let lines: Vec<String> = problems.iter().map(describe).collect();
             if global.format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "problems": lines }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "problems": lines }))?
+                );
             } else {
                 for line in &lines {
                     println!("{line}");
@@ -120,6 +128,8 @@ fn describe(problem: &VerifyProblem) -> String {
             path.display()
         ),
         VerifyProblem::Misnamed { path } => format!("misnamed: {}", path.display()),
-        VerifyProblem::Unreadable { path, error } => format!("unreadable: {}: {error}", path.display()),
+        VerifyProblem::Unreadable { path, error } => {
+            format!("unreadable: {}: {error}", path.display())
+        }
     }
 }

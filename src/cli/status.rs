@@ -38,14 +38,13 @@ struct BatchStatus {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let ledger = Ledger::open(&global.state_dir.join("ledger.sqlite"))?;
-    let runs = match &args.run {
-        Some(id) => vec![
-            ledger
-                .run(id)?
-                .ok_or_else(|| anyhow::anyhow!("no run named {id} (`render status` lists them)"))?,
-        ],
-        None => ledger.runs()?,
-    };
+    let runs =
+        match &args.run {
+            Some(id) => vec![ledger.run(id)?.ok_or_else(|| {
+                anyhow::anyhow!("no run named {id} (`render status` lists them)")
+            })?],
+            None => ledger.runs()?,
+        };
     let statuses = runs
         .iter()
         .map(|run| run_status(run, &ledger))

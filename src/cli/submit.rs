@@ -51,10 +51,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if outcome != Outcome::Success {
         return Ok(outcome);
     }
-    let plan = prepared.run.plan.as_ref().expect("a successful plan has a plan");
+    let plan = prepared
+        .run
+        .plan
+        .as_ref()
+        .expect("a successful plan has a plan");
     let options = submit_options(&args.limits, prepared.provider.clone());
     if args.dry_run {
-        let out = args.out.as_deref().expect("clap requires --out with --dry-run");
+        let out = args
+            .out
+            .as_deref()
+            .expect("clap requires --out with --dry-run");
         let state = open_state(global)?;
         let files = dry_run(plan, Some(&state.ledger), options.limits, out)?;
         if global.format == Format::Json {
@@ -62,7 +69,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                 .iter()
                 .map(|(path, requests)| serde_json::json!({"path": path, "requests": requests}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "files": files }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "files": files }))?
+            );
         } else {
             for (path, requests) in &files {
                 println!("{} ({requests} requests)", path.display());
@@ -73,7 +83,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let mut state = open_state(global)?;
     let client = api_client()?;
     let progress = Progress::new(global.format == Format::Json);
-    let report = runtime()?.block_on(submit(plan, &mut state.ledger, &client, &options, &progress));
+    let report = runtime()?.block_on(submit(
+        plan,
+        &mut state.ledger,
+        &state.store,
+        &client,
+        &options,
+        &progress,
+    ));
     progress.finish();
     print_report(&report?, global.format)?;
     Ok(Outcome::Success)
@@ -125,7 +142,10 @@ pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()>
     );
     for batch in &report.batches {
         let note = if batch.adopted { " (recovered)" } else { "" };
-        println!("  part {}: {} ({} requests){note}", batch.part, batch.batch_id, batch.requests);
+        println!(
+            "  part {}: {} ({} requests){note}",
+            batch.part, batch.batch_id, batch.requests
+        );
     }
     println!(
         "references: {} uploaded, {} reused",

@@ -86,10 +86,15 @@ impl Bars {
                 outputs_expire_in,
             } => {
                 if let Some(left) = outputs_expire_in {
-                    let mut nearest = self.nearest_expiry.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut nearest = self
+                        .nearest_expiry
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     *nearest = Some(nearest.map_or(*left, |n| n.min(*left)));
-                    self.videos
-                        .set_message(format!("· {} left before the nearest expiry", human_duration(*left)));
+                    self.videos.set_message(format!(
+                        "· {} left before the nearest expiry",
+                        human_duration(*left)
+                    ));
                 }
                 self.status.set_message(format!(
                     "batch {batch_id}: {status} ({completed} done, {failed} failed of {total})"
@@ -134,8 +139,15 @@ fn line_for(event: &Event) -> Option<String> {
             let verb = if *resumed { "continuing" } else { "starting" };
             format!("{verb} run {run_id} ({requests} requests)")
         }
-        Event::AssetUploaded { sha256, file_id, bytes } => {
-            format!("uploaded reference {} as {file_id} ({bytes} bytes)", &sha256[..12])
+        Event::AssetUploaded {
+            sha256,
+            file_id,
+            bytes,
+        } => {
+            format!(
+                "uploaded reference {} as {file_id} ({bytes} bytes)",
+                &sha256[..12]
+            )
         }
         Event::AssetReused { sha256, file_id } => {
             format!("reusing reference {} ({file_id})", &sha256[..12])
@@ -160,9 +172,13 @@ fn line_for(event: &Event) -> Option<String> {
             let expiry = outputs_expire_in
                 .map(|s| format!(", videos deleted in {}", human_duration(s)))
                 .unwrap_or_default();
-            format!("batch {batch_id}: {status} ({completed} done, {failed} failed of {total}{expiry})")
+            format!(
+                "batch {batch_id}: {status} ({completed} done, {failed} failed of {total}{expiry})"
+            )
         }
-        Event::VideoHarvested { shot_id, bytes, .. } => format!("harvested {shot_id} ({bytes} bytes)"),
+        Event::VideoHarvested { shot_id, bytes, .. } => {
+            format!("harvested {shot_id} ({bytes} bytes)")
+        }
         Event::RequestFailed {
             shot_id,
             code,
@@ -170,9 +186,13 @@ fn line_for(event: &Event) -> Option<String> {
             ..
         } => format!(
             "failed {shot_id}: {}{message}",
-            code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default()
+            code.as_deref()
+                .map(|c| format!("[{c}] "))
+                .unwrap_or_default()
         ),
-        Event::RequestLost { shot_id, reason, .. } => format!("lost {shot_id}: {reason}"),
+        Event::RequestLost {
+            shot_id, reason, ..
+        } => format!("lost {shot_id}: {reason}"),
         Event::Warning { message } => format!("warning: {message}"),
         Event::DownloadsPlanned { .. } | Event::DownloadProgress { .. } => return None,
     })

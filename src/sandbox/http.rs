@@ -121,7 +121,10 @@ fn cut_after(response: Response, after: u64) -> Response {
 }
 
 fn dropped() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "sandbox fault: connection dropped")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "sandbox fault: connection dropped",
+    )
 }
 
 /// Counts body bytes as they are sent (so a dropped download counts only what left).
@@ -242,7 +245,8 @@ pub fn ranged_bytes(
     headers: &HeaderMap,
     served: Served,
 ) -> Result<Response, ApiFailure> {
-    let (status, head, start, end) = match content_head(headers, content.len() as u64, content_type) {
+    let (status, head, start, end) = match content_head(headers, content.len() as u64, content_type)
+    {
         Ok(head) => head,
         Err(response) => return Ok(response),
     };

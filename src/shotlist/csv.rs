@@ -123,7 +123,9 @@ fn row(
             continue;
         }
         let value = if column.value == "tags" {
-            let tags = cell.split(';').map(|t| Sp::new(Node::Str(t.to_string()), pos));
+            let tags = cell
+                .split(';')
+                .map(|t| Sp::new(Node::Str(t.to_string()), pos));
             Node::List(tags.collect())
         } else {
             Node::Str(cell.to_string())

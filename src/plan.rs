@@ -305,14 +305,30 @@ impl<T> Resolved<T> {
         T: Clone,
     {
         if let Some(v) = shot {
-            return Resolved { value: v.value.clone(), origin: Origin::Shot, pos: v.pos };
+            return Resolved {
+                value: v.value.clone(),
+                origin: Origin::Shot,
+                pos: v.pos,
+            };
         }
         if let Some(v) = defaults {
-            return Resolved { value: v.value.clone(), origin: Origin::Defaults, pos: v.pos };
+            return Resolved {
+                value: v.value.clone(),
+                origin: Origin::Defaults,
+                pos: v.pos,
+            };
         }
         match flag {
-            Some(value) => Resolved { value, origin: Origin::Flag, pos: Pos::NONE },
-            None => Resolved { value: builtin, origin: Origin::Builtin, pos: Pos::NONE },
+            Some(value) => Resolved {
+                value,
+                origin: Origin::Flag,
+                pos: Pos::NONE,
+            },
+            None => Resolved {
+                value: builtin,
+                origin: Origin::Builtin,
+                pos: Pos::NONE,
+            },
         }
     }
 
@@ -386,13 +402,15 @@ impl<'a> Planner<'a> {
         let Some(id) = &shot.id else { return };
         match self.ids.get(&id.value) {
             Some((first_path, first_pos)) => {
-                let d = Diagnostic::error(path, id.pos, format!("duplicate shot id `{}`", id.value))
-                    .with_related(first_path, *first_pos, "first used here")
-                    .with_help("shot ids name output files, so each must be unique in a run");
+                let d =
+                    Diagnostic::error(path, id.pos, format!("duplicate shot id `{}`", id.value))
+                        .with_related(first_path, *first_pos, "first used here")
+                        .with_help("shot ids name output files, so each must be unique in a run");
                 self.diagnostics.push(d);
             }
             None => {
-                self.ids.insert(id.value.clone(), (path.to_string(), id.pos));
+                self.ids
+                    .insert(id.value.clone(), (path.to_string(), id.pos));
             }
         }
     }
@@ -412,14 +430,23 @@ impl<'a> Planner<'a> {
             self.opts.model.as_ref().map(|m| m.0.clone()),
             default_model.0,
         );
-        let size = Resolved::pick(shot.size.as_ref(), defaults.size.as_ref(), self.opts.size, DEFAULT_SIZE);
+        let size = Resolved::pick(
+            shot.size.as_ref(),
+            defaults.size.as_ref(),
+            self.opts.size,
+            DEFAULT_SIZE,
+        );
         let seconds = Resolved::pick(
             shot.seconds.as_ref(),
             defaults.seconds.as_ref(),
             self.opts.seconds.map(|s| s.0),
             DEFAULT_SECONDS.0,
         );
-        let takes = shot.takes.as_ref().or(defaults.takes.as_ref()).map_or(1, |t| t.value);
+        let takes = shot
+            .takes
+            .as_ref()
+            .or(defaults.takes.as_ref())
+            .map_or(1, |t| t.value);
 
         let spec = self.model_spec(&list.path, &model_name);
         let checked = spec.and_then(|spec| {
@@ -463,7 +490,11 @@ impl<'a> Planner<'a> {
                 reference: reference.clone(),
                 tags: shot.tags.clone(),
                 key,
-                cost: if cached { Usd::ZERO } else { rate.batch * seconds.0 },
+                cost: if cached {
+                    Usd::ZERO
+                } else {
+                    rate.batch * seconds.0
+                },
                 standard_cost: rate.standard * seconds.0,
                 cached,
                 source: PathBuf::from(&input.path),
@@ -480,7 +511,10 @@ impl<'a> Planner<'a> {
             Some(near) => format!("did you mean `{near}`?"),
             None => {
                 let known: Vec<&str> = self.catalog.models().map(|m| m.name.as_str()).collect();
-                format!("known models: {} (add others with --catalog)", known.join(", "))
+                format!(
+                    "known models: {} (add others with --catalog)",
+                    known.join(", ")
+                )
             }
         };
         let message = format!("unknown model `{}`{}", model.value, model.note("--model"));
@@ -547,7 +581,14 @@ impl<'a> Planner<'a> {
     }
 
     /// Reports a clash between the model and another value at the more specific of the two.
-    fn blame<T>(&mut self, path: &str, model: &Resolved<String>, other: &Resolved<T>, message: String, help: String) {
+    fn blame<T>(
+        &mut self,
+        path: &str,
+        model: &Resolved<String>,
+        other: &Resolved<T>,
+        message: String,
+        help: String,
+    ) {
         let (at_path, at) = if model.origin > other.origin {
             (model.path(path), model.pos)
         } else {
@@ -565,9 +606,8 @@ impl<'a> Planner<'a> {
                 "the prompt is {chars} characters; {} accepts at most {}",
                 spec.name, spec.max_prompt_chars
             );
-            self.diagnostics.push(
-                Diagnostic::error(path, prompt.pos, message).with_help("shorten the prompt"),
-            );
+            self.diagnostics
+                .push(Diagnostic::error(path, prompt.pos, message).with_help("shorten the prompt"));
         }
     }
 
@@ -606,7 +646,8 @@ impl<'a> Planner<'a> {
                 "the reference image is {}x{} but the shot is {size}",
                 facts.width, facts.height
             );
-            let help = format!("the first frame must match the output size: resize the image to {size}");
+            let help =
+                format!("the first frame must match the output size: resize the image to {size}");
             self.diagnostics.push(report(message, &help));
             return Err(());
         }
@@ -621,7 +662,9 @@ impl<'a> Planner<'a> {
     /// One warning per model retired on the target host, at its first use.
     fn warn_retired(&mut self) {
         for (model, (path, at, count)) in &self.models_used {
-            let Some(spec) = self.catalog.model(model.as_str()) else { continue };
+            let Some(spec) = self.catalog.model(model.as_str()) else {
+                continue;
+            };
             if !spec.retired_on(&self.opts.provider) {
                 continue;
             }
@@ -656,7 +699,9 @@ fn inspect_image(path: &Path) -> Result<ImageFacts, String> {
         imagesize::ImageType::Webp => "image/webp",
         other => {
             let name = format!("{other:?}").to_uppercase();
-            return Err(format!("reference {shown} is a {name} image; the API takes JPEG, PNG or WebP"));
+            return Err(format!(
+                "reference {shown} is a {name} image; the API takes JPEG, PNG or WebP"
+            ));
         }
     };
     let broken = |e: &dyn std::fmt::Display| format!("reference image {shown} is damaged: {e}");

@@ -8,6 +8,11 @@ use render::shotlist::{Diagnostic, Format, Severity, ShotListInput};
 
 const REFS: &str = "shotlists";
 
+/// (line, column, a fragment of the message or help)
+type Expected = (u32, u32, &'static str);
+/// An input and every error it must give, in order.
+type Case = (&'static str, &'static [Expected]);
+
 /// Plans one list and returns its diagnostics as `(severity, line, col, message, help)`.
 fn diagnose(format: Format, text: &str) -> Vec<Diagnostic> {
     diagnose_for("127.0.0.1", format, text)
@@ -19,7 +24,12 @@ fn diagnose_for(provider: &str, format: Format, text: &str) -> Vec<Diagnostic> {
         Format::Csv => "list.csv",
     };
     let input = ShotListInput::new(path, Path::new(REFS), text.to_string(), format);
-    match build(&[input], &PlanOptions::new(provider), &Catalog::builtin(), &|_| false) {
+    match build(
+        &[input],
+        &PlanOptions::new(provider),
+        &Catalog::builtin(),
+        &|_| false,
+    ) {
         Ok((_, warnings)) => warnings,
         Err(diagnostics) => diagnostics,
     }
@@ -32,7 +42,11 @@ fn check(format: Format, text: &str, expected: &[(u32, u32, &str)]) {
         .iter()
         .map(|d| format!("{}:{}: {} [{:?}]", d.line, d.col, d.message, d.help))
         .collect();
-    assert_eq!(found.len(), expected.len(), "for:\n{text}\ngot:\n{summary:#?}");
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "for:\n{text}\ngot:\n{summary:#?}"
+    );
     for (d, (line, col, fragment)) in found.iter().zip(expected) {
         assert_eq!(d.severity, Severity::Error, "{summary:#?}");
         assert_eq!((d.line, d.col), (*line, *col), "{summary:#?}");
@@ -61,13 +75,16 @@ fn yaml_syntax_errors_point_at_the_break() {
         "shots:\n  - id: a\n   prompt: x\n",
         &[(3, 4, "invalid YAML")],
     );
-    yaml("shots: [ {id: a, prompt: b}\n", &[(1, 8, "unclosed bracket")]);
+    yaml(
+        "shots: [ {id: a, prompt: b}\n",
+        &[(1, 8, "unclosed bracket")],
+    );
     yaml("shots:\n\t- id: a\n", &[(2, 2, "tabs")]);
 }
 
 #[test]
 fn unknown_fields_suggest_the_closest_one() {
-    let cases: &[(&str, &[(u32, u32, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "shots:\n  - id: a\n    promt: x\n",
             &[(2, 9, "has no `prompt`"), (3, 5, "did you mean `prompt`?")],
@@ -88,7 +105,10 @@ fn unknown_fields_suggest_the_closest_one() {
             "defaults:\n  modle: sora-2\nshots: []\n",
             &[(2, 3, "did you mean `model`?")],
         ),
-        ("shot: []\n", &[(1, 1, "no `shots`"), (1, 1, "did you mean `shots`?")]),
+        (
+            "shot: []\n",
+            &[(1, 1, "no `shots`"), (1, 1, "did you mean `shots`?")],
+        ),
     ];
     for (text, expected) in cases {
         yaml(text, expected);
@@ -97,14 +117,18 @@ fn unknown_fields_suggest_the_closest_one() {
 
 #[test]
 fn wrong_types_are_named() {
-    let cases: &[(&str, &[(u32, u32, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "shots:\n  - id: a\n    prompt: [x, y]\n",
             &[(3, 13, "`prompt` must be text, found a list")],
         ),
         (
             "shots:\n  - id: a\n    prompt: x\n    seconds: eight\n",
-            &[(4, 14, "`seconds` must be a whole number above 0, found `eight`")],
+            &[(
+                4,
+                14,
+                "`seconds` must be a whole number above 0, found `eight`",
+            )],
         ),
         (
             "shots:\n  - id: a\n    prompt: x\n    takes: 2.5\n",
@@ -118,9 +142,18 @@ fn wrong_types_are_named() {
             "shots:\n  - id: a\n    prompt: x\n    model: {name: sora-2}\n",
             &[(4, 12, "`model` must be text, found a mapping")],
         ),
-        ("shots: 3\n", &[(1, 8, "`shots` must be a list, found a number")]),
-        ("shots:\n  - just text\n", &[(2, 5, "a shot must be a mapping, found text")]),
-        ("- id: a\n", &[(1, 1, "a shot list must be a mapping, found a list")]),
+        (
+            "shots: 3\n",
+            &[(1, 8, "`shots` must be a list, found a number")],
+        ),
+        (
+            "shots:\n  - just text\n",
+            &[(2, 5, "a shot must be a mapping, found text")],
+        ),
+        (
+            "- id: a\n",
+            &[(1, 1, "a shot list must be a mapping, found a list")],
+        ),
         ("", &[(0, 0, "the shot list is empty")]),
     ];
     for (text, expected) in cases {
@@ -130,12 +163,21 @@ fn wrong_types_are_named() {
 
 #[test]
 fn ids_and_prompts_are_required_and_ids_unique() {
-    let cases: &[(&str, &[(u32, u32, &str)])] = &[
+    let cases: &[Case] = &[
         ("shots:\n  - prompt: x\n", &[(2, 5, "the shot has no `id`")]),
         ("shots:\n  - id: a\n", &[(2, 9, "shot `a` has no `prompt`")]),
-        ("shots:\n  - id: a\n    prompt: \"  \"\n", &[(3, 13, "the prompt is empty")]),
-        ("shots:\n  - id: a\n    prompt:\n", &[(3, 11, "the prompt is empty")]),
-        ("shots:\n  - id:\n    prompt: x\n", &[(2, 7, "the shot id is empty")]),
+        (
+            "shots:\n  - id: a\n    prompt: \"  \"\n",
+            &[(3, 13, "the prompt is empty")],
+        ),
+        (
+            "shots:\n  - id: a\n    prompt:\n",
+            &[(3, 11, "the prompt is empty")],
+        ),
+        (
+            "shots:\n  - id:\n    prompt: x\n",
+            &[(2, 7, "the shot id is empty")],
+        ),
         (
             "shots:\n  - id: a\n    prompt: x\n  - id: a\n    prompt: y\n",
             &[(4, 9, "duplicate shot id `a`")],
@@ -182,7 +224,7 @@ fn ids_unsafe_as_file_names_are_refused() {
 
 #[test]
 fn models_sizes_and_seconds_follow_the_catalog() {
-    let cases: &[(&str, &[(u32, u32, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "shots:\n  - id: a\n    prompt: x\n    model: sora2\n",
             &[(4, 12, "did you mean `sora-2`?")],
@@ -218,7 +260,7 @@ fn models_sizes_and_seconds_follow_the_catalog() {
 #[test]
 fn takes_and_prompt_length_have_limits() {
     let long_prompt = "x".repeat(4001);
-    let cases: Vec<(String, Vec<(u32, u32, &str)>)> = vec![
+    let cases: Vec<(String, Vec<Expected>)> = vec![
         (
             "shots:\n  - id: a\n    prompt: x\n    takes: 0\n".into(),
             vec![(4, 12, "at least 1 take")],
@@ -233,7 +275,11 @@ fn takes_and_prompt_length_have_limits() {
         ),
         (
             format!("shots:\n  - id: a\n    prompt: {long_prompt}\n"),
-            vec![(3, 13, "the prompt is 4001 characters; sora-2 accepts at most 4000")],
+            vec![(
+                3,
+                13,
+                "the prompt is 4001 characters; sora-2 accepts at most 4000",
+            )],
         ),
     ];
     for (text, expected) in cases {
@@ -243,7 +289,7 @@ fn takes_and_prompt_length_have_limits() {
 
 #[test]
 fn reference_images_must_exist_be_supported_and_match_the_size() {
-    let cases: &[(&str, &[(u32, u32, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "shots:\n  - id: a\n    prompt: x\n    reference: refs/nope.png\n",
             &[(4, 16, "refs/nope.png does not exist")],
@@ -258,11 +304,19 @@ fn reference_images_must_exist_be_supported_and_match_the_size() {
         ),
         (
             "shots:\n  - id: a\n    prompt: x\n    reference: refs/thumbnail.png\n",
-            &[(4, 16, "the reference image is 640x360 but the shot is 1280x720")],
+            &[(
+                4,
+                16,
+                "the reference image is 640x360 but the shot is 1280x720",
+            )],
         ),
         (
             "shots:\n  - id: a\n    prompt: x\n    size: 720x1280\n    reference: refs/harbour.png\n",
-            &[(5, 16, "the reference image is 1280x720 but the shot is 720x1280")],
+            &[(
+                5,
+                16,
+                "the reference image is 1280x720 but the shot is 720x1280",
+            )],
         ),
     ];
     for (text, expected) in cases {
@@ -289,7 +343,8 @@ fn every_problem_in_a_list_is_reported_in_one_run() {
 
 #[test]
 fn retired_models_warn_on_the_retiring_host_only() {
-    let text = "shots:\n  - id: a\n    prompt: x\n  - id: b\n    prompt: y\n    model: sora-2-pro\n";
+    let text =
+        "shots:\n  - id: a\n    prompt: x\n  - id: b\n    prompt: y\n    model: sora-2-pro\n";
     let found = diagnose_for("api.openai.com", Format::Yaml, text);
     let warnings: Vec<(u32, u32, &str)> = found
         .iter()
@@ -298,8 +353,16 @@ fn retired_models_warn_on_the_retiring_host_only() {
     assert_eq!(
         warnings,
         [
-            (2, 5, "sora-2 was retired on api.openai.com on 2026-09-24; use an OpenAI-compatible server (OPENAI_BASE_URL)"),
-            (6, 12, "sora-2-pro was retired on api.openai.com on 2026-09-24; use an OpenAI-compatible server (OPENAI_BASE_URL)"),
+            (
+                2,
+                5,
+                "sora-2 was retired on api.openai.com on 2026-09-24; use an OpenAI-compatible server (OPENAI_BASE_URL)"
+            ),
+            (
+                6,
+                12,
+                "sora-2-pro was retired on api.openai.com on 2026-09-24; use an OpenAI-compatible server (OPENAI_BASE_URL)"
+            ),
         ]
     );
     assert!(found.iter().all(|d| d.severity == Severity::Warning));
@@ -308,18 +371,42 @@ fn retired_models_warn_on_the_retiring_host_only() {
 
 #[test]
 fn csv_problems_point_at_their_cells() {
-    let cases: &[(&str, &[(u32, u32, &str)])] = &[
-        ("id,promt\na,x\n", &[(1, 1, "no `prompt` column"), (1, 4, "did you mean `prompt`?")]),
-        ("id,prompt,id\na,x,b\n", &[(1, 11, "column `id` appears twice")]),
+    let cases: &[Case] = &[
+        (
+            "id,promt\na,x\n",
+            &[
+                (1, 1, "no `prompt` column"),
+                (1, 4, "did you mean `prompt`?"),
+            ],
+        ),
+        (
+            "id,prompt,id\na,x,b\n",
+            &[(1, 11, "column `id` appears twice")],
+        ),
         ("id,prompt\na,x,extra\n", &[(2, 5, "2 columns")]),
         ("id,prompt,seconds\na,x,eight\n", &[(2, 5, "found `eight`")]),
-        ("id,prompt,model\na,x,sora-3\n", &[(2, 5, "did you mean `sora-2`?")]),
+        (
+            "id,prompt,model\na,x,sora-3\n",
+            &[(2, 5, "did you mean `sora-2`?")],
+        ),
         ("id,prompt\na,\n", &[(2, 1, "shot `a` has no `prompt`")]),
         ("id,prompt\n,x\n", &[(2, 1, "the shot has no `id`")]),
-        ("id,prompt\na,x\n\"b,y\n", &[(3, 1, "invalid CSV: this quote is never closed")]),
-        ("id,prompt\na,x\nb,\"quoted, with \"\"comma\"\"\"\na,z\n", &[(4, 1, "duplicate shot id `a`")]),
-        ("id,prompt,size\na,x,1920x1080\n", &[(2, 5, "1920x1080 needs sora-2-pro")]),
-        ("id,prompt,takes\na,x,0\n", &[(2, 5, "whole number above 0")]),
+        (
+            "id,prompt\na,x\n\"b,y\n",
+            &[(3, 1, "invalid CSV: this quote is never closed")],
+        ),
+        (
+            "id,prompt\na,x\nb,\"quoted, with \"\"comma\"\"\"\na,z\n",
+            &[(4, 1, "duplicate shot id `a`")],
+        ),
+        (
+            "id,prompt,size\na,x,1920x1080\n",
+            &[(2, 5, "1920x1080 needs sora-2-pro")],
+        ),
+        (
+            "id,prompt,takes\na,x,0\n",
+            &[(2, 5, "whole number above 0")],
+        ),
         ("", &[(0, 0, "the shot list is empty")]),
     ];
     for (text, expected) in cases {

@@ -17,7 +17,11 @@ fn input(path: &str, base: &Path, text: &str) -> ShotListInput {
     ShotListInput::new(path, base, text.to_string(), format)
 }
 
-fn plan_with(inputs: &[ShotListInput], opts: &PlanOptions, cached: &dyn Fn(&RequestKey) -> bool) -> Plan {
+fn plan_with(
+    inputs: &[ShotListInput],
+    opts: &PlanOptions,
+    cached: &dyn Fn(&RequestKey) -> bool,
+) -> Plan {
     match build(inputs, opts, &Catalog::builtin(), cached) {
         Ok((plan, _)) => plan,
         Err(diagnostics) => panic!("invalid: {diagnostics:#?}"),
@@ -25,7 +29,11 @@ fn plan_with(inputs: &[ShotListInput], opts: &PlanOptions, cached: &dyn Fn(&Requ
 }
 
 fn plan_text(path: &str, text: &str) -> Plan {
-    plan_with(&[input(path, Path::new("shotlists"), text)], &opts(), &|_| false)
+    plan_with(
+        &[input(path, Path::new("shotlists"), text)],
+        &opts(),
+        &|_| false,
+    )
 }
 
 fn plan_file(path: &str) -> Plan {
@@ -38,16 +46,17 @@ fn usd(text: &str) -> Usd {
 }
 
 /// The parts of a request that do not depend on which file it came from.
-fn essence(r: &PlannedRequest) -> (String, u32, String, String, u32, String, Option<String>, Vec<String>, String, Usd) {
-    (
-        r.shot_id.clone(),
+fn essence(r: &PlannedRequest) -> String {
+    format!(
+        "{} take {} {} {} {} {:?} ref={:?} tags={:?} key={} cost={}",
+        r.shot_id,
         r.take,
-        r.model.to_string(),
-        r.size.to_string(),
+        r.model,
+        r.size,
         r.seconds.0,
-        r.prompt.clone(),
+        r.prompt,
         r.reference.as_ref().map(|f| f.sha256.hex()),
-        r.tags.clone(),
+        r.tags,
         r.key.hex(),
         r.cost,
     )
@@ -153,7 +162,10 @@ fn defaults_follow_shot_then_file_then_flags_then_builtin() {
     );
     let builtin = plan_text("b.yaml", "shots:\n  - {id: a, prompt: x}\n");
     let r = &builtin.requests[0];
-    assert_eq!((r.model.as_str(), r.size.to_string(), r.seconds), ("sora-2", "1280x720".into(), Seconds(8)));
+    assert_eq!(
+        (r.model.as_str(), r.size.to_string(), r.seconds),
+        ("sora-2", "1280x720".into(), Seconds(8))
+    );
 }
 
 #[test]
@@ -161,11 +173,21 @@ fn cached_requests_cost_nothing_but_keep_their_standard_price() {
     let text = "shots:\n  - {id: a, prompt: x, takes: 3}\n";
     let all = plan_text("c.yaml", text);
     let second = all.requests[1].key;
-    let plan = plan_with(&[input("c.yaml", Path::new("."), text)], &opts(), &|k| *k == second);
-    let cached: Vec<(u32, bool, Usd)> = plan.requests.iter().map(|r| (r.take, r.cached, r.cost)).collect();
+    let plan = plan_with(&[input("c.yaml", Path::new("."), text)], &opts(), &|k| {
+        *k == second
+    });
+    let cached: Vec<(u32, bool, Usd)> = plan
+        .requests
+        .iter()
+        .map(|r| (r.take, r.cached, r.cost))
+        .collect();
     assert_eq!(
         cached,
-        [(1, false, usd("0.40")), (2, true, Usd::ZERO), (3, false, usd("0.40"))]
+        [
+            (1, false, usd("0.40")),
+            (2, true, Usd::ZERO),
+            (3, false, usd("0.40"))
+        ]
     );
     assert_eq!(plan.cached_count(), 1);
     assert_eq!(plan.total(), usd("0.80"));
@@ -182,7 +204,11 @@ fn budget_is_checked_against_the_batch_total() {
 }
 
 fn keys(plan: &Plan) -> Vec<(String, u32, String)> {
-    let mut keys: Vec<_> = plan.requests.iter().map(|r| (r.prompt.clone(), r.take, r.key.hex())).collect();
+    let mut keys: Vec<_> = plan
+        .requests
+        .iter()
+        .map(|r| (r.prompt.clone(), r.take, r.key.hex()))
+        .collect();
     keys.sort();
     keys
 }
@@ -197,7 +223,10 @@ fn keys_ignore_shot_names_order_tags_and_files() {
         "elsewhere.yaml",
         "project: other\nshots:\n  - {id: zwei, prompt: dawn, reference: ./refs/harbour.png}\n  - {id: eins, prompt: dusk, takes: 2}\n",
     );
-    let as_csv = plan_text("a.csv", "id,prompt,takes,reference\nb,dawn,,refs/harbour.png\na,dusk,2,\n");
+    let as_csv = plan_text(
+        "a.csv",
+        "id,prompt,takes,reference\nb,dawn,,refs/harbour.png\na,dusk,2,\n",
+    );
     assert_eq!(keys(&original), keys(&renamed_and_reordered));
     assert_eq!(keys(&original), keys(&as_csv));
 }
@@ -211,10 +240,12 @@ fn keys_change_with_everything_that_changes_the_video() {
     edited.push(0); // Same header, different bytes.
     std::fs::write(dir.path().join("b.png"), &edited).unwrap();
 
-    let base = "{id: s, prompt: dusk, model: sora-2-pro, size: 1280x720, seconds: 8, reference: a.png}";
+    let base =
+        "{id: s, prompt: dusk, model: sora-2-pro, size: 1280x720, seconds: 8, reference: a.png}";
     let variants = [
         base.replace("dusk", "dawn"),
-        base.replace("1280x720", "720x1280").replace(", reference: a.png", ""),
+        base.replace("1280x720", "720x1280")
+            .replace(", reference: a.png", ""),
         base.replace("seconds: 8", "seconds: 4"),
         base.replace("sora-2-pro", "sora-2"),
         base.replace("a.png", "b.png"),
@@ -228,12 +259,21 @@ fn keys_change_with_everything_that_changes_the_video() {
     let original = key_of(base, "127.0.0.1");
     let mut seen = std::collections::HashSet::from([original]);
     for variant in &variants {
-        assert!(seen.insert(key_of(variant, "127.0.0.1")), "{variant} kept the key");
+        assert!(
+            seen.insert(key_of(variant, "127.0.0.1")),
+            "{variant} kept the key"
+        );
     }
-    assert!(seen.insert(key_of(base, "api.openai.com")), "the provider changes the key");
+    assert!(
+        seen.insert(key_of(base, "api.openai.com")),
+        "the provider changes the key"
+    );
     // The same image bytes under another name keep the key.
     std::fs::copy(dir.path().join("a.png"), dir.path().join("copy.png")).unwrap();
-    assert_eq!(key_of(&base.replace("a.png", "copy.png"), "127.0.0.1"), original);
+    assert_eq!(
+        key_of(&base.replace("a.png", "copy.png"), "127.0.0.1"),
+        original
+    );
 }
 
 #[test]
@@ -254,22 +294,43 @@ fn references_resolve_against_the_lists_folder_and_are_hashed_once() {
     let bytes = std::fs::read("shotlists/refs/harbour.png").unwrap();
     assert_eq!(reference.bytes, bytes.len() as u64);
     assert_eq!(reference.sha256, render::key::Sha256Hex::of(&bytes));
-    let mimes: Vec<&str> = plan.requests.iter().filter_map(|r| r.reference.as_ref()).map(|f| f.mime).collect();
-    assert!(mimes.contains(&"image/jpeg") && mimes.contains(&"image/webp"), "{mimes:?}");
+    let mimes: Vec<&str> = plan
+        .requests
+        .iter()
+        .filter_map(|r| r.reference.as_ref())
+        .map(|f| f.mime)
+        .collect();
+    assert!(
+        mimes.contains(&"image/jpeg") && mimes.contains(&"image/webp"),
+        "{mimes:?}"
+    );
 }
 
 #[test]
 fn several_lists_plan_together_and_ids_must_be_unique_across_them() {
-    let a = input("a.yaml", Path::new("."), "project: first\nshots:\n  - {id: x, prompt: one}\n");
+    let a = input(
+        "a.yaml",
+        Path::new("."),
+        "project: first\nshots:\n  - {id: x, prompt: one}\n",
+    );
     let b = input("b.csv", Path::new("."), "id,prompt\ny,two\n");
     let plan = plan_with(&[a.clone(), b], &opts(), &|_| false);
     assert_eq!(plan.project.as_deref(), Some("first"));
-    assert_eq!(plan.sources, [PathBuf::from("a.yaml"), PathBuf::from("b.csv")]);
+    assert_eq!(
+        plan.sources,
+        [PathBuf::from("a.yaml"), PathBuf::from("b.csv")]
+    );
     assert_eq!(plan.requests.len(), 2);
 
     let clash = input("c.csv", Path::new("."), "id,prompt\nx,again\n");
     let errors = build(&[a, clash], &opts(), &Catalog::builtin(), &|_| false).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!((errors[0].path.as_str(), errors[0].line), ("c.csv", 2));
-    assert_eq!((errors[0].related[0].path.as_str(), errors[0].related[0].line), ("a.yaml", 3));
+    assert_eq!(
+        (
+            errors[0].related[0].path.as_str(),
+            errors[0].related[0].line
+        ),
+        ("a.yaml", 3)
+    );
 }

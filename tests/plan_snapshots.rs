@@ -51,7 +51,8 @@ fn night_yaml_table() {
 #[test]
 fn night_yaml_json_plan() {
     let run = run(&["shotlists/night.yaml"], "127.0.0.1");
-    let json = serde_json::to_value(plan_json(&run, "127.0.0.1", Some("10".parse().unwrap()))).unwrap();
+    let json =
+        serde_json::to_value(plan_json(&run, "127.0.0.1", Some("10".parse().unwrap()))).unwrap();
     snapshot!(insta::assert_json_snapshot!("night_yaml_json_plan", json));
 }
 
@@ -64,7 +65,10 @@ fn invalid_json_plan_carries_the_diagnostics() {
     let first = &json["diagnostics"][0];
     assert_eq!(first["severity"], "error");
     assert_eq!(first["path"], "shotlists/broken.yaml");
-    assert_eq!((first["line"].as_u64(), first["col"].as_u64()), (Some(5), Some(3)));
+    assert_eq!(
+        (first["line"].as_u64(), first["col"].as_u64()),
+        (Some(5), Some(3))
+    );
     assert_eq!(first["message"], "unknown field `sise`");
     assert_eq!(first["help"], "did you mean `size`?");
 }

@@ -16,11 +16,22 @@ use crate::shotlist::{Diagnostic, Severity, ShotListInput};
 
 /// Renders diagnostics in the order given (already sorted by file and position), each as
 /// `path:line:col: error: message`, the offending lines with carets, and `= help: …`.
-pub fn render_diagnostics(diagnostics: &[Diagnostic], sources: &[ShotListInput], color: bool) -> String {
-    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+pub fn render_diagnostics(
+    diagnostics: &[Diagnostic],
+    sources: &[ShotListInput],
+    color: bool,
+) -> String {
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
     let mut out = String::new();
     for d in diagnostics {
-        let source = sources.iter().find(|s| s.path == d.path).map(|s| s.text.as_str());
+        let source = sources
+            .iter()
+            .find(|s| s.path == d.path)
+            .map(|s| s.text.as_str());
         out.push_str(&render_one(d, source, &renderer));
         out.push('\n');
     }
@@ -89,10 +100,8 @@ fn byte_range(source: &str, offset: u32, len: u32) -> std::ops::Range<usize> {
 /// The table of requests, then totals by model and size, the Batch total, the standard-rate
 /// total and the saving.
 pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
-    let mut rows: Vec<[String; 7]> = vec![[
-        "shot", "take", "model", "size", "seconds", "cost", "cached",
-    ]
-    .map(String::from)];
+    let mut rows: Vec<[String; 7]> =
+        vec![["shot", "take", "model", "size", "seconds", "cost", "cached"].map(String::from)];
     for r in &plan.requests {
         rows.push([
             r.shot_id.clone(),
@@ -101,19 +110,28 @@ pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
             r.size.to_string(),
             r.seconds.0.to_string(),
             r.cost.to_string(),
-            if r.cached { "cached".into() } else { String::new() },
+            if r.cached {
+                "cached".into()
+            } else {
+                String::new()
+            },
         ]);
     }
     let mut out = columns(&rows, &[false, true, false, false, true, true, false]);
     out.push('\n');
-    let mut totals: Vec<[String; 7]> = vec![[
-        "model", "size", "requests", "cached", "seconds", "batch", "standard",
-    ]
-    .map(String::from)];
+    let mut totals: Vec<[String; 7]> = vec![
+        [
+            "model", "size", "requests", "cached", "seconds", "batch", "standard",
+        ]
+        .map(String::from),
+    ];
     for s in plan.subtotals() {
         totals.push(subtotal_row(&s));
     }
-    out.push_str(&columns(&totals, &[false, false, true, true, true, true, true]));
+    out.push_str(&columns(
+        &totals,
+        &[false, false, true, true, true, true, true],
+    ));
     out.push('\n');
     let label = |name: &str, value: Usd| format!("{name:<22}{value:>12}\n");
     out.push_str(&format!(
@@ -284,7 +302,12 @@ pub fn plan_json<'a>(run: &'a PlanRun, provider: &'a str, budget: Option<Usd>) -
 
 /// Prints a planning run: diagnostics (on stderr) and the table (on stdout), or one JSON
 /// document on stdout. Over budget, says so on stderr.
-pub fn print_run(run: &PlanRun, provider: &str, budget: Option<Usd>, json: bool) -> std::io::Result<()> {
+pub fn print_run(
+    run: &PlanRun,
+    provider: &str,
+    budget: Option<Usd>,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
         let doc = plan_json(run, provider, budget);
         let mut stdout = std::io::stdout().lock();
@@ -299,17 +322,24 @@ pub fn print_run(run: &PlanRun, provider: &str, budget: Option<Usd>, json: bool)
             "error: {errors} problem(s) in the shot lists; nothing was planned"
         );
     };
-    std::io::stdout().lock().write_all(render_table(plan, budget).as_bytes())?;
+    std::io::stdout()
+        .lock()
+        .write_all(render_table(plan, budget).as_bytes())?;
     if let Some(Err(over)) = budget.map(|b| plan.check_budget(b)) {
         print_over_budget(&over)?;
     }
     Ok(())
 }
 
-pub fn print_diagnostics(diagnostics: &[Diagnostic], sources: &[ShotListInput]) -> std::io::Result<()> {
+pub fn print_diagnostics(
+    diagnostics: &[Diagnostic],
+    sources: &[ShotListInput],
+) -> std::io::Result<()> {
     let stderr = std::io::stderr();
     let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    stderr.lock().write_all(render_diagnostics(diagnostics, sources, color).as_bytes())
+    stderr
+        .lock()
+        .write_all(render_diagnostics(diagnostics, sources, color).as_bytes())
 }
 
 pub fn print_over_budget(over: &OverBudget) -> std::io::Result<()> {

@@ -136,7 +136,9 @@ fn row(
             continue;
         }
         let value = if column.value == "tags" {
-            let tags = cell.split(';').map(|t| Sp::new(Node::Str(t.to_string()), pos));
+            let tags = cell
+                .split(';')
+                .map(|t| Sp::new(Node::Str(t.to_string()), pos));
             Node::List(tags.collect())
         } else {
             Node::Str(cell.to_string())
@@ -207,7 +209,7 @@ mod tests {
         let (cells, unclosed) = cell_positions(text, &index, 10, 3);
         assert_eq!(unclosed, None);
         let spans: Vec<(u32, u32, u32)> = cells.iter().map(|p| (p.line, p.col, p.len)).collect();
-        assert_eq!(spans, [(2, 1, 2), (2, 4, 23), (2, 28, 1)]);
+        assert_eq!(spans, [(2, 1, 2), (2, 4, 22), (2, 27, 1)]);
         let text = "id,prompt\ns1,\"never closed\n";
         let (_, unclosed) = cell_positions(text, &LineIndex::new(text), 10, 2);
         assert_eq!(unclosed, Some(13));

@@ -102,9 +102,8 @@ impl Diagnostic {
 /// many shots is reported once, at the `defaults` entry).
 pub fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.sort_by(|a, b| {
-        (&a.path, a.line, a.col, a.severity, &a.message).cmp(&(
-            &b.path, b.line, b.col, b.severity, &b.message,
-        ))
+        (&a.path, a.line, a.col, a.severity, &a.message)
+            .cmp(&(&b.path, b.line, b.col, b.severity, &b.message))
     });
     diagnostics.dedup();
 }

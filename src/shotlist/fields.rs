@@ -54,9 +54,7 @@ pub fn check_id(id: &str) -> Result<(), String> {
         ));
     }
     if id.trim() != id {
-        return Err(format!(
-            "the shot id `{id}` starts or ends with whitespace"
-        ));
+        return Err(format!("the shot id `{id}` starts or ends with whitespace"));
     }
     if id.len() > MAX_ID_BYTES {
         return Err(format!(
@@ -234,7 +232,11 @@ impl<'a> FieldReader<'a> {
 
     fn id(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<String>> {
         if let Node::Null = value.value {
-            self.help(value.pos, "the shot id is empty", "give the shot an id, e.g. `s01`");
+            self.help(
+                value.pos,
+                "the shot id is empty",
+                "give the shot an id, e.g. `s01`",
+            );
             return None;
         }
         let id = self.text(key, &value)?;
@@ -295,8 +297,15 @@ impl<'a> FieldReader<'a> {
                 };
                 self.help(
                     pos,
-                    format!("`{}` must be a whole number above 0, found {found}", key.value),
-                    format!("e.g. `{}: {}`", key.value, if key.value == "takes" { 2 } else { 8 }),
+                    format!(
+                        "`{}` must be a whole number above 0, found {found}",
+                        key.value
+                    ),
+                    format!(
+                        "e.g. `{}: {}`",
+                        key.value,
+                        if key.value == "takes" { 2 } else { 8 }
+                    ),
                 );
                 None
             }
@@ -318,7 +327,10 @@ impl<'a> FieldReader<'a> {
         if takes.value > MAX_TAKES {
             self.help(
                 takes.pos,
-                format!("{} takes is more than the limit of {MAX_TAKES}", takes.value),
+                format!(
+                    "{} takes is more than the limit of {MAX_TAKES}",
+                    takes.value
+                ),
                 "split the shot, or check for a typo",
             );
             return None;

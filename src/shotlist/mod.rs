@@ -104,7 +104,11 @@ impl ShotListInput {
                 .with_help("name shot lists *.yaml, *.yml or *.csv")
         })?;
         let bytes = std::fs::read(path).map_err(|e| {
-            Diagnostic::error(&display, Pos::NONE, format!("cannot read the shot list: {e}"))
+            Diagnostic::error(
+                &display,
+                Pos::NONE,
+                format!("cannot read the shot list: {e}"),
+            )
         })?;
         let text = utf8(&display, bytes)?;
         let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -115,7 +119,11 @@ impl ShotListInput {
     pub fn read_stdin(reader: &mut dyn Read, base_dir: &Path) -> Result<ShotListInput, Diagnostic> {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| {
-            Diagnostic::error(STDIN_PATH, Pos::NONE, format!("cannot read standard input: {e}"))
+            Diagnostic::error(
+                STDIN_PATH,
+                Pos::NONE,
+                format!("cannot read standard input: {e}"),
+            )
         })?;
         let text = utf8(STDIN_PATH, bytes)?;
         Ok(ShotListInput::new(STDIN_PATH, base_dir, text, Format::Yaml))
@@ -211,7 +219,11 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
-        let col = self.text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
         Pos {
             line: to_u32(line),
             col: to_u32(col),

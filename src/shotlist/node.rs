@@ -51,9 +51,15 @@ impl Sp<Node> {
         };
         match &self.value {
             Node::Str(s) => Some(Cow::Borrowed(s)),
-            Node::Bool(b) => Some(written().map_or_else(|| Cow::Owned(b.to_string()), Cow::Borrowed)),
-            Node::Int(n) => Some(written().map_or_else(|| Cow::Owned(n.to_string()), Cow::Borrowed)),
-            Node::Float(f) => Some(written().map_or_else(|| Cow::Owned(f.to_string()), Cow::Borrowed)),
+            Node::Bool(b) => {
+                Some(written().map_or_else(|| Cow::Owned(b.to_string()), Cow::Borrowed))
+            }
+            Node::Int(n) => {
+                Some(written().map_or_else(|| Cow::Owned(n.to_string()), Cow::Borrowed))
+            }
+            Node::Float(f) => {
+                Some(written().map_or_else(|| Cow::Owned(f.to_string()), Cow::Borrowed))
+            }
             Node::Null | Node::List(_) | Node::Map(_) => None,
         }
     }

@@ -111,7 +111,10 @@ fn syntax_error(path: &str, text: &str, err: &serde_saphyr::Error) -> Diagnostic
         return Diagnostic::error(path, Pos::NONE, format!("invalid YAML: {message}"));
     };
     let suffix = format!(" at line {}, column {}", location.line(), location.column());
-    let message = message.strip_suffix(&suffix).unwrap_or(&message).to_string();
+    let message = message
+        .strip_suffix(&suffix)
+        .unwrap_or(&message)
+        .to_string();
     let mut pos = pos_of(&location);
     if pos.offset == u32::MAX {
         let index = LineIndex::new(text);

@@ -34,7 +34,16 @@ pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
             }
         }
         let start = record.position().map_or(0, |p| p.byte() as usize);
-        let cells = cell_positions(text, &index, start, record.len());
+        let (cells, unclosed) = cell_positions(text, &index, start, record.len());
+        if let Some(quote) = unclosed {
+            // The csv crate reads an unclosed quote to the end of the file without complaint.
+            fields.help(
+                index.pos(quote, 1),
+                "invalid CSV: this quote is never closed",
+                "close the quote, and write a quote inside a quoted cell as \"\"",
+            );
+            break;
+        }
         match &columns {
             None => columns = Some(header(&mut fields, &record, &cells)),
             Some(columns) => {
@@ -87,6 +96,10 @@ fn header(
     let header_line = cells.first().copied().unwrap_or(Pos::NONE);
     for required in ["id", "prompt"] {
         if !columns.iter().flatten().any(|c| c.value == required) {
+            match required {
+                "id" => fields.require_id = false,
+                _ => fields.require_prompt = false,
+            }
             fields.help(
                 header_line,
                 format!("the header has no `{required}` column"),
@@ -135,8 +148,14 @@ fn row(
     fields.shot(Sp::new(Node::Map(entries), at))
 }
 
-/// The byte position of each of a record's `count` cells, scanning the source from `start`.
-fn cell_positions(text: &str, index: &LineIndex, start: usize, count: usize) -> Vec<Pos> {
+/// The byte position of each of a record's `count` cells, scanning the source from `start`,
+/// and the offset of a quote that is never closed, if any.
+fn cell_positions(
+    text: &str,
+    index: &LineIndex,
+    start: usize,
+    count: usize,
+) -> (Vec<Pos>, Option<usize>) {
     let bytes = text.as_bytes();
     let mut cells = Vec::with_capacity(count);
     let mut i = start;
@@ -144,6 +163,7 @@ fn cell_positions(text: &str, index: &LineIndex, start: usize, count: usize) -> 
         let cell_start = i;
         if bytes.get(i) == Some(&b'"') {
             i += 1;
+            let mut closed = false;
             while i < bytes.len() {
                 if bytes[i] == b'"' {
                     if bytes.get(i + 1) == Some(&b'"') {
@@ -151,9 +171,13 @@ fn cell_positions(text: &str, index: &LineIndex, start: usize, count: usize) -> 
                         continue;
                     }
                     i += 1;
+                    closed = true;
                     break;
                 }
                 i += 1;
+            }
+            if !closed {
+                return (cells, Some(cell_start));
             }
         }
         while i < bytes.len() && !matches!(bytes[i], b',' | b'\n' | b'\r') {
@@ -164,7 +188,7 @@ fn cell_positions(text: &str, index: &LineIndex, start: usize, count: usize) -> 
             i += 1;
         }
     }
-    cells
+    (cells, None)
 }
 
 fn csv_error(path: &str, index: &LineIndex, err: &csv::Error) -> Diagnostic {
@@ -182,8 +206,12 @@ mod tests {
     fn cell_positions_follow_quotes_and_doubled_quotes() {
         let text = "id,prompt\ns1,\"a, \"\"quoted\"\" prompt\",x\n";
         let index = LineIndex::new(text);
-        let cells = cell_positions(text, &index, 10, 3);
+        let (cells, unclosed) = cell_positions(text, &index, 10, 3);
+        assert_eq!(unclosed, None);
         let spans: Vec<(u32, u32, u32)> = cells.iter().map(|p| (p.line, p.col, p.len)).collect();
-        assert_eq!(spans, [(2, 1, 2), (2, 4, 23), (2, 28, 1)]);
+        assert_eq!(spans, [(2, 1, 2), (2, 4, 22), (2, 27, 1)]);
+        let text = "id,prompt\ns1,\"never closed\n";
+        let (_, unclosed) = cell_positions(text, &LineIndex::new(text), 10, 2);
+        assert_eq!(unclosed, Some(13));
     }
 }

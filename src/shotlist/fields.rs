@@ -70,6 +70,9 @@ pub(crate) struct FieldReader<'a> {
     pub(crate) path: &'a str,
     pub(crate) source: &'a str,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Off when a CSV header already reported the missing `id` / `prompt` column.
+    pub(crate) require_id: bool,
+    pub(crate) require_prompt: bool,
 }
 
 impl<'a> FieldReader<'a> {
@@ -78,6 +81,8 @@ impl<'a> FieldReader<'a> {
             path,
             source,
             diagnostics: Vec::new(),
+            require_id: true,
+            require_prompt: true,
         }
     }
 
@@ -186,14 +191,14 @@ impl<'a> FieldReader<'a> {
     }
 
     fn require_id_and_prompt(&mut self, shot: &Shot, id_written: bool, prompt_written: bool) {
-        if !id_written {
+        if !id_written && self.require_id {
             self.help(
                 shot.at,
                 "the shot has no `id`",
                 "every shot needs a unique `id`; it names the shot's output files",
             );
         }
-        if !prompt_written {
+        if !prompt_written && self.require_prompt {
             let (at, message) = match &shot.id {
                 Some(id) => (id.pos, format!("shot `{}` has no `prompt`", id.value)),
                 None => (shot.at, "the shot has no `prompt`".to_string()),

@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::api::client::ApiClient;
 use crate::api::error::ApiError;
-use crate::api::types::{BatchOutputLine, BatchStatus, ContentVariant, ErrorBody, Video};
+use crate::api::types::{
+    BatchOutputLine, BatchStatus, ContentVariant, ErrorBody, Video, VideoStatus,
+};
 use crate::batch::parse_custom_id;
 use crate::cache::{CacheError, LocalStore, ObjectStore};
 use crate::events::{Event, EventSink};
@@ -356,62 +358,70 @@ fn unanswered_result(remote: &crate::api::types::Batch) -> RequestResult {
 
 /// What one line of an output or error file says about its request.
 pub fn line_result(line: &BatchOutputLine) -> RequestResult {
-    if let Some(response) = &line.response {
-        if (200..300).contains(&response.status_code) {
-            return match serde_json::from_value::<Video>(response.body.clone()) {
-                Ok(video) => match video.error {
-                    Some(error) if video.status == crate::api::types::VideoStatus::Failed => {
-                        failed(Some(error.code), error.message)
-                    }
-                    _ => RequestResult::Completed {
-                        video_id: video.id,
-                        expires_at: video.expires_at,
-                    },
-                },
-                Err(err) => RequestResult::Failed {
-                    code: Some("malformed_response".into()),
-                    message: format!("the result is not a video object: {err}"),
-                    retryable: true,
-                },
-            };
+    let (code, message, status) = match (&line.response, &line.error) {
+        (Some(response), _) if (200..300).contains(&response.status_code) => {
+            return success_result(&response.body);
         }
-        let error = serde_json::from_value::<ErrorBody>(response.body.clone()).ok();
-        let (code, message) = match error {
-            Some(body) => (body.error.code.or(body.error.kind), body.error.message),
-            None => (None, format!("HTTP {}", response.status_code)),
-        };
-        let mut result = failed(code, message);
-        if let RequestResult::Failed { retryable, .. } = &mut result {
-            *retryable = *retryable && response.status_code != 400 || response.status_code >= 500;
-        }
-        return result;
-    }
-    match &line.error {
-        Some(error) => failed(error.code.clone(), error.message.clone()),
-        None => failed(
+        (Some(response), _) => match serde_json::from_value::<ErrorBody>(response.body.clone()) {
+            Ok(body) => (
+                body.error.code.or(body.error.kind),
+                body.error.message,
+                Some(response.status_code),
+            ),
+            Err(_) => (
+                None,
+                format!("HTTP {}", response.status_code),
+                Some(response.status_code),
+            ),
+        },
+        (None, Some(error)) => (error.code.clone(), error.message.clone(), None),
+        (None, None) => (
             None,
             "the provider returned neither a response nor an error".into(),
+            None,
         ),
+    };
+    classify_failure(code, message, status)
+}
+
+fn success_result(body: &serde_json::Value) -> RequestResult {
+    match serde_json::from_value::<Video>(body.clone()) {
+        Ok(Video {
+            status: VideoStatus::Failed,
+            error: Some(error),
+            ..
+        }) => classify_failure(Some(error.code), error.message, None),
+        Ok(video) => RequestResult::Completed {
+            video_id: video.id,
+            expires_at: video.expires_at,
+        },
+        Err(err) => RequestResult::Failed {
+            code: Some("malformed_response".into()),
+            message: format!("the result is not a video object: {err}"),
+            retryable: true,
+        },
     }
 }
 
-/// Policy rejections fail again if resubmitted unchanged; anything else may succeed next time.
-fn failed(code: Option<String>, message: String) -> RequestResult {
-    let policy = code.as_deref().is_some_and(is_policy_code)
-        || message.to_lowercase().contains("moderation");
+/// Sorts a failure: never run (the batch expired or was cancelled first) is lost; a policy
+/// rejection or an invalid request fails again if resubmitted unchanged; the rest may succeed.
+fn classify_failure(code: Option<String>, message: String, status: Option<u16>) -> RequestResult {
+    let code_text = code.as_deref().unwrap_or_default();
+    if matches!(code_text, "batch_expired" | "batch_cancelled") {
+        return RequestResult::Lost { reason: message };
+    }
+    let policy = is_policy_code(code_text) || message.to_lowercase().contains("moderation");
+    let invalid =
+        status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 409 && s != 429);
     RequestResult::Failed {
         code,
         message,
-        retryable: !policy,
+        retryable: !policy && !invalid,
     }
 }
 
 fn is_policy_code(code: &str) -> bool {
-    matches!(
-        code,
-        "moderation_blocked" | "content_policy_violation" | "content_filter" | "policy_violation"
-    ) || code.contains("moderation")
-        || code.contains("policy")
+    code.contains("moderation") || code.contains("policy") || code == "content_filter"
 }
 
 /// Downloads every completed video of a batch (and its thumbnail), `jobs` at a time.
@@ -553,6 +563,7 @@ async fn download_variant(
             inner: &mut pending,
             events,
             count: variant == ContentVariant::Video,
+            written: 0,
         };
         client
             .download_content(video_id, variant, &mut sink, resume_from)
@@ -583,6 +594,7 @@ struct ProgressWriter<'a, W> {
     inner: &'a mut W,
     events: &'a dyn EventSink,
     count: bool,
+    written: u64,
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<'_, W> {
@@ -597,6 +609,11 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<
         {
             self.events
                 .emit(Event::DownloadProgress { bytes: *n as u64 });
+            self.written += *n as u64;
+            // Late enough that part of the video has reached the disk, to prove resumption.
+            if self.written > 1 << 20 {
+                failpoint::hit("harvest-mid-download");
+            }
         }
         poll
     }

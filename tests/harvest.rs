@@ -20,9 +20,14 @@ fn assert_outputs_match_the_sandbox(night: &Night, out_dir: &str) -> usize {
             continue;
         }
         let video_id = entry["video_id"].as_str().unwrap();
-        let served = night.sandbox.video_digest(video_id).expect("the sandbox knows the video");
+        let served = night
+            .sandbox
+            .video_digest(video_id)
+            .expect("the sandbox knows the video");
         assert_eq!(entry["sha256"], served.sha256.as_str(), "{video_id}");
-        let path = night.path(out_dir).join(entry["video_path"].as_str().unwrap());
+        let path = night
+            .path(out_dir)
+            .join(entry["video_path"].as_str().unwrap());
         assert_eq!(sha256_file(&path), served.sha256, "{}", path.display());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), served.bytes);
         checked += 1;
@@ -41,7 +46,10 @@ fn every_video_in_the_store_is_what_the_sandbox_served() {
     night.write("shots.yaml", shot_list(6, "bytes"));
     let report = night.full_night("shots.yaml");
     assert_eq!(report["runs"][0]["harvested"], 6);
-    assert_eq!(assert_outputs_match_the_sandbox(&night, "renders/test-night"), 6);
+    assert_eq!(
+        assert_outputs_match_the_sandbox(&night, "renders/test-night"),
+        6
+    );
     assert!(night.path("renders/test-night/shot-000.jpg").is_file());
     assert_cache_is_sound(&night);
 }
@@ -59,17 +67,32 @@ fn a_second_harvest_downloads_nothing() {
 
 #[test]
 fn dropped_connections_mid_download_end_with_every_video_intact() {
-    let faults = FaultConfig::none()
-        .seed(11)
-        .rule(FaultRule::new("GET /v1/videos/*/content", Fault::Drop { after_bytes: 20_000 }).rate(0.5));
+    let faults = FaultConfig::none().seed(11).rule(
+        FaultRule::new(
+            "GET /v1/videos/*/content",
+            Fault::Drop {
+                after_bytes: 20_000,
+            },
+        )
+        .rate(0.5),
+    );
     let night = Night::with(SandboxConfig::default().video_bytes(200_000).faults(faults));
     night.write("shots.yaml", shot_list(6, "drops"));
     let report = night.full_night("shots.yaml");
     assert_eq!(report["runs"][0]["harvested"], 6);
     let stats = night.sandbox.stats();
-    assert!(stats.faults_injected.get("drop").copied().unwrap_or(0) > 0, "{stats:?}");
-    assert!(stats.requests_with("GET /v1/videos/{id}/content", 206) > 0, "resumed by Range");
-    assert_eq!(assert_outputs_match_the_sandbox(&night, "renders/test-night"), 6);
+    assert!(
+        stats.faults_injected.get("drop").copied().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats.requests_with("GET /v1/videos/{id}/content", 206) > 0,
+        "resumed by Range: {stats:?}"
+    );
+    assert_eq!(
+        assert_outputs_match_the_sandbox(&night, "renders/test-night"),
+        6
+    );
     assert_cache_is_sound(&night);
 }
 
@@ -78,13 +101,28 @@ fn a_process_killed_mid_download_resumes_and_loses_nothing() {
     let night = Night::with(SandboxConfig::default().video_bytes(3 * 1024 * 1024));
     night.write("shots.yaml", shot_list(3, "kill-mid"));
     night.ok(&["submit", "shots.yaml"]);
-    let killed = night.render_with(&["harvest", "--watch", "--jobs", "1"], &[("RENDER_FAILPOINT", "harvest-mid-download")]);
-    assert!(!killed.status.success(), "the failpoint must kill the process");
+    let killed = night.render_with(
+        &["harvest", "--watch", "--jobs", "1"],
+        &[("RENDER_FAILPOINT", "harvest-mid-download")],
+    );
+    assert!(
+        !killed.status.success(),
+        "the failpoint must kill the process"
+    );
 
     let report = night.json(&["harvest", "--watch"]);
     assert_eq!(report["runs"][0]["harvested"], 3);
-    assert!(night.sandbox.stats().requests_with("GET /v1/videos/{id}/content", 206) > 0);
-    assert_eq!(assert_outputs_match_the_sandbox(&night, "renders/test-night"), 3);
+    assert!(
+        night
+            .sandbox
+            .stats()
+            .requests_with("GET /v1/videos/{id}/content", 206)
+            > 0
+    );
+    assert_eq!(
+        assert_outputs_match_the_sandbox(&night, "renders/test-night"),
+        3
+    );
     assert_cache_is_sound(&night);
 }
 
@@ -93,10 +131,16 @@ fn a_process_killed_between_videos_loses_nothing() {
     let night = Night::new();
     night.write("shots.yaml", shot_list(4, "kill-between"));
     night.ok(&["submit", "shots.yaml"]);
-    let killed = night.render_with(&["harvest", "--watch"], &[("RENDER_FAILPOINT", "harvest-after-video")]);
+    let killed = night.render_with(
+        &["harvest", "--watch"],
+        &[("RENDER_FAILPOINT", "harvest-after-video")],
+    );
     assert!(!killed.status.success());
     night.json(&["harvest", "--watch"]);
-    assert_eq!(assert_outputs_match_the_sandbox(&night, "renders/test-night"), 4);
+    assert_eq!(
+        assert_outputs_match_the_sandbox(&night, "renders/test-night"),
+        4
+    );
     assert_eq!(night.sandbox.stats().videos_created, 4);
     assert_cache_is_sound(&night);
 }
@@ -107,7 +151,10 @@ fn videos_that_expire_before_harvest_are_lost_and_retry_renders_only_those() {
     night.write("shots.yaml", shot_list(3, "expire"));
     let submitted = night.json(&["submit", "shots.yaml"]);
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    let batch_id = submitted["batches"][0]["batch_id"].as_str().unwrap().to_string();
+    let batch_id = submitted["batches"][0]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_for_batch(&night, &batch_id, "completed");
     night.sandbox.advance_clock(25 * 3600);
 
@@ -122,7 +169,11 @@ fn videos_that_expire_before_harvest_are_lost_and_retry_renders_only_those() {
     night.ok(&["retry", &run_id]);
     let report = night.json(&["harvest", "--watch"]);
     assert_eq!(report["runs"][0]["harvested"], 3);
-    assert_eq!(night.sandbox.stats().videos_created, 6, "the 3 lost ones rendered again, nothing more");
+    assert_eq!(
+        night.sandbox.stats().videos_created,
+        6,
+        "the 3 lost ones rendered again, nothing more"
+    );
     assert_eq!(night.json(&["retry", &run_id])["submitted"], 0);
 }
 
@@ -131,7 +182,10 @@ fn an_expired_batch_loses_only_what_never_ran_and_retry_renders_only_those() {
     let faults = FaultConfig::none().batch_expire(Trigger::nth([1]));
     let night = Night::with(SandboxConfig::default().video_bytes(4096).faults(faults));
     night.write("shots.yaml", shot_list(4, "batch-expire"));
-    let run_id = night.json(&["submit", "shots.yaml"])["run_id"].as_str().unwrap().to_string();
+    let run_id = night.json(&["submit", "shots.yaml"])["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let first = night.render(&["harvest", "--watch", "--format", "json"]);
     assert_eq!(first.status.code(), Some(5), "{}", stderr_of(&first));
     let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
@@ -165,8 +219,10 @@ fn failed_requests_carry_their_errors_into_the_manifest() {
         .filter(|e| e["status"] == "failed")
         .collect();
     assert_eq!(failed.len(), 2, "{manifest}");
-    let kinds: std::collections::BTreeSet<&str> =
-        failed.iter().map(|e| e["error"]["kind"].as_str().unwrap()).collect();
+    let kinds: std::collections::BTreeSet<&str> = failed
+        .iter()
+        .map(|e| e["error"]["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["policy", "server"].into_iter().collect());
     for entry in failed {
         assert!(!entry["error"]["message"].as_str().unwrap().is_empty());
@@ -180,7 +236,9 @@ fn a_cached_shot_is_laid_out_from_the_store_under_a_new_name_without_any_request
     night.full_night("shots.yaml");
     let before = night.sandbox.stats();
 
-    let renamed = shot_list(2, "reuse").replace("id: shot-000", "id: opening").replace("project: test-night", "project: recut");
+    let renamed = shot_list(2, "reuse")
+        .replace("id: shot-000", "id: opening")
+        .replace("project: test-night", "project: recut");
     night.write("recut.yaml", renamed);
     let plan = night.json(&["plan", "recut.yaml"]);
     assert_eq!(plan["cached"], 2);
@@ -209,13 +267,24 @@ fn shot_ids_in_the_ledger_cannot_write_outside_the_output_folder() {
     let run = ledger.runs().unwrap().remove(0);
     drop(ledger);
     let conn = rusqlite::Connection::open(night.state_dir().join("ledger.sqlite")).unwrap();
-    conn.execute("UPDATE run_items SET shot_id = '../../escaped' WHERE run_id = ?1", [&run.id])
-        .unwrap();
+    conn.execute(
+        "UPDATE run_items SET shot_id = '../../escaped' WHERE run_id = ?1",
+        [&run.id],
+    )
+    .unwrap();
     conn.execute("UPDATE runs SET done = 0", []).unwrap();
     drop(conn);
     night.json(&["harvest", &run.id]);
     assert!(!night.path("escaped.mp4").exists());
-    assert!(!night.dir.path().parent().unwrap().join("escaped.mp4").exists());
+    assert!(
+        !night
+            .dir
+            .path()
+            .parent()
+            .unwrap()
+            .join("escaped.mp4")
+            .exists()
+    );
 }
 
 /// Polls the sandbox until the batch reaches `status`.

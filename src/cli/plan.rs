@@ -5,9 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cache::LocalStore;
 use crate::catalog::{Model, Seconds, Size};
 use crate::key::RequestKey;
+use crate::ledger::Ledger;
 use crate::money::Usd;
+use crate::outputs::cached_output;
 use crate::plan::{COMMAND_LINE, DEFAULT_BASE_URL, PlanOptions, PlanRun};
 use crate::report;
 use crate::shotlist::{Diagnostic, Pos};
@@ -134,13 +137,22 @@ pub fn provider_of(base_url: &str) -> Option<String> {
     url.host_str().map(str::to_ascii_lowercase)
 }
 
-/// Whether the local cache holds a key: `<state-dir>/cache/keys/<first 2 hex>/<key hex>`.
-// The cache module will replace this probe with its own lookup.
+/// Whether the local cache holds a key's output: recorded in the ledger and present in the
+/// store. Without a state directory nothing is cached (and `plan` creates none).
 pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
-    let keys = state_dir.join("cache").join("keys");
-    move |key: &RequestKey| {
-        let hex = key.hex();
-        keys.join(&hex[..2]).join(&hex).is_file()
+    let ledger_path = state_dir.join(crate::cli::state::LEDGER_FILE);
+    let state = ledger_path
+        .is_file()
+        .then(|| {
+            Some((
+                Ledger::open(&ledger_path).ok()?,
+                LocalStore::open(state_dir).ok()?,
+            ))
+        })
+        .flatten();
+    move |key: &RequestKey| match &state {
+        Some((ledger, store)) => cached_output(ledger, store, key).is_ok_and(|o| o.is_some()),
+        None => false,
     }
 }
 

@@ -1,7 +1,5 @@
 //! What every stateful command opens: the ledger, the cache and the API client.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 
 use crate::api::client::{ApiClient, ClientConfig};
@@ -10,8 +8,10 @@ use crate::ledger::Ledger;
 
 use super::GlobalArgs;
 
+/// The ledger's file name inside the state directory.
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+
 pub struct State {
-    pub dir: PathBuf,
     pub ledger: Ledger,
     pub store: LocalStore,
 }
@@ -20,10 +20,10 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
     let dir = global.state_dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
-    let ledger = Ledger::open(&dir.join("ledger.sqlite"))?;
+    let ledger = Ledger::open(&dir.join(LEDGER_FILE))?;
     let store = LocalStore::open(&dir)
         .with_context(|| format!("cannot open the cache in {}", dir.display()))?;
-    Ok(State { dir, ledger, store })
+    Ok(State { ledger, store })
 }
 
 /// The API client from `OPENAI_BASE_URL` and `OPENAI_API_KEY`.

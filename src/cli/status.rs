@@ -37,7 +37,7 @@ struct BatchStatus {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let ledger = Ledger::open(&global.state_dir.join("ledger.sqlite"))?;
+    let ledger = Ledger::open(&global.state_dir.join(super::state::LEDGER_FILE))?;
     let runs =
         match &args.run {
             Some(id) => vec![ledger.run(id)?.ok_or_else(|| {

@@ -84,7 +84,11 @@ impl Prepared {
 /// (`-` from standard input) and plans them. Invalid lists or catalogs come back as
 /// diagnostics in the run; `Err` is a usage problem (a bad `OPENAI_BASE_URL`).
 pub fn prepare(args: &PlanArgs, global: &GlobalArgs) -> Result<Prepared, Diagnostic> {
-    let provider = provider_from_env()?;
+    Ok(prepare_for(args, global, provider_from_env()?))
+}
+
+/// [`prepare`] for a known provider (the API host), e.g. the in-process sandbox's.
+pub fn prepare_for(args: &PlanArgs, global: &GlobalArgs, provider: String) -> Prepared {
     let opts = PlanOptions {
         provider: provider.clone(),
         model: args.model.clone().map(Model),
@@ -101,7 +105,7 @@ pub fn prepare(args: &PlanArgs, global: &GlobalArgs) -> Result<Prepared, Diagnos
                 plan: None,
                 diagnostics: vec![diagnostic],
             };
-            return Ok(Prepared { run, provider });
+            return Prepared { run, provider };
         }
     };
     let is_cached = cache_probe(&global.state_dir);
@@ -112,7 +116,7 @@ pub fn prepare(args: &PlanArgs, global: &GlobalArgs) -> Result<Prepared, Diagnos
         &catalog,
         &is_cached,
     );
-    Ok(Prepared { run, provider })
+    Prepared { run, provider }
 }
 
 /// The API host requests go to: part of every cache key, and where retirements apply.

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::api::client::{ApiClient, ClientConfig};
+use crate::api::client::{ApiClient, ApiKey, ClientConfig};
 use crate::cache::LocalStore;
 use crate::ledger::Ledger;
 
@@ -29,6 +29,11 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
 /// The API client from `OPENAI_BASE_URL` and `OPENAI_API_KEY`.
 pub fn api_client() -> anyhow::Result<ApiClient> {
     Ok(ApiClient::new(ClientConfig::from_env()?)?)
+}
+
+/// The API client for a known server (the in-process sandbox).
+pub fn api_client_for(base_url: &str, key: &str) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(ClientConfig::new(base_url, ApiKey::new(key)))?)
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -109,6 +109,15 @@ pub fn plan_or_report(
             return Ok(None);
         }
     };
+    Ok(Some(report_plan(prepared, args, global)?))
+}
+
+/// Prints a prepared plan's diagnostics (and the budget refusal) and says how it went.
+pub fn report_plan(
+    prepared: Prepared,
+    args: &PlanArgs,
+    _global: &GlobalArgs,
+) -> anyhow::Result<(Prepared, Outcome)> {
     crate::report::plan::print_diagnostics(&prepared.run.diagnostics, &prepared.run.inputs)?;
     let outcome = prepared.outcome(args.budget);
     if outcome == Outcome::OverBudget
@@ -119,7 +128,7 @@ pub fn plan_or_report(
             plan.total()
         );
     }
-    Ok(Some((prepared, outcome)))
+    Ok((prepared, outcome))
 }
 
 pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()> {

@@ -44,8 +44,10 @@ pub fn tick(state: &SandboxState) {
     let now = state.clock.now_f64();
     let mut store = lock(&state.store);
     validate_due_batches(state, &mut store, now);
-    expire_due_batches(&mut store, now);
+    // Renders first: those that ended before a batch's deadline count even if the clock jumped
+    // past it; `finish_job` expires a batch whose render would end too late.
     run_slots(state, &mut store, now);
+    expire_due_batches(&mut store, now);
     settle_cancelling(&mut store, now);
     finalize_due_batches(&mut store, now);
 }
@@ -271,6 +273,11 @@ fn start_job(state: &SandboxState, store: &mut Store, job: Job, start: f64) -> O
             if record.batch.status != BatchStatus::InProgress {
                 return None;
             }
+            if let Some(deadline) = past_deadline(record, start) {
+                let batch_id = batch_id.clone();
+                expire_batch(store, &batch_id, deadline);
+                return None;
+            }
             let body = record.lines.get(*line)?.body.clone();
             let result = match prepare_line(state, store, &body) {
                 Ok((video_id, spec, model)) => RenderResult::NewVideo {
@@ -333,10 +340,20 @@ fn finish_job(state: &SandboxState, store: &mut Store, running: Running) {
     match running.job {
         Job::Video { video_id } => finish_video(state, store, &video_id, running.done_at),
         Job::BatchLine { batch_id, line } => {
+            if let Some(deadline) = store.batches.get(&batch_id).and_then(|b| past_deadline(b, running.done_at)) {
+                expire_batch(store, &batch_id, deadline);
+                return;
+            }
             let outcome = line_outcome(state, store, &batch_id, running.result, running.started_at, running.done_at);
             record_line(store, &batch_id, line, outcome, running.done_at);
         }
     }
+}
+
+/// The batch's deadline if `at` is past it.
+fn past_deadline(record: &super::state::BatchRecord, at: f64) -> Option<f64> {
+    let deadline = record.batch.expires_at? as f64;
+    (at > deadline).then_some(deadline)
 }
 
 fn finish_video(state: &SandboxState, store: &mut Store, video_id: &str, at: f64) {

@@ -17,19 +17,29 @@ async fn upload_retrieve_download_and_delete_a_file() {
     assert_eq!(file["bytes"], bytes.len() as u64);
     assert_eq!(file["filename"], "ref.png");
     assert_eq!(file["status"], "processed");
-    assert!(file["expires_at"].is_null(), "vision files do not expire: {file}");
+    assert!(
+        file["expires_at"].is_null(),
+        "vision files do not expire: {file}"
+    );
     let id = file["id"].as_str().unwrap();
     assert!(id.starts_with("file-"));
 
     let (status, again) = call(api.get(&format!("/files/{id}"))).await;
     assert_eq!((status, &again), (200, &file));
-    let content = api.get(&format!("/files/{id}/content")).send().await.unwrap();
+    let content = api
+        .get(&format!("/files/{id}/content"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(content.status(), 200);
     assert_eq!(content.bytes().await.unwrap().to_vec(), bytes);
 
     let (status, deleted) = call(api.delete(&format!("/files/{id}"))).await;
     assert_eq!(status, 200);
-    assert_eq!(deleted, serde_json::json!({"id": id, "object": "file", "deleted": true}));
+    assert_eq!(
+        deleted,
+        serde_json::json!({"id": id, "object": "file", "deleted": true})
+    );
     let (status, missing) = call(api.get(&format!("/files/{id}"))).await;
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["type"], "invalid_request_error");
@@ -48,11 +58,17 @@ async fn batch_files_expire_after_thirty_days_unless_told_otherwise() {
         .text("purpose", "batch")
         .text("expires_after[anchor]", "created_at")
         .text("expires_after[seconds]", "3600")
-        .part("file", reqwest::multipart::Part::bytes(b"{}\n".to_vec()).file_name("b.jsonl"));
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"{}\n".to_vec()).file_name("b.jsonl"),
+        );
     let (status, short) = call(api.post("/files").multipart(form)).await;
     assert_eq!(status, 200, "{short}");
     let id = short["id"].as_str().unwrap();
-    assert_eq!(short["expires_at"].as_i64().unwrap(), short["created_at"].as_i64().unwrap() + 3600);
+    assert_eq!(
+        short["expires_at"].as_i64().unwrap(),
+        short["created_at"].as_i64().unwrap() + 3600
+    );
 
     api.sandbox.advance_clock(3_700);
     let (status, _) = call(api.get(&format!("/files/{id}"))).await;
@@ -62,18 +78,38 @@ async fn batch_files_expire_after_thirty_days_unless_told_otherwise() {
 #[tokio::test]
 async fn uploads_are_checked_like_the_real_service() {
     let api = Api::start(fast());
-    let cases: [(&str, &str, Vec<(&str, &str)>, &str); 4] = [
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
         ("x.jsonl", "weights", vec![], "purpose"),
         ("notes.txt", "batch", vec![], "file"),
-        ("x.jsonl", "batch", vec![("expires_after[anchor]", "created_at"), ("expires_after[seconds]", "60")], "expires_after[seconds]"),
-        ("x.jsonl", "batch", vec![("expires_after[anchor]", "last_active_at"), ("expires_after[seconds]", "3600")], "expires_after[anchor]"),
+        (
+            "x.jsonl",
+            "batch",
+            vec![
+                ("expires_after[anchor]", "created_at"),
+                ("expires_after[seconds]", "60"),
+            ],
+            "expires_after[seconds]",
+        ),
+        (
+            "x.jsonl",
+            "batch",
+            vec![
+                ("expires_after[anchor]", "last_active_at"),
+                ("expires_after[seconds]", "3600"),
+            ],
+            "expires_after[anchor]",
+        ),
     ];
     for (filename, purpose, extra, param) in cases {
         let mut form = reqwest::multipart::Form::new().text("purpose", purpose.to_string());
         for (k, v) in extra {
             form = form.text(k.to_string(), v.to_string());
         }
-        form = form.part("file", reqwest::multipart::Part::bytes(b"{}".to_vec()).file_name(filename.to_string()));
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(b"{}".to_vec()).file_name(filename.to_string()),
+        );
         let (status, body) = call(api.post("/files").multipart(form)).await;
         assert_eq!(status, 400, "{filename} {purpose}: {body}");
         if param != "file" {
@@ -82,7 +118,10 @@ async fn uploads_are_checked_like_the_real_service() {
     }
     let form = reqwest::multipart::Form::new().text("purpose", "vision");
     let (status, body) = call(api.post("/files").multipart(form)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("missing_required_parameter")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("missing_required_parameter"))
+    );
 }
 
 #[tokio::test]
@@ -91,7 +130,13 @@ async fn lists_page_with_after_and_limit_and_filter_by_purpose() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let purpose = if i % 2 == 0 { "vision" } else { "user_data" };
-        ids.push(api.upload(&format!("{i}.png"), vec![i as u8; 8], purpose).await["id"].as_str().unwrap().to_string());
+        ids.push(
+            api.upload(&format!("{i}.png"), vec![i as u8; 8], purpose)
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
@@ -103,7 +148,12 @@ async fn lists_page_with_after_and_limit_and_filter_by_purpose() {
         let (status, page) = call(api.get("/files").query(&query)).await;
         assert_eq!(status, 200);
         assert_eq!(page["object"], "list");
-        let data: Vec<String> = page["data"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect();
+        let data: Vec<String> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(page["first_id"].as_str(), data.first().map(String::as_str));
         assert_eq!(page["last_id"].as_str(), data.last().map(String::as_str));
         seen.extend(data);
@@ -117,7 +167,12 @@ async fn lists_page_with_after_and_limit_and_filter_by_purpose() {
     let (_, newest_first) = call(api.get("/files")).await;
     assert_eq!(newest_first["data"][0]["id"], ids[4].as_str());
     let (_, vision) = call(api.get("/files").query(&[("purpose", "vision")])).await;
-    let vision: Vec<&str> = vision["data"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let vision: Vec<&str> = vision["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
     assert_eq!(vision, [ids[4].as_str(), ids[2].as_str(), ids[0].as_str()]);
     let (status, _) = call(api.get("/files").query(&[("limit", "0")])).await;
     assert_eq!(status, 400);
@@ -130,15 +185,37 @@ async fn a_missing_or_wrong_key_is_refused_with_the_real_body() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert_eq!(body["error"]["code"], "invalid_api_key");
-    let (status, body) = call(api.http.get(api.url("/files")).bearer_auth("sk-wrong-key-9999")).await;
+    let (status, body) = call(
+        api.http
+            .get(api.url("/files"))
+            .bearer_auth("sk-wrong-key-9999"),
+    )
+    .await;
     assert_eq!(status, 401);
-    assert!(body["error"]["message"].as_str().unwrap().contains("sk-***9999"), "{body}");
-    assert!(!body["error"]["message"].as_str().unwrap().contains("wrong"), "the key is masked: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sk-***9999"),
+        "{body}"
+    );
+    assert!(
+        !body["error"]["message"].as_str().unwrap().contains("wrong"),
+        "the key is masked: {body}"
+    );
 
     let any = Api::start(render::sandbox::SandboxConfig::default());
     let (status, _) = call(any.http.get(any.url("/files")).bearer_auth("anything")).await;
-    assert_eq!(status, 200, "without --api-key any non-empty key is accepted");
-    let (status, _) = call(any.http.get(any.url("/files")).header("authorization", "Bearer ")).await;
+    assert_eq!(
+        status, 200,
+        "without --api-key any non-empty key is accepted"
+    );
+    let (status, _) = call(
+        any.http
+            .get(any.url("/files"))
+            .header("authorization", "Bearer "),
+    )
+    .await;
     assert_eq!(status, 401);
     let (status, stats) = call(any.http.get(any.harness("/sandbox/stats"))).await;
     assert_eq!(status, 200, "the harness needs no key: {stats}");
@@ -154,7 +231,10 @@ async fn stats_count_uploads_by_purpose_with_their_digests() {
     assert_eq!(stats.files_uploaded["vision"], 2);
     assert_eq!(stats.files_uploaded["batch"], 1);
     let same = Sha256Hex::of(b"same bytes").hex();
-    assert_eq!(stats.uploaded_sha256, [same.clone(), same, Sha256Hex::of(b"{}\n").hex()]);
+    assert_eq!(
+        stats.uploaded_sha256,
+        [same.clone(), same, Sha256Hex::of(b"{}\n").hex()]
+    );
     assert_eq!(stats.requests_with("POST /v1/files", 200), 3);
 
     let (_, over_http) = call(api.http.get(api.harness("/sandbox/stats"))).await;

@@ -72,7 +72,10 @@ pub fn validate_input(
         )]);
     }
     let Ok(text) = std::str::from_utf8(content) else {
-        return Err(vec![file_error("invalid_file", "The input file is not UTF-8 text.")]);
+        return Err(vec![file_error(
+            "invalid_file",
+            "The input file is not UTF-8 text.",
+        )]);
     };
     let mut lines = Vec::new();
     let mut errors = Vec::new();
@@ -99,7 +102,10 @@ pub fn validate_input(
         return Err(errors);
     }
     if lines.is_empty() {
-        return Err(vec![file_error("empty_file", "The batch input file is empty.")]);
+        return Err(vec![file_error(
+            "empty_file",
+            "The batch input file is empty.",
+        )]);
     }
     if lines.len() > limits.max_requests {
         return Err(vec![file_error(
@@ -175,10 +181,12 @@ fn check_line(raw: &str, line: u64, endpoint: &str) -> Result<InputLine, BatchEr
 }
 
 /// One line of an output (`ok`) or error file.
-pub fn output_line(line: &BatchLine, outcome: &LineOutcome, video: Option<&Video>) -> (String, bool) {
-    let response = |status: u16, body: Value| {
-        json!({"status_code": status, "request_id": line.request_id, "body": body})
-    };
+pub fn output_line(
+    line: &BatchLine,
+    outcome: &LineOutcome,
+    video: Option<&Video>,
+) -> (String, bool) {
+    let response = |status: u16, body: Value| json!({"status_code": status, "request_id": line.request_id, "body": body});
     let (response, error, ok) = match (outcome, video) {
         (LineOutcome::Video { .. }, Some(video)) => {
             let body = serde_json::to_value(video).unwrap_or(Value::Null);
@@ -193,9 +201,11 @@ pub fn output_line(line: &BatchLine, outcome: &LineOutcome, video: Option<&Video
             let body = json!({ "error": error });
             (response(*status, body), Value::Null, false)
         }
-        (LineOutcome::NotRun { code, message }, _) => {
-            (Value::Null, json!({"code": code, "message": message}), false)
-        }
+        (LineOutcome::NotRun { code, message }, _) => (
+            Value::Null,
+            json!({"code": code, "message": message}),
+            false,
+        ),
     };
     let line = json!({
         "id": line.line_id,
@@ -220,14 +230,26 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Json<Batch>, ApiFailure> {
     let request: CreateBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiFailure::invalid(None, None, format!("We could not parse the JSON body of your request: {e}"))
+        ApiFailure::invalid(
+            None,
+            None,
+            format!("We could not parse the JSON body of your request: {e}"),
+        )
     })?;
-    let input_file_id = request.input_file_id.ok_or_else(|| missing("input_file_id"))?;
+    let input_file_id = request
+        .input_file_id
+        .ok_or_else(|| missing("input_file_id"))?;
     let endpoint = request.endpoint.ok_or_else(|| missing("endpoint"))?;
     if endpoint != ENDPOINT {
-        return Err(ApiFailure::invalid_value("endpoint", &endpoint, &[ENDPOINT.to_string()]));
+        return Err(ApiFailure::invalid_value(
+            "endpoint",
+            &endpoint,
+            &[ENDPOINT.to_string()],
+        ));
     }
-    let window = request.completion_window.ok_or_else(|| missing("completion_window"))?;
+    let window = request
+        .completion_window
+        .ok_or_else(|| missing("completion_window"))?;
     if window != COMPLETION_WINDOW {
         return Err(ApiFailure::invalid_value(
             "completion_window",
@@ -303,7 +325,8 @@ fn check_metadata(metadata: Option<&BTreeMap<String, String>>) -> Result<(), Api
     let Some(metadata) = metadata else {
         return Ok(());
     };
-    let invalid = |message: String| ApiFailure::invalid(Some("metadata"), Some("invalid_value"), message);
+    let invalid =
+        |message: String| ApiFailure::invalid(Some("metadata"), Some("invalid_value"), message);
     if metadata.len() > METADATA_MAX_PAIRS {
         return Err(invalid(format!(
             "Invalid 'metadata': too many properties. Expected an object with at most \
@@ -354,7 +377,13 @@ pub async fn list(
     let limit = check_limit(query.limit, 20, 100)?;
     engine::tick(&state);
     let store = lock(&state.store);
-    let (items, has_more) = page(store.batches.iter(), |b| &b.batch.id, query.after.as_deref(), limit, false);
+    let (items, has_more) = page(
+        store.batches.iter(),
+        |b| &b.batch.id,
+        query.after.as_deref(),
+        limit,
+        false,
+    );
     let data = items.into_iter().map(|b| b.batch.clone()).collect();
     Ok(Json(list_of(data, has_more, |b: &Batch| &b.id)))
 }
@@ -401,7 +430,9 @@ mod tests {
     };
 
     fn line(custom_id: &str) -> String {
-        format!(r#"{{"custom_id":"{custom_id}","method":"POST","url":"/v1/videos","body":{{"prompt":"p"}}}}"#)
+        format!(
+            r#"{{"custom_id":"{custom_id}","method":"POST","url":"/v1/videos","body":{{"prompt":"p"}}}}"#
+        )
     }
 
     fn codes(result: Result<Vec<InputLine>, Vec<BatchErrorItem>>) -> Vec<(Option<u64>, String)> {
@@ -416,7 +447,13 @@ mod tests {
     fn valid_files_give_their_lines() {
         let text = format!("{}\n\n{}\n", line("a"), line("b"));
         let lines = validate_input(text.as_bytes(), ENDPOINT, &LIMITS).unwrap();
-        assert_eq!(lines.iter().map(|l| (l.line, l.custom_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (3, "b")]);
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| (l.line, l.custom_id.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "a"), (3, "b")]
+        );
     }
 
     #[test]
@@ -446,10 +483,25 @@ mod tests {
 
     #[test]
     fn limits_and_empty_files_fail_the_whole_file() {
-        let four = (0..4).map(|i| line(&i.to_string())).collect::<Vec<_>>().join("\n");
-        assert_eq!(codes(validate_input(four.as_bytes(), ENDPOINT, &LIMITS)), [(None, "too_many_tasks".into())]);
-        let small = BatchLimits { max_requests: 10, max_bytes: 10 };
-        assert_eq!(codes(validate_input(line("a").as_bytes(), ENDPOINT, &small)), [(None, "file_too_large".into())]);
-        assert_eq!(codes(validate_input(b"\n\n", ENDPOINT, &LIMITS)), [(None, "empty_file".into())]);
+        let four = (0..4)
+            .map(|i| line(&i.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            codes(validate_input(four.as_bytes(), ENDPOINT, &LIMITS)),
+            [(None, "too_many_tasks".into())]
+        );
+        let small = BatchLimits {
+            max_requests: 10,
+            max_bytes: 10,
+        };
+        assert_eq!(
+            codes(validate_input(line("a").as_bytes(), ENDPOINT, &small)),
+            [(None, "file_too_large".into())]
+        );
+        assert_eq!(
+            codes(validate_input(b"\n\n", ENDPOINT, &LIMITS)),
+            [(None, "empty_file".into())]
+        );
     }
 }

@@ -29,8 +29,9 @@ pub async fn set_faults(
     State(state): State<Arc<SandboxState>>,
     body: Bytes,
 ) -> Result<Json<FaultConfig>, ApiFailure> {
-    let config: FaultConfig = serde_json::from_slice(&body)
-        .map_err(|e| ApiFailure::invalid(None, None, format!("Invalid fault configuration: {e}")))?;
+    let config: FaultConfig = serde_json::from_slice(&body).map_err(|e| {
+        ApiFailure::invalid(None, None, format!("Invalid fault configuration: {e}"))
+    })?;
     replace_faults(&state, config.clone())
         .map_err(|e| ApiFailure::invalid(None, None, e.to_string()))?;
     Ok(Json(config))
@@ -67,10 +68,18 @@ pub async fn advance(
     body: Bytes,
 ) -> Result<Json<Now>, ApiFailure> {
     let Advance { seconds } = serde_json::from_slice(&body).map_err(|e| {
-        ApiFailure::invalid(Some("seconds"), None, format!("Expected {{\"seconds\": N}}: {e}"))
+        ApiFailure::invalid(
+            Some("seconds"),
+            None,
+            format!("Expected {{\"seconds\": N}}: {e}"),
+        )
     })?;
     if !(seconds.is_finite() && seconds >= 0.0) {
-        return Err(ApiFailure::invalid(Some("seconds"), None, "seconds must be zero or more"));
+        return Err(ApiFailure::invalid(
+            Some("seconds"),
+            None,
+            "seconds must be zero or more",
+        ));
     }
     state.clock.advance(seconds);
     engine::tick(&state);

@@ -15,8 +15,8 @@ use super::error::{ApiFailure, MODERATION_MESSAGE};
 use super::media::VideoSpec;
 use super::policy;
 use super::state::{
-    BatchLine, FileRecord, Job, LineOutcome, Queued, RenderResult, Running,
-    SandboxState, Store, VideoRecord, lock, video_seed,
+    BatchLine, FileRecord, Job, LineOutcome, Queued, RenderResult, Running, SandboxState, Store,
+    VideoRecord, lock, video_seed,
 };
 use crate::api::types::{
     BatchErrors, BatchStatus, CreateVideo, FileObject, FilePurpose, RequestCounts, Video,
@@ -154,7 +154,10 @@ fn expire_if_doomed(store: &mut Store, batch_id: &str, at: f64) {
         return;
     };
     let done = record.lines.iter().filter(|l| l.outcome.is_some()).count();
-    if record.doomed && record.batch.status == BatchStatus::InProgress && done >= record.lines.len() / 2 {
+    if record.doomed
+        && record.batch.status == BatchStatus::InProgress
+        && done >= record.lines.len() / 2
+    {
         expire_batch(store, batch_id, at);
     }
 }
@@ -163,7 +166,12 @@ fn expire_due_batches(store: &mut Store, now: f64) {
     let due: Vec<(String, f64)> = store
         .batches
         .iter()
-        .filter(|b| matches!(b.batch.status, BatchStatus::Validating | BatchStatus::InProgress))
+        .filter(|b| {
+            matches!(
+                b.batch.status,
+                BatchStatus::Validating | BatchStatus::InProgress
+            )
+        })
         .filter_map(|b| {
             let at = b.batch.expires_at? as f64;
             (at <= now).then(|| (b.batch.id.clone(), at))
@@ -287,7 +295,7 @@ fn start_job(state: &SandboxState, store: &mut Store, job: Job, start: f64) -> O
                 },
                 Err(failure) => RenderResult::Rejected {
                     status: failure.status.as_u16(),
-                    error: failure.error,
+                    error: *failure.error,
                 },
             };
             let done_at = match result {
@@ -340,11 +348,22 @@ fn finish_job(state: &SandboxState, store: &mut Store, running: Running) {
     match running.job {
         Job::Video { video_id } => finish_video(state, store, &video_id, running.done_at),
         Job::BatchLine { batch_id, line } => {
-            if let Some(deadline) = store.batches.get(&batch_id).and_then(|b| past_deadline(b, running.done_at)) {
+            if let Some(deadline) = store
+                .batches
+                .get(&batch_id)
+                .and_then(|b| past_deadline(b, running.done_at))
+            {
                 expire_batch(store, &batch_id, deadline);
                 return;
             }
-            let outcome = line_outcome(state, store, &batch_id, running.result, running.started_at, running.done_at);
+            let outcome = line_outcome(
+                state,
+                store,
+                &batch_id,
+                running.result,
+                running.started_at,
+                running.done_at,
+            );
             record_line(store, &batch_id, line, outcome, running.done_at);
         }
     }
@@ -389,7 +408,11 @@ fn line_outcome(
     let (video_id, spec, model) = match result {
         RenderResult::Rejected { status, error } => return LineOutcome::Failed { status, error },
         RenderResult::Existing => return unreachable_outcome(),
-        RenderResult::NewVideo { video_id, spec, model } => (video_id, spec, model),
+        RenderResult::NewVideo {
+            video_id,
+            spec,
+            model,
+        } => (video_id, spec, model),
     };
     let (fails, moderated) = {
         let mut faults = lock(&state.faults);
@@ -399,12 +422,18 @@ fn line_outcome(
     if fails {
         state.count_fault("batch_request_failure");
         let failure = ApiFailure::server_error(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        return LineOutcome::Failed { status: 500, error: failure.error };
+        return LineOutcome::Failed {
+            status: 500,
+            error: *failure.error,
+        };
     }
     if moderated {
         state.count_fault("moderation");
         let failure = ApiFailure::moderation_blocked();
-        return LineOutcome::Failed { status: 400, error: failure.error };
+        return LineOutcome::Failed {
+            status: 400,
+            error: *failure.error,
+        };
     }
     let video = Video {
         id: video_id.clone(),
@@ -439,7 +468,10 @@ fn line_outcome(
 /// Direct videos never run as batch lines; answer as a server error rather than panic.
 fn unreachable_outcome() -> LineOutcome {
     let failure = ApiFailure::server_error(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    LineOutcome::Failed { status: 500, error: failure.error }
+    LineOutcome::Failed {
+        status: 500,
+        error: *failure.error,
+    }
 }
 
 fn record_line(store: &mut Store, batch_id: &str, line: usize, outcome: LineOutcome, at: f64) {
@@ -449,7 +481,10 @@ fn record_line(store: &mut Store, batch_id: &str, line: usize, outcome: LineOutc
     let Some(slot) = record.lines.get_mut(line) else {
         return;
     };
-    let counts = record.batch.request_counts.get_or_insert_with(RequestCounts::default);
+    let counts = record
+        .batch
+        .request_counts
+        .get_or_insert_with(RequestCounts::default);
     match &outcome {
         LineOutcome::Video { .. } => counts.completed += 1,
         LineOutcome::Failed { .. } | LineOutcome::NotRun { .. } => counts.failed += 1,
@@ -562,7 +597,13 @@ fn deliver(store: &mut Store, batch_id: &str, at: f64) {
     }
 }
 
-fn write_output_file(store: &mut Store, batch_id: &str, kind: &str, text: String, at: i64) -> String {
+fn write_output_file(
+    store: &mut Store,
+    batch_id: &str,
+    kind: &str,
+    text: String,
+    at: i64,
+) -> String {
     let id = store.new_id("file-");
     let content = Bytes::from(text);
     let object = FileObject {

@@ -1,9 +1,9 @@
 //! Errors in the API's own shape: `{"error": {"message", "type", "param", "code"}}` with the
 //! status codes and headers the real service uses, so clients (and the SDK) classify them alike.
 
+use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use crate::api::types::{ApiError, ErrorBody};
 
@@ -11,8 +11,9 @@ use crate::api::types::{ApiError, ErrorBody};
 #[derive(Clone, Debug)]
 pub struct ApiFailure {
     pub status: StatusCode,
-    pub error: ApiError,
-    pub headers: HeaderMap,
+    /// Boxed (as are the headers) so `Result<_, ApiFailure>` stays small.
+    pub error: Box<ApiError>,
+    pub headers: Box<HeaderMap>,
 }
 
 /// The message of the real service's content-policy rejections.
@@ -31,13 +32,17 @@ impl ApiFailure {
     pub fn new(status: StatusCode, error: ApiError) -> ApiFailure {
         ApiFailure {
             status,
-            error,
-            headers: HeaderMap::new(),
+            error: Box::new(error),
+            headers: Box::default(),
         }
     }
 
     /// 400 `invalid_request_error`.
-    pub fn invalid(param: Option<&str>, code: Option<&str>, message: impl Into<String>) -> ApiFailure {
+    pub fn invalid(
+        param: Option<&str>,
+        code: Option<&str>,
+        message: impl Into<String>,
+    ) -> ApiFailure {
         ApiFailure::new(
             StatusCode::BAD_REQUEST,
             api_error("invalid_request_error", code, param, message.into()),
@@ -96,9 +101,11 @@ impl ApiFailure {
     /// 401 with the body the real service sends for a missing or wrong key.
     pub fn unauthorized(presented: Option<&str>) -> ApiFailure {
         let message = match presented {
-            None | Some("") => "You didn't provide an API key. You need to provide your API key in \
+            None | Some("") => {
+                "You didn't provide an API key. You need to provide your API key in \
                 an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-                .to_string(),
+                    .to_string()
+            }
             Some(key) => format!(
                 "Incorrect API key provided: {}. You can find your API key at \
                  https://platform.openai.com/account/api-keys.",
@@ -107,7 +114,12 @@ impl ApiFailure {
         };
         ApiFailure::new(
             StatusCode::UNAUTHORIZED,
-            api_error("invalid_request_error", Some("invalid_api_key"), None, message),
+            api_error(
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                None,
+                message,
+            ),
         )
     }
 
@@ -119,13 +131,13 @@ impl ApiFailure {
                 "requests",
                 Some("rate_limit_exceeded"),
                 None,
-                format!(
-                    "Rate limit reached for requests. Please try again in {retry_after_ms}ms."
-                ),
+                format!("Rate limit reached for requests. Please try again in {retry_after_ms}ms."),
             ),
         );
         let secs = retry_after_ms.div_ceil(1000);
-        failure.headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        failure
+            .headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         failure
             .headers
             .insert("retry-after-ms", HeaderValue::from(retry_after_ms));
@@ -139,7 +151,10 @@ impl ApiFailure {
             503 => "The server is overloaded or not ready yet.",
             _ => "The server had an error while processing your request. Sorry about that!",
         };
-        ApiFailure::new(status, api_error("server_error", None, None, message.to_string()))
+        ApiFailure::new(
+            status,
+            api_error("server_error", None, None, message.to_string()),
+        )
     }
 
     /// 404 for a path the API does not have.
@@ -157,7 +172,7 @@ impl ApiFailure {
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.error.clone(),
+            error: (*self.error).clone(),
         }
     }
 }
@@ -166,7 +181,7 @@ impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let body = self.body();
         let mut response = (self.status, Json(body)).into_response();
-        response.headers_mut().extend(self.headers);
+        response.headers_mut().extend(*self.headers);
         response
     }
 }

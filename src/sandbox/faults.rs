@@ -242,9 +242,7 @@ impl EndpointPattern {
             None if text.starts_with('/') || text == "*" => (None, text),
             None => (Some(text), "*"),
         };
-        let method = method
-            .filter(|m| *m != "*")
-            .map(|m| m.to_ascii_uppercase());
+        let method = method.filter(|m| *m != "*").map(|m| m.to_ascii_uppercase());
         if let Some(m) = &method
             && !["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD"].contains(&m.as_str())
         {
@@ -329,7 +327,9 @@ impl TriggerState {
         }
         let by_position = when.nth.contains(&self.seen);
         // Always draw when a rate is set, so later draws do not depend on `nth` hits.
-        let by_rate = when.rate.is_some_and(|rate| rng.random_bool(rate.clamp(0.0, 1.0)));
+        let by_rate = when
+            .rate
+            .is_some_and(|rate| rng.random_bool(rate.clamp(0.0, 1.0)));
         let fired = by_position || by_rate;
         if fired {
             self.fired += 1;
@@ -385,11 +385,16 @@ impl FaultEngine {
             }
             match &rule.fault {
                 Fault::Slow { delay_ms } => {
-                    let total = decision.delay.unwrap_or_default() + Duration::from_millis(*delay_ms);
+                    let total =
+                        decision.delay.unwrap_or_default() + Duration::from_millis(*delay_ms);
                     decision.delay = Some(total);
                 }
                 Fault::Drop { after_bytes } if decision.respond.is_none() => {
-                    decision.drop_after = Some(decision.drop_after.map_or(*after_bytes, |b| b.min(*after_bytes)));
+                    decision.drop_after = Some(
+                        decision
+                            .drop_after
+                            .map_or(*after_bytes, |b| b.min(*after_bytes)),
+                    );
                 }
                 fault @ (Fault::RateLimit { .. } | Fault::ServerError { .. })
                     if decision.respond.is_none() && decision.drop_after.is_none() =>
@@ -496,9 +501,24 @@ mod tests {
     #[test]
     fn patterns_match_methods_and_segments() {
         let cases = [
-            ("GET /v1/videos/*/content", "GET", "/v1/videos/video_1/content", true),
-            ("GET /v1/videos/*/content", "GET", "/v1/videos/video_1", false),
-            ("GET /v1/videos/*/content", "POST", "/v1/videos/video_1/content", false),
+            (
+                "GET /v1/videos/*/content",
+                "GET",
+                "/v1/videos/video_1/content",
+                true,
+            ),
+            (
+                "GET /v1/videos/*/content",
+                "GET",
+                "/v1/videos/video_1",
+                false,
+            ),
+            (
+                "GET /v1/videos/*/content",
+                "POST",
+                "/v1/videos/video_1/content",
+                false,
+            ),
             ("/v1/files", "POST", "/v1/files", true),
             ("* /v1/**", "DELETE", "/v1/files/file-1", true),
             ("*", "GET", "/v1/batches", true),
@@ -507,7 +527,11 @@ mod tests {
         ];
         for (pattern, method, path, expected) in cases {
             let p = EndpointPattern::parse(pattern).unwrap();
-            assert_eq!(p.matches(method, path), expected, "{pattern} vs {method} {path}");
+            assert_eq!(
+                p.matches(method, path),
+                expected,
+                "{pattern} vs {method} {path}"
+            );
         }
         assert!(EndpointPattern::parse("FETCH /v1").is_err());
         assert!(EndpointPattern::parse("GET v1/files").is_err());
@@ -516,7 +540,9 @@ mod tests {
     #[test]
     fn nth_and_limit_pick_exact_requests() {
         let config = FaultConfig::default().rule(
-            FaultRule::new("GET /v1/files", Fault::ServerError { status: 503 }).nth([2, 3]).limit(1),
+            FaultRule::new("GET /v1/files", Fault::ServerError { status: 503 })
+                .nth([2, 3])
+                .limit(1),
         );
         let mut engine = FaultEngine::new(config, 1).unwrap();
         let hits: Vec<bool> = (0..4)
@@ -562,7 +588,12 @@ mod tests {
         let json = r#"{"http":[{"endpoint":"GET /v1/videos/*/content","fault":{"kind":"rate_limit","retry_after_ms":250},"rate":0.5}],
                        "batch_expire":{"nth":[1]},"moderation":{"rate":0.1,"limit":2}}"#;
         let config: FaultConfig = serde_json::from_str(json).unwrap();
-        assert_eq!(config.http[0].fault, Fault::RateLimit { retry_after_ms: 250 });
+        assert_eq!(
+            config.http[0].fault,
+            Fault::RateLimit {
+                retry_after_ms: 250
+            }
+        );
         assert_eq!(config.batch_expire.nth, [1]);
         let again: FaultConfig =
             serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();

@@ -69,7 +69,10 @@ pub async fn create(
         object
     };
     let mut stats = lock(&state.stats);
-    *stats.files_uploaded.entry(purpose.as_str().to_string()).or_default() += 1;
+    *stats
+        .files_uploaded
+        .entry(purpose.as_str().to_string())
+        .or_default() += 1;
     stats.uploaded_sha256.push(sha);
     Ok(Json(object))
 }
@@ -86,7 +89,9 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiFailure> {
             }
             "purpose" => purpose = Some(field.text().await.map_err(multipart_error)?),
             "expires_after[anchor]" => anchor = Some(field.text().await.map_err(multipart_error)?),
-            "expires_after[seconds]" => seconds = Some(field.text().await.map_err(multipart_error)?),
+            "expires_after[seconds]" => {
+                seconds = Some(field.text().await.map_err(multipart_error)?)
+            }
             _ => {}
         }
     }
@@ -101,7 +106,11 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiFailure> {
 }
 
 pub fn multipart_error(err: impl std::fmt::Display) -> ApiFailure {
-    ApiFailure::invalid(None, None, format!("Invalid multipart/form-data body: {err}"))
+    ApiFailure::invalid(
+        None,
+        None,
+        format!("Invalid multipart/form-data body: {err}"),
+    )
 }
 
 pub fn missing(param: &str) -> ApiFailure {
@@ -119,9 +128,16 @@ impl From<MultipartRejection> for ApiFailure {
 }
 
 fn parse_purpose(text: &str) -> Result<FilePurpose, ApiFailure> {
-    let accepted = ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
-    let purpose: FilePurpose = serde_json::from_value(serde_json::Value::from(text))
-        .unwrap_or(FilePurpose::Unknown);
+    let accepted = [
+        "assistants",
+        "batch",
+        "fine-tune",
+        "vision",
+        "user_data",
+        "evals",
+    ];
+    let purpose: FilePurpose =
+        serde_json::from_value(serde_json::Value::from(text)).unwrap_or(FilePurpose::Unknown);
     if matches!(purpose, FilePurpose::Unknown | FilePurpose::BatchOutput) {
         let accepted: Vec<String> = accepted.iter().map(|s| s.to_string()).collect();
         return Err(ApiFailure::invalid_value("purpose", text, &accepted));
@@ -181,7 +197,9 @@ pub async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<Json<FileObject>, ApiFailure> {
     let store = lock(&state.store);
-    Ok(Json(live_file(&store, &id, state.clock.now())?.object.clone()))
+    Ok(Json(
+        live_file(&store, &id, state.clock.now())?.object.clone(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,8 +226,18 @@ pub async fn list(
                 .as_deref()
                 .is_none_or(|p| f.object.purpose.as_str() == p)
     });
-    let (items, has_more) = page(rows, |f| &f.object.id, query.after.as_deref(), limit, ascending);
-    Ok(Json(list_of(items.into_iter().map(|f| f.object.clone()).collect(), has_more, |f| &f.id)))
+    let (items, has_more) = page(
+        rows,
+        |f| &f.object.id,
+        query.after.as_deref(),
+        limit,
+        ascending,
+    );
+    Ok(Json(list_of(
+        items.into_iter().map(|f| f.object.clone()).collect(),
+        has_more,
+        |f| &f.id,
+    )))
 }
 
 /// Builds a list answer with `first_id`/`last_id`.
@@ -231,7 +259,9 @@ pub fn check_limit(limit: Option<usize>, default: usize, max: usize) -> Result<u
         Some(n) => Err(ApiFailure::invalid(
             Some("limit"),
             Some("integer_out_of_range"),
-            format!("Invalid 'limit': integer out of range: {n}. Expected a value between 1 and {max}."),
+            format!(
+                "Invalid 'limit': integer out of range: {n}. Expected a value between 1 and {max}."
+            ),
         )),
     }
 }
@@ -275,5 +305,10 @@ pub async fn content(
         let store = lock(&state.store);
         live_file(&store, &id, state.clock.now())?.content.clone()
     };
-    ranged_bytes(content, "application/octet-stream", &headers, Served("file"))
+    ranged_bytes(
+        content,
+        "application/octet-stream",
+        &headers,
+        Served("file"),
+    )
 }

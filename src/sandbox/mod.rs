@@ -182,13 +182,19 @@ pub fn app(state: Arc<SandboxState>) -> Router {
         .route("/v1/batches/{id}", get(batches::retrieve))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .route("/v1/videos", post(videos::create).get(videos::list))
-        .route("/v1/videos/{id}", get(videos::retrieve).delete(videos::delete))
+        .route(
+            "/v1/videos/{id}",
+            get(videos::retrieve).delete(videos::delete),
+        )
         .route("/v1/videos/{id}/content", get(videos::content))
         .fallback(http::fallback)
         .layer(from_fn_with_state(state.clone(), http::observe));
     let harness = Router::new()
         .route("/sandbox/stats", get(control::stats))
-        .route("/sandbox/faults", get(control::get_faults).post(control::set_faults))
+        .route(
+            "/sandbox/faults",
+            get(control::get_faults).post(control::set_faults),
+        )
         .route("/sandbox/clock", get(control::clock))
         .route("/sandbox/clock/advance", post(control::advance))
         .route("/sandbox/videos/{id}/digest", get(control::digest));

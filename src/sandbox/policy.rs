@@ -65,7 +65,13 @@ pub fn check_request(
         .filter(|s| model.rate(*s).is_some())
         .ok_or_else(|| ApiFailure::invalid_value("size", size_text, &supported_sizes()))?;
     let seconds_text = request.seconds.as_deref().unwrap_or(DEFAULT_SECONDS);
-    let supported_seconds = || model.seconds.iter().map(|s| s.api_string()).collect::<Vec<_>>();
+    let supported_seconds = || {
+        model
+            .seconds
+            .iter()
+            .map(|s| s.api_string())
+            .collect::<Vec<_>>()
+    };
     let seconds: u32 = seconds_text
         .trim()
         .parse()
@@ -193,7 +199,10 @@ mod tests {
     #[test]
     fn defaults_fill_missing_fields() {
         let ok = check_request(&request(None, None, None), &Catalog::builtin(), no_files).unwrap();
-        assert_eq!((ok.model.as_str(), ok.size.to_string(), ok.seconds), ("sora-2", "720x1280".into(), 4));
+        assert_eq!(
+            (ok.model.as_str(), ok.size.to_string(), ok.seconds),
+            ("sora-2", "720x1280".into(), 4)
+        );
     }
 
     #[test]
@@ -204,12 +213,21 @@ mod tests {
             (Some("sora-2-pro"), Some("1920x1080"), Some("20"), None),
             (Some("sora-3"), None, None, Some("model")),
             (Some("sora-2"), Some("1280x720"), Some("5"), Some("seconds")),
-            (Some("sora-2"), Some("1280x720"), Some("eight"), Some("seconds")),
+            (
+                Some("sora-2"),
+                Some("1280x720"),
+                Some("eight"),
+                Some("seconds"),
+            ),
         ];
         for (model, size, seconds, bad_param) in cases {
             let result = check_request(&request(model, size, seconds), &catalog, no_files);
             let param = result.err().and_then(|e| e.error.param);
-            assert_eq!(param.as_deref(), bad_param, "{model:?} {size:?} {seconds:?}");
+            assert_eq!(
+                param.as_deref(),
+                bad_param,
+                "{model:?} {size:?} {seconds:?}"
+            );
         }
     }
 
@@ -227,10 +245,15 @@ mod tests {
     #[test]
     fn reference_images_must_exist_and_match_the_size() {
         let mut req = request(Some("sora-2"), Some("1280x720"), Some("4"));
-        req.input_reference = Some(InputReference::FileId { file_id: "file-x".into() });
+        req.input_reference = Some(InputReference::FileId {
+            file_id: "file-x".into(),
+        });
         let err = check_request(&req, &Catalog::builtin(), no_files).unwrap_err();
         assert_eq!(err.error.param.as_deref(), Some("input_reference"));
-        let err = check_request(&req, &Catalog::builtin(), |_| Some(Bytes::from_static(b"text"))).unwrap_err();
+        let err = check_request(&req, &Catalog::builtin(), |_| {
+            Some(Bytes::from_static(b"text"))
+        })
+        .unwrap_err();
         assert_eq!(err.error.code.as_deref(), Some("unsupported_file"));
     }
 }

@@ -49,9 +49,16 @@ pub async fn create(
             .await
             .map_err(|e| ApiFailure::invalid(None, None, e.to_string()))?;
         let request: CreateVideo = serde_json::from_slice(&body).map_err(|e| {
-            ApiFailure::invalid(None, None, format!("We could not parse the JSON body of your request: {e}"))
+            ApiFailure::invalid(
+                None,
+                None,
+                format!("We could not parse the JSON body of your request: {e}"),
+            )
         })?;
-        Incoming { request, image: None }
+        Incoming {
+            request,
+            image: None,
+        }
     };
     let now = state.clock.now_f64();
     let mut store = lock(&state.store);
@@ -152,10 +159,7 @@ fn current(record: &VideoRecord, now: f64) -> Video {
     video
 }
 
-fn live<'a>(
-    store: &'a super::state::Store,
-    id: &str,
-) -> Result<&'a VideoRecord, ApiFailure> {
+fn live<'a>(store: &'a super::state::Store, id: &str) -> Result<&'a VideoRecord, ApiFailure> {
     store
         .videos
         .get(id)
@@ -190,7 +194,13 @@ pub async fn list(
     let now = state.clock.now_f64();
     let store = lock(&state.store);
     let rows = store.videos.iter().filter(|v| !v.deleted);
-    let (items, has_more) = page(rows, |v| &v.video.id, query.after.as_deref(), limit, ascending);
+    let (items, has_more) = page(
+        rows,
+        |v| &v.video.id,
+        query.after.as_deref(),
+        limit,
+        ascending,
+    );
     let data = items.into_iter().map(|v| current(v, now)).collect();
     Ok(Json(list_of(data, has_more, |v: &Video| &v.id)))
 }
@@ -231,17 +241,31 @@ pub async fn content(
     Ok(match variant {
         ContentVariant::Video => {
             let video = Arc::new(RenderedVideo::new(spec));
-            ranged_stream(video.len(), "video/mp4", &headers, Served("video"), |start, end| {
-                video_chunks(video, start, end)
-            })
+            ranged_stream(
+                video.len(),
+                "video/mp4",
+                &headers,
+                Served("video"),
+                |start, end| video_chunks(video, start, end),
+            )
         }
         ContentVariant::Thumbnail => {
             let jpeg = media::thumbnail_jpeg(spec.seed, &spec.prompt, spec.size);
-            ranged_bytes(Bytes::from(jpeg), "image/jpeg", &headers, Served("thumbnail"))?
+            ranged_bytes(
+                Bytes::from(jpeg),
+                "image/jpeg",
+                &headers,
+                Served("thumbnail"),
+            )?
         }
         ContentVariant::Spritesheet => {
             let jpeg = media::spritesheet_jpeg(spec.seed, &spec.prompt, spec.size);
-            ranged_bytes(Bytes::from(jpeg), "image/jpeg", &headers, Served("spritesheet"))?
+            ranged_bytes(
+                Bytes::from(jpeg),
+                "image/jpeg",
+                &headers,
+                Served("spritesheet"),
+            )?
         }
     })
 }

@@ -63,7 +63,10 @@ impl Api {
     pub async fn upload(&self, filename: &str, bytes: Vec<u8>, purpose: &str) -> Value {
         let form = reqwest::multipart::Form::new()
             .text("purpose", purpose.to_string())
-            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string()));
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string()),
+            );
         let (status, body) = call(self.post("/files").multipart(form)).await;
         assert_eq!(status, 200, "{body}");
         body
@@ -71,7 +74,9 @@ impl Api {
 
     /// Uploads `lines` as a JSONL batch input and creates a batch over it.
     pub async fn batch(&self, lines: &[Value]) -> Value {
-        let file = self.upload("night.jsonl", jsonl(lines).into_bytes(), "batch").await;
+        let file = self
+            .upload("night.jsonl", jsonl(lines).into_bytes(), "batch")
+            .await;
         let (status, batch) = call(self.post("/batches")
                 .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/videos", "completion_window": "24h"}))
                 ).await;
@@ -108,10 +113,16 @@ impl Api {
 
     /// The lines of a file's content, parsed.
     pub async fn jsonl_file(&self, id: &str) -> Vec<Value> {
-        let response = self.get(&format!("/files/{id}/content")).send().await.expect("reachable");
+        let response = self
+            .get(&format!("/files/{id}/content"))
+            .send()
+            .await
+            .expect("reachable");
         assert_eq!(response.status(), 200);
         let text = response.text().await.expect("a body");
-        text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
     }
 
     pub async fn create_video(&self, body: Value) -> Value {

@@ -14,6 +14,13 @@ use crate::sandbox::{self, FaultConfig, SandboxConfig, Trigger};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Boxed: the command enum stays small.
+    #[command(flatten)]
+    pub options: Box<Options>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub addr: SocketAddr,
@@ -67,8 +74,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let addr = args.addr;
-    let config = config_from(args)?;
+    let addr = args.options.addr;
+    let config = config_from(*args.options)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -90,7 +97,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn config_from(args: Args) -> anyhow::Result<SandboxConfig> {
+fn config_from(args: Options) -> anyhow::Result<SandboxConfig> {
     let paths: Vec<&std::path::Path> = args.catalogs.iter().map(PathBuf::as_path).collect();
     let catalog = Catalog::load(&paths)?;
     let mut faults = match &args.faults_json {

@@ -44,8 +44,10 @@ pub fn tick(state: &SandboxState) {
     let now = state.clock.now_f64();
     let mut store = lock(&state.store);
     validate_due_batches(state, &mut store, now);
-    expire_due_batches(&mut store, now);
+    // Renders first: those that ended before a batch's deadline count even if the clock jumped
+    // past it; `finish_job` expires a batch whose render would end too late.
     run_slots(state, &mut store, now);
+    expire_due_batches(&mut store, now);
     settle_cancelling(&mut store, now);
     finalize_due_batches(&mut store, now);
 }
@@ -279,6 +281,11 @@ fn start_job(state: &SandboxState, store: &mut Store, job: Job, start: f64) -> O
             if record.batch.status != BatchStatus::InProgress {
                 return None;
             }
+            if let Some(deadline) = past_deadline(record, start) {
+                let batch_id = batch_id.clone();
+                expire_batch(store, &batch_id, deadline);
+                return None;
+            }
             let body = record.lines.get(*line)?.body.clone();
             let result = match prepare_line(state, store, &body) {
                 Ok((video_id, spec, model)) => RenderResult::NewVideo {
@@ -288,7 +295,7 @@ fn start_job(state: &SandboxState, store: &mut Store, job: Job, start: f64) -> O
                 },
                 Err(failure) => RenderResult::Rejected {
                     status: failure.status.as_u16(),
-                    error: failure.error,
+                    error: *failure.error,
                 },
             };
             let done_at = match result {
@@ -341,6 +348,14 @@ fn finish_job(state: &SandboxState, store: &mut Store, running: Running) {
     match running.job {
         Job::Video { video_id } => finish_video(state, store, &video_id, running.done_at),
         Job::BatchLine { batch_id, line } => {
+            if let Some(deadline) = store
+                .batches
+                .get(&batch_id)
+                .and_then(|b| past_deadline(b, running.done_at))
+            {
+                expire_batch(store, &batch_id, deadline);
+                return;
+            }
             let outcome = line_outcome(
                 state,
                 store,
@@ -352,6 +367,12 @@ fn finish_job(state: &SandboxState, store: &mut Store, running: Running) {
             record_line(store, &batch_id, line, outcome, running.done_at);
         }
     }
+}
+
+/// The batch's deadline if `at` is past it.
+fn past_deadline(record: &super::state::BatchRecord, at: f64) -> Option<f64> {
+    let deadline = record.batch.expires_at? as f64;
+    (at > deadline).then_some(deadline)
 }
 
 fn finish_video(state: &SandboxState, store: &mut Store, video_id: &str, at: f64) {
@@ -403,7 +424,7 @@ fn line_outcome(
         let failure = ApiFailure::server_error(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         return LineOutcome::Failed {
             status: 500,
-            error: failure.error,
+            error: *failure.error,
         };
     }
     if moderated {
@@ -411,7 +432,7 @@ fn line_outcome(
         let failure = ApiFailure::moderation_blocked();
         return LineOutcome::Failed {
             status: 400,
-            error: failure.error,
+            error: *failure.error,
         };
     }
     let video = Video {
@@ -449,7 +470,7 @@ fn unreachable_outcome() -> LineOutcome {
     let failure = ApiFailure::server_error(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     LineOutcome::Failed {
         status: 500,
-        error: failure.error,
+        error: *failure.error,
     }
 }
 

@@ -11,8 +11,9 @@ use crate::api::types::{ApiError, ErrorBody};
 #[derive(Clone, Debug)]
 pub struct ApiFailure {
     pub status: StatusCode,
-    pub error: ApiError,
-    pub headers: HeaderMap,
+    /// Boxed (as are the headers) so `Result<_, ApiFailure>` stays small.
+    pub error: Box<ApiError>,
+    pub headers: Box<HeaderMap>,
 }
 
 /// The message of the real service's content-policy rejections.
@@ -31,8 +32,8 @@ impl ApiFailure {
     pub fn new(status: StatusCode, error: ApiError) -> ApiFailure {
         ApiFailure {
             status,
-            error,
-            headers: HeaderMap::new(),
+            error: Box::new(error),
+            headers: Box::default(),
         }
     }
 
@@ -171,7 +172,7 @@ impl ApiFailure {
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.error.clone(),
+            error: (*self.error).clone(),
         }
     }
 }
@@ -180,7 +181,7 @@ impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let body = self.body();
         let mut response = (self.status, Json(body)).into_response();
-        response.headers_mut().extend(self.headers);
+        response.headers_mut().extend(*self.headers);
         response
     }
 }

@@ -102,6 +102,8 @@ fn cut_after(response: Response, after: u64) -> Response {
             return None;
         }
         if left == 0 {
+            // Let hyper flush what was sent before the cut, or the client would see less.
+            tokio::time::sleep(FLUSH_GRACE).await;
             return Some((Err(dropped()), (stream, 0, true)));
         }
         match stream.next().await {
@@ -119,6 +121,9 @@ fn cut_after(response: Response, after: u64) -> Response {
     });
     Response::from_parts(parts, Body::from_stream(cut))
 }
+
+/// Pause between the last bytes sent and the cut of a dropped connection.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(30);
 
 fn dropped() -> io::Error {
     io::Error::new(
@@ -212,7 +217,7 @@ fn content_head(
     headers: &HeaderMap,
     len: u64,
     content_type: &str,
-) -> Result<(StatusCode, HeaderMap, u64, u64), Response> {
+) -> Result<(StatusCode, HeaderMap, u64, u64), Box<Response>> {
     let mut out = HeaderMap::new();
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(value) = HeaderValue::from_str(content_type) {
@@ -224,7 +229,7 @@ fn content_head(
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, value);
             }
-            return Err(response);
+            return Err(Box::new(response));
         }
         Ok(None) => (StatusCode::OK, 0, len),
         Ok(Some((first, last))) => {
@@ -248,7 +253,7 @@ pub fn ranged_bytes(
     let (status, head, start, end) = match content_head(headers, content.len() as u64, content_type)
     {
         Ok(head) => head,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     let body = content.slice(start as usize..end as usize);
     let mut response = (status, head, body).into_response();
@@ -269,7 +274,7 @@ where
 {
     let (status, head, start, end) = match content_head(headers, len, content_type) {
         Ok(head) => head,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let mut response = (status, head, Body::from_stream(stream_from(start, end))).into_response();
     response.extensions_mut().insert(served);

@@ -40,6 +40,9 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
+/// Moves batches and renders on the virtual clock; [`serve`] and [`spawn`] run it next to
+/// [`app`], and anyone mounting [`app`] elsewhere must spawn it too.
+pub use engine::run as run_engine;
 pub use faults::{Fault, FaultConfig, FaultRule, FaultSpecError, Trigger};
 pub use state::SandboxState;
 pub use stats::Stats;

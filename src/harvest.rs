@@ -184,7 +184,14 @@ async fn harvest_batch(
     let Some(batch_id) = batch.batch_id.as_deref() else {
         return Ok(false);
     };
-    let remote = client.get_batch(batch_id).await?;
+    let remote = match client.get_batch(batch_id).await {
+        Ok(remote) => remote,
+        Err(err) if err.status() == Some(404) => {
+            forget_missing_batch(batch, batch_id, ledger, events)?;
+            return Ok(true);
+        }
+        Err(err) => return Err(err.into()),
+    };
     let update = batch_update(&remote);
     ledger.update_batch(batch.row, &update)?;
     let outputs_expire_at = remote.completed_at.map(|t| t + 24 * 3600);
@@ -227,6 +234,29 @@ async fn harvest_batch(
         ledger.set_batch_harvested(batch.row)?;
     }
     Ok(true)
+}
+
+/// The provider does not know the batch (another server, or it was deleted): whatever it held
+/// that is not harvested is lost, so `render retry` can send it again.
+fn forget_missing_batch(
+    batch: &BatchRow,
+    batch_id: &str,
+    ledger: &mut Ledger,
+    events: &dyn EventSink,
+) -> Result<(), HarvestError> {
+    let reason = format!("the provider no longer knows batch {batch_id}");
+    warn(events, format!("{reason}; its unharvested requests are marked lost"));
+    for request in ledger.batch_requests(batch.row)? {
+        if request.status.is_in_flight_or_done() && request.status != RequestStatus::Harvested {
+            let lost = RequestResult::Lost {
+                reason: reason.clone(),
+            };
+            ledger.record_result(&request.key, &lost)?;
+        }
+    }
+    ledger.set_results_read(batch.row)?;
+    ledger.set_batch_harvested(batch.row)?;
+    Ok(())
 }
 
 /// The provider's notion of "now": batches carry their own timestamps, so compare with those

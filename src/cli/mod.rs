@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod cache;
 mod harvest;
+mod nightly;
 mod plan;
 mod retry;
 mod sandbox;
@@ -89,6 +90,8 @@ enum Command {
     Harvest(harvest::Args),
     /// Resubmit a run's failed-but-retryable and lost requests, and only those.
     Retry(retry::Args),
+    /// The whole night in one resumable command: plan, submit, wait, harvest, lay out.
+    Nightly(nightly::Args),
     /// Inspect and maintain the content-addressed cache.
     Cache(cache::Args),
     /// Serve a local, OpenAI-compatible Files + Batch + Videos API for tests and rehearsals.
@@ -105,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args, &cli.global),
         Command::Harvest(args) => harvest::run(args, &cli.global),
         Command::Retry(args) => retry::run(args, &cli.global),
+        Command::Nightly(args) => nightly::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };

@@ -33,7 +33,10 @@ pub fn api_client() -> anyhow::Result<ApiClient> {
 
 /// The API client for a known server (the in-process sandbox).
 pub fn api_client_for(base_url: &str, key: &str) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::new(ClientConfig::new(base_url, ApiKey::new(key)))?)
+    Ok(ApiClient::new(ClientConfig::new(
+        base_url,
+        ApiKey::new(key),
+    ))?)
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

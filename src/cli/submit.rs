@@ -109,15 +109,11 @@ pub fn plan_or_report(
             return Ok(None);
         }
     };
-    Ok(Some(report_plan(prepared, args, global)?))
+    Ok(Some(report_plan(prepared, args)?))
 }
 
 /// Prints a prepared plan's diagnostics (and the budget refusal) and says how it went.
-pub fn report_plan(
-    prepared: Prepared,
-    args: &PlanArgs,
-    _global: &GlobalArgs,
-) -> anyhow::Result<(Prepared, Outcome)> {
+pub fn report_plan(prepared: Prepared, args: &PlanArgs) -> anyhow::Result<(Prepared, Outcome)> {
     crate::report::plan::print_diagnostics(&prepared.run.diagnostics, &prepared.run.inputs)?;
     let outcome = prepared.outcome(args.budget);
     if outcome == Outcome::OverBudget

@@ -1,0 +1,160 @@
+//! `render nightly`: plan → submit → wait → harvest → outputs and manifest, in one resumable
+//! command. Run it again after any crash: it continues the same run and never resubmits what is
+//! in flight or done.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::plan::{PlanArgs, prepare, prepare_for, provider_of};
+use super::state::{api_client, api_client_for, open_state, runtime};
+use super::submit::{LimitArgs, report_plan, submit_options};
+use super::{Format, GlobalArgs, Outcome};
+use crate::api::client::ApiClient;
+use crate::harvest::{HarvestOptions, HarvestReport, harvest};
+use crate::report::progress::Progress;
+use crate::sandbox::{SandboxConfig, SandboxHandle};
+use crate::submit::submit;
+
+pub const NIGHTLY_HELP: &str = "\
+Exit status:
+  0   every request harvested (or already cached)
+  1   invalid shot list or catalog (nothing was spent)
+  3   the plan exceeds --budget (nothing was spent)
+  4   some requests failed (their errors are in the manifest)
+  5   some requests were lost: they expired before harvest (`render retry RUN`)
+  10  runtime failure (API, network, disk): run the same command again to continue
+
+Hooks run through `sh -c` with the manifest path as $1 and in $RENDER_MANIFEST.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = NIGHTLY_HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Run the whole night against a built-in sandbox started in-process (no key, no cost).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// With --sandbox: the size of each generated video in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024, requires = "sandbox")]
+    pub sandbox_video_bytes: u64,
+    /// Concurrent downloads.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Output folder (default: renders/<project>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Command to run when every request was harvested.
+    #[arg(long, value_name = "CMD")]
+    pub on_complete: Option<String>,
+    /// Command to run when some requests failed or were lost.
+    #[arg(long, value_name = "CMD")]
+    pub on_failure: Option<String>,
+    /// Longest pause between polls while waiting for batches.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub max_poll_interval: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    // Kept alive for the whole night when --sandbox is given.
+    let sandbox = args
+        .sandbox
+        .then(|| crate::sandbox::spawn(SandboxConfig::default().video_bytes(args.sandbox_video_bytes)))
+        .transpose()
+        .context("cannot start the sandbox")?;
+    let (prepared, client) = match &sandbox {
+        Some(sandbox) => sandbox_plan(&args, global, sandbox)?,
+        None => match prepare(&args.plan, global) {
+            Ok(prepared) => (prepared, None),
+            Err(usage) => {
+                crate::report::plan::print_diagnostics(&[usage], &[])?;
+                return Ok(Outcome::Usage);
+            }
+        },
+    };
+    let (prepared, outcome) = report_plan(prepared, &args.plan)?;
+    if outcome != Outcome::Success {
+        return Ok(outcome);
+    }
+    let plan = prepared.run.plan.as_ref().expect("a successful plan has a plan");
+    let client = match client {
+        Some(client) => client,
+        None => api_client()?,
+    };
+    let mut state = open_state(global)?;
+    let progress = Progress::new(global.format == Format::Json);
+    let options = submit_options(&args.limits, prepared.provider.clone());
+    let harvest_options = HarvestOptions {
+        jobs: args.jobs,
+        watch: true,
+        out_dir: args.out.clone(),
+        max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
+    };
+    let report = runtime()?.block_on(async {
+        let submitted = submit(plan, &mut state.ledger, &state.store, &client, &options, &progress).await?;
+        let report = harvest(
+            std::slice::from_ref(&submitted.run_id),
+            &mut state.ledger,
+            &client,
+            &state.store,
+            &harvest_options,
+            &progress,
+        )
+        .await?;
+        anyhow::Ok(report)
+    });
+    progress.finish();
+    let report = report?;
+    super::harvest::print_report(&report, global.format)?;
+    let outcome = super::harvest::outcome(&report);
+    run_hook(&args, &report, outcome)?;
+    Ok(outcome)
+}
+
+/// Plans against an in-process sandbox: its host is the provider, its URL the API.
+fn sandbox_plan(
+    args: &Args,
+    global: &GlobalArgs,
+    sandbox: &SandboxHandle,
+) -> anyhow::Result<(super::plan::Prepared, Option<ApiClient>)> {
+    let provider = provider_of(sandbox.base_url()).context("the sandbox URL has a host")?;
+    let client = api_client_for(sandbox.base_url(), "sk-sandbox")?;
+    if global.format == Format::Human {
+        eprintln!("sandbox serving at {}", sandbox.base_url());
+    }
+    Ok((prepare_for(&args.plan, global, provider), Some(client)))
+}
+
+/// Runs --on-complete or --on-failure with the manifest path.
+fn run_hook(args: &Args, report: &HarvestReport, outcome: Outcome) -> anyhow::Result<()> {
+    let hook = match outcome {
+        Outcome::Success => args.on_complete.as_deref(),
+        _ => args.on_failure.as_deref(),
+    };
+    let (Some(hook), Some(manifest)) = (hook, report.runs.first().and_then(|r| r.manifest.as_deref()))
+    else {
+        return Ok(());
+    };
+    let status = hook_command(hook, manifest)
+        .status()
+        .with_context(|| format!("cannot run hook `{hook}`"))?;
+    if !status.success() {
+        tracing::warn!("hook `{hook}` exited with {status}");
+        eprintln!("warning: hook `{hook}` exited with {status}");
+    }
+    Ok(())
+}
+
+fn hook_command(hook: &str, manifest: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(hook)
+        .arg("render-hook")
+        .arg(manifest)
+        .env("RENDER_MANIFEST", manifest);
+    command
+}

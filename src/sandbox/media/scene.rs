@@ -64,9 +64,19 @@ impl Rgb {
 
 #[derive(Clone, Copy, Debug)]
 enum Texture {
-    Stripes { angle: f32, frequency: f32 },
-    Checker { cell: f32 },
-    Rings { cx: f32, cy: f32, frequency: f32 },
+    /// `direction` is the (cos, sin) of the stripes' normal.
+    Stripes {
+        direction: (f32, f32),
+        frequency: f32,
+    },
+    Checker {
+        cell: f32,
+    },
+    Rings {
+        cx: f32,
+        cy: f32,
+        frequency: f32,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -100,7 +110,8 @@ pub struct Scene {
     aspect: f32,
     top: Rgb,
     bottom: Rgb,
-    gradient_angle: f32,
+    /// Direction of the gradient from `top` to `bottom`, as (cos, sin) of its angle.
+    gradient: (f32, f32),
     texture: Texture,
     shapes: Vec<Shape>,
     ball: Ball,
@@ -139,7 +150,10 @@ impl Scene {
             aspect,
             top,
             bottom,
-            gradient_angle: look.random_range(0.0..std::f32::consts::PI),
+            gradient: {
+                let (sin, cos) = look.random_range(0.0..std::f32::consts::PI).sin_cos();
+                (cos, sin)
+            },
             texture,
             shapes,
             ball,
@@ -153,7 +167,7 @@ impl Scene {
     /// The still part of the picture at a point; `pixel` is one pixel's size in picture
     /// units, used to soften edges.
     fn background(&self, x: f32, y: f32, pixel: f32) -> Rgb {
-        let (sin, cos) = self.gradient_angle.sin_cos();
+        let (cos, sin) = self.gradient;
         let along = ((x / self.aspect - 0.5) * cos + (y - 0.5) * sin + 0.5).clamp(0.0, 1.0);
         let mut colour = self
             .top
@@ -170,10 +184,10 @@ impl Scene {
 
     fn texture_at(&self, x: f32, y: f32) -> f32 {
         let wave = match self.texture {
-            Texture::Stripes { angle, frequency } => {
-                let (sin, cos) = angle.sin_cos();
-                (frequency * (x * cos + y * sin)).sin()
-            }
+            Texture::Stripes {
+                direction: (cos, sin),
+                frequency,
+            } => (frequency * (x * cos + y * sin)).sin(),
             Texture::Checker { cell } => {
                 let parity = ((x / cell).floor() + (y / cell).floor()) as i64 & 1;
                 if parity == 0 { 0.7 } else { -0.7 }
@@ -265,7 +279,10 @@ fn coverage(outline: Outline, dx: f32, dy: f32, pixel: f32) -> f32 {
 fn random_texture(rng: &mut ChaCha8Rng, aspect: f32) -> Texture {
     match rng.random_range(0..3) {
         0 => Texture::Stripes {
-            angle: rng.random_range(0.0..std::f32::consts::PI),
+            direction: {
+                let (sin, cos) = rng.random_range(0.0..std::f32::consts::PI).sin_cos();
+                (cos, sin)
+            },
             frequency: rng.random_range(12.0..40.0),
         },
         1 => Texture::Checker {

@@ -14,7 +14,7 @@ mod h264;
 mod mp4;
 mod scene;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -110,6 +110,10 @@ struct Frames {
     picture: Picture,
     moving: bool,
     count: u32,
+    /// The still picture (everything but the ball) at coded size, macroblock padding
+    /// included, drawn on first use: changed macroblocks then only draw the ball over it,
+    /// which makes re-encoding pictures on every read several times cheaper.
+    background: OnceLock<Vec<[u8; 3]>>,
 }
 
 impl RenderedVideo {
@@ -174,6 +178,7 @@ impl Layout {
                 picture: coded_picture(spec.size, profile.long_side),
                 moving: profile.moving,
                 count,
+                background: OnceLock::new(),
             };
             let layout = Layout::build(spec, frames);
             let fits = layout.len <= spec.total_bytes;
@@ -399,8 +404,7 @@ impl Frames {
     }
 
     fn ball_macroblocks(&self, t: f32) -> Vec<u32> {
-        let pixel = 1.0 / self.picture.height as f32;
-        let x_step = self.scene.aspect() / self.picture.width as f32;
+        let (pixel, x_step) = self.pixel_steps();
         let bounds = self.scene.ball_bounds(t, pixel);
         let to_mb = |value: f32, step: f32, mbs: u32| -> u32 {
             ((value / step).max(0.0) as u32 / 16).min(mbs - 1)
@@ -419,19 +423,44 @@ impl Frames {
             .collect()
     }
 
+    /// Picture units per pixel down and across.
+    fn pixel_steps(&self) -> (f32, f32) {
+        (
+            1.0 / self.picture.height as f32,
+            self.scene.aspect() / self.picture.width as f32,
+        )
+    }
+
+    fn background(&self) -> &[[u8; 3]] {
+        self.background.get_or_init(|| {
+            let (pixel, x_step) = self.pixel_steps();
+            let (wide, high) = (self.picture.mbs_wide() * 16, self.picture.mbs_high() * 16);
+            (0..high)
+                .flat_map(|row| (0..wide).map(move |col| (col, row)))
+                .map(|(col, row)| {
+                    let x = (col as f32 + 0.5) * x_step;
+                    let y = (row as f32 + 0.5) * pixel;
+                    self.scene.background(x, y, pixel).to_bytes()
+                })
+                .collect()
+        })
+    }
+
     /// The scene inside macroblock `mb` at time `t`, as BT.601 limited-range 4:2:0 samples
     /// (the colour space decoders assume when the stream does not say).
     fn macroblock(&self, mb: u32, t: f32) -> MbSamples {
-        let pixel = 1.0 / self.picture.height as f32;
-        let x_step = self.scene.aspect() / self.picture.width as f32;
-        let (mb_x, mb_y) = (mb % self.picture.mbs_wide(), mb / self.picture.mbs_wide());
+        let (pixel, x_step) = self.pixel_steps();
+        let background = self.background();
+        let wide = self.picture.mbs_wide();
+        let (mb_x, mb_y) = (mb % wide, mb / wide);
         let mut rgb = [[0.0f32; 3]; 256];
         for (i, slot) in rgb.iter_mut().enumerate() {
             let col = mb_x * 16 + (i as u32 % 16);
             let row = mb_y * 16 + (i as u32 / 16);
+            let still = scene::Rgb::from_bytes(background[(row * wide * 16 + col) as usize]);
             let x = (col as f32 + 0.5) * x_step;
             let y = (row as f32 + 0.5) * pixel;
-            let c = self.scene.colour_at(x, y, t, pixel);
+            let c = self.scene.with_ball(still, x, y, t, pixel);
             *slot = [c.r, c.g, c.b];
         }
         let mut out = [0u8; MB_SAMPLES];
@@ -492,15 +521,25 @@ fn image_size(size: Size) -> (u32, u32) {
     (shrink(w), shrink(h))
 }
 
-/// The video's first frame at `size` (see [`MAX_IMAGE_SIDE`]): what [`thumbnail_jpeg`] encodes.
-pub fn thumbnail_rgb(seed: u64, prompt: &str, size: Size) -> RgbImage {
+/// The video's picture at `t` seconds, drawn at `size` (see [`MAX_IMAGE_SIDE`]).
+pub fn frame_rgb(seed: u64, prompt: &str, size: Size, t: f32) -> RgbImage {
     let (width, height) = image_size(size);
     let scene = Scene::new(seed, prompt, width as f32 / height as f32);
     RgbImage {
         width,
         height,
-        pixels: scene.render_rgb(width, height, 0.0),
+        pixels: scene.render_rgb(width, height, t),
     }
+}
+
+/// The video's picture at `t` seconds as a JPEG.
+pub fn frame_jpeg(seed: u64, prompt: &str, size: Size, t: f32) -> Vec<u8> {
+    encode_jpeg(&frame_rgb(seed, prompt, size, t))
+}
+
+/// The video's first frame at `size`: what [`thumbnail_jpeg`] encodes.
+pub fn thumbnail_rgb(seed: u64, prompt: &str, size: Size) -> RgbImage {
+    frame_rgb(seed, prompt, size, 0.0)
 }
 
 /// A JPEG thumbnail: the video's first frame, visibly different for different prompts.
@@ -594,6 +633,31 @@ mod tests {
                 frames.sample_len(k),
                 "frame {k}"
             );
+        }
+    }
+
+    /// Replays what a decoder does (skipped blocks keep the previous picture, coded ones are
+    /// replaced) and checks every picture equals the scene drawn afresh: nothing the ball
+    /// touched is ever skipped.
+    #[test]
+    fn skipped_macroblocks_already_hold_the_right_picture() {
+        let video = RenderedVideo::new(spec(1, 8 << 20));
+        let frames = &video.layout.frames;
+        assert!(frames.moving);
+        let mb_count = frames.picture.mb_count();
+        let mut shown: Vec<MbSamples> =
+            (0..mb_count).map(|mb| frames.macroblock(mb, 0.0)).collect();
+        for k in 1..frames.count {
+            let t = Frames::time(k);
+            for mb in frames.changed_macroblocks(k) {
+                shown[mb as usize] = frames.macroblock(mb, t);
+            }
+            for mb in 0..mb_count {
+                assert!(
+                    shown[mb as usize] == frames.macroblock(mb, t),
+                    "frame {k}, macroblock {mb}"
+                );
+            }
         }
     }
 

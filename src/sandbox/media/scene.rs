@@ -56,6 +56,14 @@ impl Rgb {
         }
     }
 
+    pub fn from_bytes([r, g, b]: [u8; 3]) -> Rgb {
+        Rgb {
+            r: f32::from(r) / 255.0,
+            g: f32::from(g) / 255.0,
+            b: f32::from(b) / 255.0,
+        }
+    }
+
     pub fn to_bytes(self) -> [u8; 3] {
         let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
         [byte(self.r), byte(self.g), byte(self.b)]
@@ -166,7 +174,7 @@ impl Scene {
 
     /// The still part of the picture at a point; `pixel` is one pixel's size in picture
     /// units, used to soften edges.
-    fn background(&self, x: f32, y: f32, pixel: f32) -> Rgb {
+    pub fn background(&self, x: f32, y: f32, pixel: f32) -> Rgb {
         let (cos, sin) = self.gradient;
         let along = ((x / self.aspect - 0.5) * cos + (y - 0.5) * sin + 0.5).clamp(0.0, 1.0);
         let mut colour = self
@@ -201,7 +209,11 @@ impl Scene {
 
     /// The picture at time `t` seconds.
     pub fn colour_at(&self, x: f32, y: f32, t: f32, pixel: f32) -> Rgb {
-        let colour = self.background(x, y, pixel);
+        self.with_ball(self.background(x, y, pixel), x, y, t, pixel)
+    }
+
+    /// `background` (the still picture at this point) with the ball drawn over it at time `t`.
+    pub fn with_ball(&self, background: Rgb, x: f32, y: f32, t: f32, pixel: f32) -> Rgb {
         let (bx, by) = self.ball_centre(t);
         let ball = self.ball;
         let cover = coverage(
@@ -212,7 +224,11 @@ impl Scene {
             y - by,
             pixel,
         );
-        colour.mix(ball.colour, cover)
+        if cover > 0.0 {
+            background.mix(ball.colour, cover)
+        } else {
+            background
+        }
     }
 
     fn ball_centre(&self, t: f32) -> (f32, f32) {

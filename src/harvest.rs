@@ -245,7 +245,10 @@ fn forget_missing_batch(
     events: &dyn EventSink,
 ) -> Result<(), HarvestError> {
     let reason = format!("the provider no longer knows batch {batch_id}");
-    warn(events, format!("{reason}; its unharvested requests are marked lost"));
+    warn(
+        events,
+        format!("{reason}; its unharvested requests are marked lost"),
+    );
     for request in ledger.batch_requests(batch.row)? {
         if request.status.is_in_flight_or_done() && request.status != RequestStatus::Harvested {
             let lost = RequestResult::Lost {

@@ -121,7 +121,7 @@ pub async fn submit(
     report.batches = confirm_pending_intents(ledger, client, events).await?;
 
     let selected = select_requests(plan, ledger, store, &mut report)?;
-    ledger.insert_requests(&selected.iter().map(|r| request_row(r)).collect::<Vec<_>>())?;
+    ledger.insert_requests(&selected.iter().map(request_row).collect::<Vec<_>>())?;
     send(
         &run,
         &selected,

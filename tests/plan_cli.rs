@@ -174,10 +174,21 @@ fn keys_found_in_the_state_cache_are_free() {
         &["--format", "json", "plan", "shotlists/night.yaml"],
         None,
     ));
-    let key = first["shots"][0]["key"].as_str().unwrap().to_string();
-    let dir = state.path().join("cache").join("keys").join(&key[..2]);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(&key), b"").unwrap();
+    let key: render::key::RequestKey = first["shots"][0]["key"].as_str().unwrap().parse().unwrap();
+    // What a harvest leaves behind: the object in the store, then the ledger entry naming it.
+    let store = render::cache::LocalStore::open(state.path()).unwrap();
+    let video_sha = store.insert_bytes(b"a rendered video").unwrap();
+    let mut ledger = render::ledger::Ledger::open(&state.path().join("ledger.sqlite")).unwrap();
+    ledger
+        .record_output(&render::ledger::OutputRow {
+            key,
+            video_sha,
+            video_bytes: 16,
+            thumbnail_sha: None,
+            video_id: None,
+            harvested_at: 0,
+        })
+        .unwrap();
     let second = json(&render(
         state.path(),
         &["--format", "json", "plan", "shotlists/night.yaml"],
@@ -188,6 +199,15 @@ fn keys_found_in_the_state_cache_are_free() {
     assert_eq!(second["shots"][0]["cost_usd"], "0.00");
     assert_eq!(second["total_usd"], "15.00");
     assert_eq!(second["standard_usd"], "30.80");
+
+    // A record whose object is gone (removed by `cache gc`) is not a cache hit.
+    std::fs::remove_file(store.path(&video_sha)).unwrap();
+    let third = json(&render(
+        state.path(),
+        &["--format", "json", "plan", "shotlists/night.yaml"],
+        None,
+    ));
+    assert_eq!(third["cached"], 0);
 }
 
 #[test]

@@ -25,7 +25,7 @@ async fn the_cli_prints_its_base_url_first_and_honours_flags() {
             "--api-key",
             "sk-cli",
             "--video-bytes",
-            "1000",
+            "100000",
             "--render-time",
             "10ms",
             "--day",
@@ -83,7 +83,7 @@ async fn the_cli_prints_its_base_url_first_and_honours_flags() {
             break;
         }
     }
-    assert_eq!(digest["bytes"], 1000);
+    assert_eq!(digest["bytes"], 100000);
     drop(server);
 }
 

@@ -62,7 +62,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // Kept alive for the whole night when --sandbox is given.
     let sandbox = args
         .sandbox
-        .then(|| crate::sandbox::spawn(SandboxConfig::default().video_bytes(args.sandbox_video_bytes)))
+        .then(|| {
+            crate::sandbox::spawn(SandboxConfig::default().video_bytes(args.sandbox_video_bytes))
+        })
         .transpose()
         .context("cannot start the sandbox")?;
     let (prepared, client) = match &sandbox {
@@ -79,7 +81,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if outcome != Outcome::Success {
         return Ok(outcome);
     }
-    let plan = prepared.run.plan.as_ref().expect("a successful plan has a plan");
+    let plan = prepared
+        .run
+        .plan
+        .as_ref()
+        .expect("a successful plan has a plan");
     let client = match client {
         Some(client) => client,
         None => api_client()?,
@@ -94,7 +100,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
     };
     let report = runtime()?.block_on(async {
-        let submitted = submit(plan, &mut state.ledger, &state.store, &client, &options, &progress).await?;
+        let submitted = submit(
+            plan,
+            &mut state.ledger,
+            &state.store,
+            &client,
+            &options,
+            &progress,
+        )
+        .await?;
         let report = harvest(
             std::slice::from_ref(&submitted.run_id),
             &mut state.ledger,
@@ -134,8 +148,10 @@ fn run_hook(args: &Args, report: &HarvestReport, outcome: Outcome) -> anyhow::Re
         Outcome::Success => args.on_complete.as_deref(),
         _ => args.on_failure.as_deref(),
     };
-    let (Some(hook), Some(manifest)) = (hook, report.runs.first().and_then(|r| r.manifest.as_deref()))
-    else {
+    let (Some(hook), Some(manifest)) = (
+        hook,
+        report.runs.first().and_then(|r| r.manifest.as_deref()),
+    ) else {
         return Ok(());
     };
     let status = hook_command(hook, manifest)

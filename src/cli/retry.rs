@@ -50,10 +50,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         );
         return Ok(Outcome::OverBudget);
     }
-    if retryable.is_empty() {
-        if global.format == Format::Human {
-            println!("run {}: nothing to retry", run.id);
-        }
+    if retryable.is_empty() && global.format == Format::Human {
+        println!("run {}: nothing to retry", run.id);
     }
     let client = api_client()?;
     let options = submit_options(&args.limits, client.provider());

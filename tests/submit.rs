@@ -242,7 +242,12 @@ fn a_missing_api_key_is_a_clear_error_and_the_key_is_never_printed() {
 
     let output = night.render_with(&["submit", "shots.yaml", "-vv"], &[]);
     assert_success(&output, &["submit"]);
-    for text in [stdout_of(&output), stderr_of(&output)] {
+    let log = std::fs::read_to_string(night.state_dir().join("logs/render.log")).unwrap();
+    assert!(
+        log.contains("created batch"),
+        "the state log records the night: {log}"
+    );
+    for text in [stdout_of(&output), stderr_of(&output), log] {
         assert!(!text.contains(API_KEY), "the key leaked: {text}");
     }
 }

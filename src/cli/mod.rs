@@ -101,7 +101,7 @@ enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    init_logging(cli.global.verbose, state_log(&cli.command, &cli.global));
     let result = match cli.command {
         Command::Plan(args) => plan::run(args, &cli.global),
         Command::Submit(args) => submit::run(args, &cli.global),
@@ -124,17 +124,54 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs go to stderr (warnings by default, `-v`/`-vv`/`RENDER_LOG` for more) and, for the
+/// commands that keep state, also to `<state-dir>/logs/render.log` at info level, so a night
+/// run from cron leaves a record. The API key never reaches either: the client masks it.
+fn init_logging(verbose: u8, log_file: Option<std::fs::File>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("RENDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(filter);
+    let file = log_file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(EnvFilter::new("info"))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .try_init();
+}
+
+/// The state directory's log file, for commands that keep state; `None` when it cannot be
+/// opened (logging must never stop a night).
+fn state_log(command: &Command, global: &GlobalArgs) -> Option<std::fs::File> {
+    let stateful = matches!(
+        command,
+        Command::Submit(_)
+            | Command::Harvest(_)
+            | Command::Retry(_)
+            | Command::Nightly(_)
+            | Command::Cache(_)
+    );
+    if !stateful {
+        return None;
+    }
+    let dir = global.state_dir.join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("render.log"))
+        .ok()
 }

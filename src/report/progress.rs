@@ -116,6 +116,10 @@ impl Bars {
 
 impl EventSink for Progress {
     fn emit(&self, event: Event) {
+        // The log file keeps the night's story whatever the terminal shows.
+        if let Some(line) = line_for(&event) {
+            tracing::info!(target: "render::night", "{line}");
+        }
         match &self.mode {
             Mode::Quiet => {}
             Mode::Bars(bars) => bars.show(&event),

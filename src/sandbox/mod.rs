@@ -50,21 +50,9 @@ pub use stats::Stats;
 /// Largest request body accepted (batch input files may reach 200 MB).
 const MAX_BODY: usize = 512 * 1024 * 1024;
 
-/// The batch input limits the real service enforces; small values let tests exercise splitting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchLimits {
-    pub max_requests: usize,
-    pub max_bytes: u64,
-}
-
-impl Default for BatchLimits {
-    fn default() -> BatchLimits {
-        BatchLimits {
-            max_requests: 50_000,
-            max_bytes: 200 * 1024 * 1024,
-        }
-    }
-}
+/// The batch input limits the real service enforces (the same type the client splits by);
+/// small values let tests exercise splitting.
+pub use crate::batch::BatchLimits;
 
 /// Everything that shapes a sandbox. `SandboxConfig::default()` then chained setters.
 #[derive(Clone, Debug)]

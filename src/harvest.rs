@@ -103,6 +103,10 @@ impl HarvestReport {
 }
 
 /// Harvests the named runs (all runs with unharvested batches when `run_ids` is empty).
+///
+/// One batch's trouble does not hold up the others, whose deadlines are just as real: errors
+/// are kept, the rest is harvested and laid out, then the first error is returned. With `watch`,
+/// a failing poll is retried with backoff a few times before giving up.
 pub async fn harvest(
     run_ids: &[String],
     ledger: &mut Ledger,
@@ -113,34 +117,85 @@ pub async fn harvest(
 ) -> Result<HarvestReport, HarvestError> {
     let runs = select_runs(run_ids, ledger)?;
     let run_set: HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    let mut report = HarvestReport::default();
-    let mut idle_polls = 0;
-    loop {
-        let batches: Vec<BatchRow> = ledger
-            .unharvested_batches()?
-            .into_iter()
-            .filter(|b| run_set.contains(b.run_id.as_str()))
-            .collect();
-        let mut progressed = false;
-        for batch in &batches {
-            progressed |=
-                harvest_batch(batch, ledger, client, store, options, events, &mut report).await?;
-        }
-        let remaining = ledger
-            .unharvested_batches()?
-            .into_iter()
-            .filter(|b| run_set.contains(b.run_id.as_str()))
-            .count();
-        if !options.watch || remaining == 0 {
-            break;
+    let mut harvester = Harvester {
+        ledger,
+        client,
+        store,
+        options,
+        events,
+        report: HarvestReport::default(),
+    };
+    let (mut idle_polls, mut failed_polls) = (0, 0);
+    let error = loop {
+        let (progressed, error) = harvester.poll(&run_set).await?;
+        failed_polls = if error.is_some() { failed_polls + 1 } else { 0 };
+        let remaining = harvester.open_batches(&run_set)?.len();
+        if !options.watch || remaining == 0 || failed_polls >= MAX_FAILED_POLLS {
+            break error;
         }
         idle_polls = if progressed { 0 } else { idle_polls + 1 };
-        tokio::time::sleep(poll_interval(idle_polls, options.max_poll_interval)).await;
-    }
+        tokio::time::sleep(poll_interval(
+            idle_polls.max(failed_polls),
+            options.max_poll_interval,
+        ))
+        .await;
+    };
     for run in &runs {
-        report.runs.push(finish_run(run, ledger, store, options)?);
+        let summary = finish_run(run, harvester.ledger, store, options)?;
+        harvester.report.runs.push(summary);
     }
-    Ok(report)
+    match error {
+        Some(err) => Err(err),
+        None => Ok(harvester.report),
+    }
+}
+
+/// Consecutive failing polls `--watch` sits through before it reports the error.
+const MAX_FAILED_POLLS: u32 = 5;
+
+/// One harvest: the stores and the API it works with, and what it has done so far.
+struct Harvester<'a> {
+    ledger: &'a mut Ledger,
+    client: &'a ApiClient,
+    store: &'a LocalStore,
+    options: &'a HarvestOptions,
+    events: &'a dyn EventSink,
+    report: HarvestReport,
+}
+
+impl Harvester<'_> {
+    fn open_batches(&self, runs: &HashSet<&str>) -> Result<Vec<BatchRow>, HarvestError> {
+        Ok(self
+            .ledger
+            .unharvested_batches()?
+            .into_iter()
+            .filter(|b| runs.contains(b.run_id.as_str()))
+            .collect())
+    }
+
+    /// Visits every open batch once, nearest deadline first. Ledger errors end the harvest;
+    /// anything else is reported and kept so the other batches still get their turn.
+    async fn poll(
+        &mut self,
+        runs: &HashSet<&str>,
+    ) -> Result<(bool, Option<HarvestError>), HarvestError> {
+        let mut progressed = false;
+        let mut first_error = None;
+        for batch in self.open_batches(runs)? {
+            match self.batch(&batch).await {
+                Ok(changed) => progressed |= changed,
+                Err(err @ HarvestError::Ledger(_)) => return Err(err),
+                Err(err) => {
+                    warn(
+                        self.events,
+                        format!("batch {}: {err}", batch.batch_id.as_deref().unwrap_or("?")),
+                    );
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        Ok((progressed, first_error))
+    }
 }
 
 fn select_runs(run_ids: &[String], ledger: &Ledger) -> Result<Vec<RunRow>, HarvestError> {
@@ -171,69 +226,65 @@ fn poll_interval(idle_polls: u32, max: Duration) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << idle_polls.min(10))).min(max)
 }
 
-/// Refreshes one batch and collects whatever it has finished. Returns whether anything changed.
-async fn harvest_batch(
-    batch: &BatchRow,
-    ledger: &mut Ledger,
-    client: &ApiClient,
-    store: &LocalStore,
-    options: &HarvestOptions,
-    events: &dyn EventSink,
-    report: &mut HarvestReport,
-) -> Result<bool, HarvestError> {
-    let Some(batch_id) = batch.batch_id.as_deref() else {
-        return Ok(false);
-    };
-    let remote = match client.get_batch(batch_id).await {
-        Ok(remote) => remote,
-        Err(err) if err.status() == Some(404) => {
-            forget_missing_batch(batch, batch_id, ledger, events)?;
-            return Ok(true);
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let update = batch_update(&remote);
-    ledger.update_batch(batch.row, &update)?;
-    let outputs_expire_at = remote.completed_at.map(|t| t + 24 * 3600);
-    let expire_in = outputs_expire_at.map(|t| t - server_now(&remote));
-    events.emit(Event::BatchStatus {
-        batch_id: batch_id.to_string(),
-        status: update.status.clone(),
-        completed: update.completed,
-        failed: update.failed,
-        total: batch.request_count,
-        outputs_expire_in: expire_in,
-    });
-    if let Some(left) = expire_in.filter(|left| *left < DEADLINE_WARNING_SECS) {
-        events.emit(Event::Warning {
-            message: format!(
-                "batch {batch_id}: its videos are deleted in {}; harvesting now",
-                human_duration(left)
-            ),
+impl Harvester<'_> {
+    /// Refreshes one batch and collects whatever it has finished. Returns whether anything changed.
+    async fn batch(&mut self, batch: &BatchRow) -> Result<bool, HarvestError> {
+        let (ledger, client, events) = (&mut *self.ledger, self.client, self.events);
+        let Some(batch_id) = batch.batch_id.as_deref() else {
+            return Ok(false);
+        };
+        let remote = match client.get_batch(batch_id).await {
+            Ok(remote) => remote,
+            Err(err) if err.status() == Some(404) => {
+                forget_missing_batch(batch, batch_id, ledger, events)?;
+                return Ok(true);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let update = batch_update(&remote);
+        ledger.update_batch(batch.row, &update)?;
+        let outputs_expire_at = remote.completed_at.map(|t| t + 24 * 3600);
+        let expire_in = outputs_expire_at.map(|t| t - server_now(&remote));
+        events.emit(Event::BatchStatus {
+            batch_id: batch_id.to_string(),
+            status: update.status.clone(),
+            completed: update.completed,
+            failed: update.failed,
+            total: batch.request_count,
+            outputs_expire_in: expire_in,
         });
+        if let Some(left) = expire_in.filter(|left| *left < DEADLINE_WARNING_SECS) {
+            events.emit(Event::Warning {
+                message: format!(
+                    "batch {batch_id}: its videos are deleted in {}; harvesting now",
+                    human_duration(left)
+                ),
+            });
+        }
+        if !remote.status.is_terminal() {
+            return Ok(false);
+        }
+        if !batch.results_read {
+            read_results(batch, &remote, ledger, client, events).await?;
+            ledger.set_results_read(batch.row)?;
+        }
+        self.download_completed(batch).await?;
+        let ledger = &mut *self.ledger;
+        let open = ledger
+            .batch_requests(batch.row)?
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    RequestStatus::Completed | RequestStatus::Submitted
+                )
+            })
+            .count();
+        if open == 0 {
+            ledger.set_batch_harvested(batch.row)?;
+        }
+        Ok(true)
     }
-    if !remote.status.is_terminal() {
-        return Ok(false);
-    }
-    if !batch.results_read {
-        read_results(batch, &remote, ledger, client, events).await?;
-        ledger.set_results_read(batch.row)?;
-    }
-    download_completed(batch, ledger, client, store, options, events, report).await?;
-    let open = ledger
-        .batch_requests(batch.row)?
-        .into_iter()
-        .filter(|r| {
-            matches!(
-                r.status,
-                RequestStatus::Completed | RequestStatus::Submitted
-            )
-        })
-        .count();
-    if open == 0 {
-        ledger.set_batch_harvested(batch.row)?;
-    }
-    Ok(true)
 }
 
 /// The provider does not know the batch (another server, or it was deleted): whatever it held
@@ -457,69 +508,67 @@ fn is_policy_code(code: &str) -> bool {
     code.contains("moderation") || code.contains("policy") || code == "content_filter"
 }
 
-/// Downloads every completed video of a batch (and its thumbnail), `jobs` at a time.
-async fn download_completed(
-    batch: &BatchRow,
-    ledger: &mut Ledger,
-    client: &ApiClient,
-    store: &LocalStore,
-    options: &HarvestOptions,
-    events: &dyn EventSink,
-    report: &mut HarvestReport,
-) -> Result<(), HarvestError> {
-    let mut todo = Vec::new();
-    for request in ledger.batch_requests(batch.row)? {
-        if request.status != RequestStatus::Completed {
-            continue;
-        }
-        // Another run may have harvested the same key already.
-        match ledger.output(&request.key)? {
-            Some(output) if store.has(&output.video_sha) => {
-                ledger.record_output(&output)?;
+impl Harvester<'_> {
+    /// Downloads every completed video of a batch (and its thumbnail), `jobs` at a time.
+    async fn download_completed(&mut self, batch: &BatchRow) -> Result<(), HarvestError> {
+        let (ledger, client, store, events) =
+            (&mut *self.ledger, self.client, self.store, self.events);
+        let (options, report) = (self.options, &mut self.report);
+        let mut todo = Vec::new();
+        for request in ledger.batch_requests(batch.row)? {
+            if request.status != RequestStatus::Completed {
+                continue;
             }
-            _ => todo.push(request),
-        }
-    }
-    events.emit(Event::DownloadsPlanned {
-        videos: todo.len() as u64,
-    });
-    let mut downloads = futures_util::stream::iter(todo.into_iter().map(|request| async move {
-        let result = download_request(&request, client, store, events).await;
-        (request, result)
-    }))
-    .buffer_unordered(options.jobs.max(1));
-    let mut first_error = None;
-    while let Some((request, result)) = downloads.next().await {
-        match result {
-            Ok(output) => {
-                ledger.record_output(&output)?;
-                report.downloaded_videos += 1;
-                report.downloaded_bytes += output.video_bytes;
-                events.emit(Event::VideoHarvested {
-                    shot_id: request.shot_id.clone(),
-                    key: request.key.hex(),
-                    bytes: output.video_bytes,
-                });
-                failpoint::hit("harvest-after-video");
-            }
-            Err(DownloadFailure::Gone(reason)) => {
-                events.emit(Event::RequestLost {
-                    shot_id: request.shot_id.clone(),
-                    key: request.key.hex(),
-                    reason: reason.clone(),
-                });
-                ledger.record_result(&request.key, &RequestResult::Lost { reason })?;
-            }
-            // Keep harvesting the others: one stubborn download must not cost the rest.
-            Err(DownloadFailure::Other(err)) => {
-                tracing::error!(shot = %request.shot_id, "download failed: {err}");
-                first_error.get_or_insert(err);
+            // Another run may have harvested the same key already.
+            match ledger.output(&request.key)? {
+                Some(output) if store.has(&output.video_sha) => {
+                    ledger.record_output(&output)?;
+                }
+                _ => todo.push(request),
             }
         }
-    }
-    match first_error {
-        Some(err) => Err(err),
-        None => Ok(()),
+        events.emit(Event::DownloadsPlanned {
+            videos: todo.len() as u64,
+        });
+        let mut downloads =
+            futures_util::stream::iter(todo.into_iter().map(|request| async move {
+                let result = download_request(&request, client, store, events).await;
+                (request, result)
+            }))
+            .buffer_unordered(options.jobs.max(1));
+        let mut first_error = None;
+        while let Some((request, result)) = downloads.next().await {
+            match result {
+                Ok(output) => {
+                    ledger.record_output(&output)?;
+                    report.downloaded_videos += 1;
+                    report.downloaded_bytes += output.video_bytes;
+                    events.emit(Event::VideoHarvested {
+                        shot_id: request.shot_id.clone(),
+                        key: request.key.hex(),
+                        bytes: output.video_bytes,
+                    });
+                    failpoint::hit("harvest-after-video");
+                }
+                Err(DownloadFailure::Gone(reason)) => {
+                    events.emit(Event::RequestLost {
+                        shot_id: request.shot_id.clone(),
+                        key: request.key.hex(),
+                        reason: reason.clone(),
+                    });
+                    ledger.record_result(&request.key, &RequestResult::Lost { reason })?;
+                }
+                // Keep harvesting the others: one stubborn download must not cost the rest.
+                Err(DownloadFailure::Other(err)) => {
+                    tracing::error!(shot = %request.shot_id, "download failed: {err}");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 }
 

@@ -63,6 +63,13 @@ fn a_second_harvest_downloads_nothing() {
     let again = night.json(&["harvest"]);
     assert_eq!(again["downloaded_videos"], 0);
     assert_eq!(night.sandbox.stats().bytes_served, before);
+
+    let status = night.json(&["status"]);
+    let run = &status[0];
+    assert_eq!((run["done"].as_bool(), run["requests"].as_u64()), (Some(true), Some(3)));
+    let batch = &run["batches"][0];
+    assert_eq!(batch["status"], "completed");
+    assert_eq!((batch["completed"].as_u64(), batch["harvested"].as_bool()), (Some(3), Some(true)));
 }
 
 #[test]

@@ -698,6 +698,10 @@ impl Ledger {
         update_batch(&self.conn, row, update)
     }
 
+    pub fn batch(&self, row: i64) -> Result<Option<BatchRow>> {
+        Ok(self.batches_where("row = ?1", [row])?.into_iter().next())
+    }
+
     /// Batch intents whose creation is not confirmed yet.
     pub fn unconfirmed_batches(&self) -> Result<Vec<BatchRow>> {
         self.batches_where("batch_id IS NULL AND status = 'intent'", [])

@@ -112,30 +112,18 @@ pub async fn submit(
         resumed,
         requests: plan.requests.len(),
     });
-    let mut report = SubmitReport {
-        run_id: run.id.clone(),
-        resumed,
-        requests: plan.requests.len(),
-        ..SubmitReport::default()
-    };
-    report.batches = confirm_pending_intents(ledger, client, events).await?;
-
-    let selected = select_requests(plan, ledger, store, &mut report)?;
-    ledger.insert_requests(&selected.iter().map(request_row).collect::<Vec<_>>())?;
-    send(
-        &run,
-        &selected,
-        ledger,
-        client,
-        options,
-        events,
-        &mut report,
-    )
-    .await?;
-    Ok(report)
+    let mut submitter = Submitter::new(&run, resumed, plan.requests.len(), ledger, client, events);
+    submitter.confirm_pending_intents().await?;
+    let selected = select_requests(plan, submitter.ledger, store, &mut submitter.report)?;
+    let rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
+    submitter.ledger.insert_requests(&rows)?;
+    let outgoing: Vec<Outgoing> = selected.iter().map(Outgoing::from_plan).collect();
+    submitter.send(&outgoing, options.limits).await?;
+    Ok(submitter.report)
 }
 
-/// Resubmits the given requests (failed-but-retryable or lost ones) through the same path.
+/// Resubmits the given requests (failed-but-retryable or lost ones) through the same path,
+/// rebuilt from the ledger alone: no shot list is needed.
 pub async fn resubmit(
     run: &RunRow,
     requests: &[RequestRow],
@@ -144,74 +132,139 @@ pub async fn resubmit(
     options: &SubmitOptions,
     events: &dyn EventSink,
 ) -> Result<SubmitReport, SubmitError> {
-    let mut report = SubmitReport {
-        run_id: run.id.clone(),
-        resumed: true,
-        requests: requests.len(),
-        ..SubmitReport::default()
-    };
-    report.batches = confirm_pending_intents(ledger, client, events).await?;
-    let planned: Vec<PlannedRequest> = requests
+    let mut submitter = Submitter::new(run, true, requests.len(), ledger, client, events);
+    submitter.confirm_pending_intents().await?;
+    let outgoing: Vec<Outgoing> = requests
         .iter()
         .filter(|r| !r.status.is_in_flight_or_done())
-        .map(planned_from_row)
+        .map(Outgoing::from_row)
         .collect();
-    send(run, &planned, ledger, client, options, events, &mut report).await?;
-    Ok(report)
+    submitter.send(&outgoing, options.limits).await?;
+    Ok(submitter.report)
 }
 
-async fn send(
-    run: &RunRow,
-    selected: &[PlannedRequest],
-    ledger: &mut Ledger,
-    client: &ApiClient,
-    options: &SubmitOptions,
-    events: &dyn EventSink,
-    report: &mut SubmitReport,
-) -> Result<(), SubmitError> {
-    if selected.is_empty() {
-        return Ok(());
+/// A request on its way out: its key, its body before the reference is resolved to a file id,
+/// and the image to upload for it.
+struct Outgoing {
+    key: RequestKey,
+    body: CreateVideo,
+    reference: Option<(Sha256Hex, PathBuf)>,
+}
+
+impl Outgoing {
+    fn from_plan(request: &PlannedRequest) -> Outgoing {
+        Outgoing {
+            key: request.key,
+            body: batch::video_body(request, None),
+            reference: request
+                .reference
+                .as_ref()
+                .map(|r| (r.sha256, r.path.clone())),
+        }
     }
-    let file_ids = upload_references(selected, ledger, client, events, report).await?;
-    let bodies = selected
-        .iter()
-        .map(|r| (r.key, body_with_asset(r, &file_ids)));
-    let parts = batch::compile(bodies, options.limits)?;
-    let shot_list = run.sources.join(",");
-    let first_part = ledger.batches_of_run(&run.id)?.len() as u32 + 1;
-    for (offset, part) in parts.into_iter().enumerate() {
-        let number = first_part + offset as u32;
-        let intent = new_token();
-        let row = ledger.record_batch_intent(&run.id, number, &intent, &part.keys)?;
-        failpoint::hit("submit-after-intent");
-        let intent_row = BatchRow {
-            row,
+
+    fn from_row(row: &RequestRow) -> Outgoing {
+        Outgoing {
+            key: row.key,
+            body: CreateVideo {
+                prompt: row.prompt.clone(),
+                model: Some(row.model.clone()),
+                size: Some(row.size.clone()),
+                seconds: Some(row.seconds.to_string()),
+                input_reference: None,
+            },
+            reference: row
+                .reference_sha
+                .zip(row.reference_path.as_ref().map(PathBuf::from)),
+        }
+    }
+
+    /// The body with its reference image named by its uploaded file id.
+    fn body(&self, file_ids: &HashMap<Sha256Hex, String>) -> CreateVideo {
+        let mut body = self.body.clone();
+        body.input_reference = self
+            .reference
+            .as_ref()
+            .and_then(|(sha, _)| file_ids.get(sha))
+            .map(|id| InputReference::FileId {
+                file_id: id.clone(),
+            });
+        body
+    }
+}
+
+/// One submission: the ledger and API it works with, and what it has done so far.
+struct Submitter<'a> {
+    run: &'a RunRow,
+    ledger: &'a mut Ledger,
+    client: &'a ApiClient,
+    events: &'a dyn EventSink,
+    report: SubmitReport,
+}
+
+impl<'a> Submitter<'a> {
+    fn new(
+        run: &'a RunRow,
+        resumed: bool,
+        requests: usize,
+        ledger: &'a mut Ledger,
+        client: &'a ApiClient,
+        events: &'a dyn EventSink,
+    ) -> Submitter<'a> {
+        let report = SubmitReport {
             run_id: run.id.clone(),
-            part: number,
-            intent,
-            intent_at: unix_now(),
-            input_file_id: None,
-            batch_id: None,
-            status: "intent".into(),
-            request_count: part.keys.len() as u64,
-            ..blank_batch_row()
+            resumed,
+            requests,
+            ..SubmitReport::default()
         };
-        let batch = create_batch(&intent_row, part.jsonl, &shot_list, ledger, client).await?;
-        report.submitted += part.keys.len();
-        report.batches.push(SubmittedBatch {
-            part: number,
-            batch_id: batch.id.clone(),
-            requests: part.keys.len() as u64,
-            adopted: false,
-        });
-        events.emit(Event::BatchCreated {
-            run_id: run.id.clone(),
-            part: number,
-            batch_id: batch.id,
-            requests: part.keys.len() as u64,
-        });
+        Submitter {
+            run,
+            ledger,
+            client,
+            events,
+            report,
+        }
     }
-    Ok(())
+
+    /// Uploads references, compiles the parts and creates one batch per part.
+    async fn send(
+        &mut self,
+        outgoing: &[Outgoing],
+        limits: BatchLimits,
+    ) -> Result<(), SubmitError> {
+        if outgoing.is_empty() {
+            return Ok(());
+        }
+        let file_ids = self.upload_references(outgoing).await?;
+        let parts = batch::compile(outgoing.iter().map(|o| (o.key, o.body(&file_ids))), limits)?;
+        let first_part = self.ledger.batches_of_run(&self.run.id)?.len() as u32 + 1;
+        for (offset, part) in parts.into_iter().enumerate() {
+            let number = first_part + offset as u32;
+            let row =
+                self.ledger
+                    .record_batch_intent(&self.run.id, number, &new_token(), &part.keys)?;
+            failpoint::hit("submit-after-intent");
+            let intent = self
+                .ledger
+                .batch(row)?
+                .expect("the intent was just recorded");
+            let batch = self.create_batch(&intent, part.jsonl).await?;
+            self.report.submitted += part.keys.len();
+            self.report.batches.push(SubmittedBatch {
+                part: number,
+                batch_id: batch.id.clone(),
+                requests: part.keys.len() as u64,
+                adopted: false,
+            });
+            self.events.emit(Event::BatchCreated {
+                run_id: self.run.id.clone(),
+                part: number,
+                batch_id: batch.id,
+                requests: part.keys.len() as u64,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The run this plan continues (an unfinished run of the same plan), or a new one.
@@ -314,51 +367,50 @@ fn select_requests(
     Ok(selected)
 }
 
-/// Uploads each distinct reference image once, reusing earlier uploads that are still valid.
-async fn upload_references(
-    requests: &[PlannedRequest],
-    ledger: &Ledger,
-    client: &ApiClient,
-    events: &dyn EventSink,
-    report: &mut SubmitReport,
-) -> Result<HashMap<Sha256Hex, String>, SubmitError> {
-    let mut file_ids = HashMap::new();
-    let now = unix_now();
-    for reference in requests.iter().filter_map(|r| r.reference.as_ref()) {
-        if file_ids.contains_key(&reference.sha256) {
-            continue;
-        }
-        if let Some(asset) = ledger.asset(&reference.sha256)? {
-            let fresh = asset
-                .expires_at
-                .is_none_or(|t| t - now > ASSET_MIN_REMAINING_SECS);
-            if fresh {
-                events.emit(Event::AssetReused {
-                    sha256: reference.sha256.hex(),
-                    file_id: asset.file_id.clone(),
-                });
-                report.reused_assets += 1;
-                file_ids.insert(reference.sha256, asset.file_id);
+impl Submitter<'_> {
+    /// Uploads each distinct reference image once, reusing earlier uploads that are still valid.
+    async fn upload_references(
+        &mut self,
+        outgoing: &[Outgoing],
+    ) -> Result<HashMap<Sha256Hex, String>, SubmitError> {
+        let mut file_ids = HashMap::new();
+        let now = unix_now();
+        for (sha256, path) in outgoing.iter().filter_map(|o| o.reference.as_ref()) {
+            if file_ids.contains_key(sha256) {
                 continue;
             }
+            if let Some(asset) = self.ledger.asset(sha256)? {
+                let fresh = asset
+                    .expires_at
+                    .is_none_or(|t| t - now > ASSET_MIN_REMAINING_SECS);
+                if fresh {
+                    self.events.emit(Event::AssetReused {
+                        sha256: sha256.hex(),
+                        file_id: asset.file_id.clone(),
+                    });
+                    self.report.reused_assets += 1;
+                    file_ids.insert(*sha256, asset.file_id);
+                    continue;
+                }
+            }
+            let file = upload_reference(self.client, path, *sha256).await?;
+            self.ledger.record_asset(&AssetRow {
+                sha256: *sha256,
+                file_id: file.id.clone(),
+                bytes: file.bytes,
+                uploaded_at: file.created_at,
+                expires_at: file.expires_at,
+            })?;
+            self.events.emit(Event::AssetUploaded {
+                sha256: sha256.hex(),
+                file_id: file.id.clone(),
+                bytes: file.bytes,
+            });
+            self.report.uploaded_assets += 1;
+            file_ids.insert(*sha256, file.id);
         }
-        let file = upload_reference(client, &reference.path, reference.sha256).await?;
-        ledger.record_asset(&AssetRow {
-            sha256: reference.sha256,
-            file_id: file.id.clone(),
-            bytes: file.bytes,
-            uploaded_at: file.created_at,
-            expires_at: file.expires_at,
-        })?;
-        events.emit(Event::AssetUploaded {
-            sha256: reference.sha256.hex(),
-            file_id: file.id.clone(),
-            bytes: file.bytes,
-        });
-        report.uploaded_assets += 1;
-        file_ids.insert(reference.sha256, file.id);
+        Ok(file_ids)
     }
-    Ok(file_ids)
 }
 
 async fn upload_reference(
@@ -380,75 +432,126 @@ async fn upload_reference(
         .await?)
 }
 
-fn body_with_asset(request: &PlannedRequest, file_ids: &HashMap<Sha256Hex, String>) -> CreateVideo {
-    let file_id = request
-        .reference
-        .as_ref()
-        .and_then(|r| file_ids.get(&r.sha256))
-        .map(String::as_str);
-    batch::video_body(request, file_id)
-}
-
-/// Uploads the batch's input file and creates the batch, adopting one that an earlier attempt
-/// created (found by its intent token) instead of creating a second.
-async fn create_batch(
-    intent: &BatchRow,
-    jsonl: Vec<u8>,
-    shot_list: &str,
-    ledger: &mut Ledger,
-    client: &ApiClient,
-) -> Result<Batch, SubmitError> {
-    let input_file_id = match &intent.input_file_id {
-        Some(id) => id.clone(),
-        None => {
-            let filename = format!(
-                "render-{}-part{}-{}.jsonl",
-                intent.run_id, intent.part, intent.intent
-            );
-            let file = client
-                .upload_bytes(jsonl.into(), &filename, FilePurpose::Batch)
-                .await?;
-            ledger.set_batch_input_file(intent.row, &file.id)?;
-            file.id
-        }
-    };
-    let request = CreateBatch {
-        input_file_id,
-        endpoint: VIDEOS_ENDPOINT.into(),
-        completion_window: "24h".into(),
-        metadata: Some(batch_metadata(intent, shot_list)),
-    };
-    let mut attempt = 0;
-    let batch = loop {
-        attempt += 1;
-        if let Some(existing) = find_batch_by_intent(client, intent).await? {
-            break existing;
-        }
-        match client.without_retries().create_batch(&request).await {
-            Ok(batch) => break batch,
-            Err(err) if err.is_transient() && attempt < CREATE_ATTEMPTS => {
-                // The batch may exist even though the answer was lost: the next loop looks first.
-                tracing::warn!(
-                    part = intent.part,
-                    attempt,
-                    "creating batch failed, will check and retry: {err}"
+impl Submitter<'_> {
+    /// Uploads the batch's input file (unless an earlier attempt did) and creates the batch,
+    /// adopting one that an earlier attempt created (found by its intent token) instead of
+    /// creating a second.
+    async fn create_batch(
+        &mut self,
+        intent: &BatchRow,
+        jsonl: Vec<u8>,
+    ) -> Result<Batch, SubmitError> {
+        let input_file_id = match &intent.input_file_id {
+            Some(id) => id.clone(),
+            None => {
+                let filename = format!(
+                    "render-{}-part{}-{}.jsonl",
+                    intent.run_id, intent.part, intent.intent
                 );
-                tokio::time::sleep(RetryPolicy::default().delay(attempt, None)).await;
+                let file = self
+                    .client
+                    .upload_bytes(jsonl.into(), &filename, FilePurpose::Batch)
+                    .await?;
+                self.ledger.set_batch_input_file(intent.row, &file.id)?;
+                file.id
             }
-            Err(err) if err.status().is_some_and(|s| (400..500).contains(&s)) => {
-                ledger.abandon_batch_intent(intent.row, &err.to_string())?;
-                return Err(SubmitError::Refused {
-                    run: intent.run_id.clone(),
-                    part: intent.part,
-                    message: err.to_string(),
-                });
+        };
+        let shot_list = match self.ledger.run(&intent.run_id)? {
+            Some(run) => run.sources.join(","),
+            None => String::new(),
+        };
+        let request = CreateBatch {
+            input_file_id,
+            endpoint: VIDEOS_ENDPOINT.into(),
+            completion_window: "24h".into(),
+            metadata: Some(batch_metadata(intent, &shot_list)),
+        };
+        let mut attempt = 0;
+        let batch = loop {
+            attempt += 1;
+            if let Some(existing) = find_batch_by_intent(self.client, intent).await? {
+                break existing;
             }
-            Err(err) => return Err(err.into()),
+            // Never retried blindly: a lost answer may hide a created batch, so look first.
+            match self.client.without_retries().create_batch(&request).await {
+                Ok(batch) => break batch,
+                Err(err) if err.is_transient() && attempt < CREATE_ATTEMPTS => {
+                    tracing::warn!(
+                        part = intent.part,
+                        attempt,
+                        "creating batch failed, will check and retry: {err}"
+                    );
+                    tokio::time::sleep(RetryPolicy::default().delay(attempt, None)).await;
+                }
+                Err(err) if err.status().is_some_and(|s| (400..500).contains(&s)) => {
+                    self.ledger
+                        .abandon_batch_intent(intent.row, &err.to_string())?;
+                    return Err(SubmitError::Refused {
+                        run: intent.run_id.clone(),
+                        part: intent.part,
+                        message: err.to_string(),
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        failpoint::hit("submit-after-create");
+        self.ledger
+            .record_batch_created(intent.row, &batch.id, &batch_update(&batch))?;
+        Ok(batch)
+    }
+
+    /// Finishes what an interrupted invocation started: every recorded intent ends as exactly
+    /// one batch (adopted if the provider has it, created otherwise).
+    async fn confirm_pending_intents(&mut self) -> Result<(), SubmitError> {
+        for intent in self.ledger.unconfirmed_batches()? {
+            let batch = match find_batch_by_intent(self.client, &intent).await? {
+                Some(batch) => {
+                    self.ledger.record_batch_created(
+                        intent.row,
+                        &batch.id,
+                        &batch_update(&batch),
+                    )?;
+                    batch
+                }
+                None => {
+                    let jsonl = match intent.input_file_id {
+                        Some(_) => Vec::new(),
+                        None => self.rebuild_jsonl(&intent).await?,
+                    };
+                    self.create_batch(&intent, jsonl).await?
+                }
+            };
+            self.events.emit(Event::BatchAdopted {
+                run_id: intent.run_id.clone(),
+                part: intent.part,
+                batch_id: batch.id.clone(),
+            });
+            self.report.batches.push(SubmittedBatch {
+                part: intent.part,
+                batch_id: batch.id,
+                requests: intent.request_count,
+                adopted: true,
+            });
         }
-    };
-    failpoint::hit("submit-after-create");
-    ledger.record_batch_created(intent.row, &batch.id, &batch_update(&batch))?;
-    Ok(batch)
+        Ok(())
+    }
+
+    /// Recompiles an intent's input file from the ledger (same requests, same order).
+    async fn rebuild_jsonl(&mut self, intent: &BatchRow) -> Result<Vec<u8>, SubmitError> {
+        let rows = self.ledger.batch_requests(intent.row)?;
+        let outgoing: Vec<Outgoing> = rows.iter().map(Outgoing::from_row).collect();
+        let file_ids = self.upload_references(&outgoing).await?;
+        let one_file = BatchLimits {
+            max_requests: usize::MAX,
+            max_bytes: u64::MAX,
+        };
+        let parts = batch::compile(
+            outgoing.iter().map(|o| (o.key, o.body(&file_ids))),
+            one_file,
+        )?;
+        Ok(parts.into_iter().flat_map(|p| p.jsonl).collect())
+    }
 }
 
 fn batch_metadata(intent: &BatchRow, shot_list: &str) -> BTreeMap<String, String> {
@@ -491,66 +594,6 @@ async fn find_batch_by_intent(
             _ => return Ok(None),
         }
     }
-}
-
-/// Finishes what an interrupted invocation started: every recorded intent ends as exactly one
-/// batch (adopted if the provider has it, created otherwise).
-async fn confirm_pending_intents(
-    ledger: &mut Ledger,
-    client: &ApiClient,
-    events: &dyn EventSink,
-) -> Result<Vec<SubmittedBatch>, SubmitError> {
-    let mut confirmed = Vec::new();
-    for intent in ledger.unconfirmed_batches()? {
-        let run = ledger.run(&intent.run_id)?;
-        let shot_list = run.map(|r| r.sources.join(",")).unwrap_or_default();
-        let batch = match find_batch_by_intent(client, &intent).await? {
-            Some(batch) => {
-                ledger.record_batch_created(intent.row, &batch.id, &batch_update(&batch))?;
-                batch
-            }
-            None => {
-                let jsonl = rebuild_jsonl(&intent, ledger, client, events).await?;
-                create_batch(&intent, jsonl, &shot_list, ledger, client).await?
-            }
-        };
-        events.emit(Event::BatchAdopted {
-            run_id: intent.run_id.clone(),
-            part: intent.part,
-            batch_id: batch.id.clone(),
-        });
-        confirmed.push(SubmittedBatch {
-            part: intent.part,
-            batch_id: batch.id,
-            requests: intent.request_count,
-            adopted: true,
-        });
-    }
-    Ok(confirmed)
-}
-
-/// Recompiles an intent's input file from the ledger (same requests, same order).
-async fn rebuild_jsonl(
-    intent: &BatchRow,
-    ledger: &Ledger,
-    client: &ApiClient,
-    events: &dyn EventSink,
-) -> Result<Vec<u8>, SubmitError> {
-    let rows = ledger.batch_requests(intent.row)?;
-    let planned: Vec<PlannedRequest> = rows.iter().map(planned_from_row).collect();
-    let mut scratch = SubmitReport::default();
-    let file_ids = upload_references(&planned, ledger, client, events, &mut scratch).await?;
-    let bodies = planned
-        .iter()
-        .map(|r| (r.key, body_with_asset(r, &file_ids)));
-    let limits = BatchLimits {
-        max_requests: usize::MAX,
-        max_bytes: u64::MAX,
-    };
-    Ok(batch::compile(bodies, limits)?
-        .into_iter()
-        .flat_map(|p| p.jsonl)
-        .collect())
 }
 
 /// The ledger's view of a batch the API described.
@@ -603,63 +646,6 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
         error_code: None,
         error_message: None,
         retryable: false,
-    }
-}
-
-/// Rebuilds a request from the ledger alone (retry and crash recovery need no shot list).
-fn planned_from_row(row: &RequestRow) -> PlannedRequest {
-    let reference = row.reference_sha.map(|sha256| crate::plan::Reference {
-        path: PathBuf::from(row.reference_path.clone().unwrap_or_default()),
-        sha256,
-        mime: match row.reference_mime.as_deref() {
-            Some("image/png") => "image/png",
-            Some("image/webp") => "image/webp",
-            _ => "image/jpeg",
-        },
-        bytes: 0,
-    });
-    PlannedRequest {
-        shot_id: row.shot_id.clone(),
-        take: 1,
-        takes: 1,
-        model: crate::catalog::Model(row.model.clone()),
-        size: row.size.parse().unwrap_or(crate::catalog::Size {
-            width: 0,
-            height: 0,
-        }),
-        seconds: crate::catalog::Seconds(row.seconds),
-        prompt: row.prompt.clone(),
-        reference,
-        tags: Vec::new(),
-        key: row.key,
-        cost: row.cost,
-        standard_cost: row.cost,
-        cached: false,
-        source: PathBuf::new(),
-    }
-}
-
-fn blank_batch_row() -> BatchRow {
-    BatchRow {
-        row: 0,
-        run_id: String::new(),
-        part: 0,
-        intent: String::new(),
-        intent_at: 0,
-        input_file_id: None,
-        batch_id: None,
-        status: String::new(),
-        request_count: 0,
-        completed: 0,
-        failed: 0,
-        created_at: None,
-        expires_at: None,
-        completed_at: None,
-        output_file_id: None,
-        error_file_id: None,
-        results_read: false,
-        harvested: false,
-        error: None,
     }
 }
 

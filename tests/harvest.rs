@@ -66,10 +66,16 @@ fn a_second_harvest_downloads_nothing() {
 
     let status = night.json(&["status"]);
     let run = &status[0];
-    assert_eq!((run["done"].as_bool(), run["requests"].as_u64()), (Some(true), Some(3)));
+    assert_eq!(
+        (run["done"].as_bool(), run["requests"].as_u64()),
+        (Some(true), Some(3))
+    );
     let batch = &run["batches"][0];
     assert_eq!(batch["status"], "completed");
-    assert_eq!((batch["completed"].as_u64(), batch["harvested"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(
+        (batch["completed"].as_u64(), batch["harvested"].as_bool()),
+        (Some(3), Some(true))
+    );
 }
 
 #[test]

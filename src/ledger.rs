@@ -796,13 +796,27 @@ impl Ledger {
 
     /// Every cache object some output points at: what `cache gc` must keep.
     pub fn referenced_objects(&self) -> Result<HashSet<Sha256Hex>> {
-        let mut keep = HashSet::new();
-        for output in self.outputs()? {
-            keep.insert(output.video_sha);
-            keep.extend(output.thumbnail_sha);
-        }
-        Ok(keep)
+        Ok(objects_of(self.outputs()?.iter()))
     }
+
+    /// The cache objects of the outputs that the `keep_runs` newest runs use.
+    pub fn objects_of_newest_runs(&self, keep_runs: usize) -> Result<HashSet<Sha256Hex>> {
+        let mut keys = HashSet::new();
+        for run in self.runs()?.into_iter().take(keep_runs) {
+            keys.extend(self.run_items(&run.id)?.into_iter().map(|item| item.key));
+        }
+        let outputs = self.outputs()?;
+        Ok(objects_of(outputs.iter().filter(|o| keys.contains(&o.key))))
+    }
+}
+
+fn objects_of<'a>(outputs: impl Iterator<Item = &'a OutputRow>) -> HashSet<Sha256Hex> {
+    let mut objects = HashSet::new();
+    for output in outputs {
+        objects.insert(output.video_sha);
+        objects.extend(output.thumbnail_sha);
+    }
+    objects
 }
 
 fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Result<()> {

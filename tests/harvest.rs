@@ -312,3 +312,25 @@ fn wait_for_batch(night: &Night, batch_id: &str, status: &str) {
     }
     panic!("batch {batch_id} never reached {status}");
 }
+
+#[test]
+fn cache_gc_keeps_what_retained_runs_use_and_forgets_the_rest() {
+    let night = Night::new();
+    night.write("old.yaml", shot_list(2, "old"));
+    night.full_night("old.yaml");
+    night.write("new.yaml", shot_list(3, "new"));
+    night.full_night("new.yaml");
+    assert_eq!(night.json(&["cache", "ls"]).as_array().unwrap().len(), 5);
+
+    let gc = night.json(&["cache", "gc", "--keep-runs", "1"]);
+    assert_eq!(
+        gc["removed"], 4,
+        "two videos and two thumbnails of the old run: {gc}"
+    );
+    let left = night.json(&["cache", "ls"]);
+    assert_eq!(left.as_array().unwrap().len(), 3);
+    assert_cache_is_sound(&night);
+    // The old run's shots are no longer cached: planning them prices them again.
+    assert_eq!(night.json(&["plan", "old.yaml"])["cached"], 0);
+    assert_eq!(night.json(&["plan", "new.yaml"])["cached"], 3);
+}

@@ -18,11 +18,14 @@ pub enum CacheCommand {
     Ls,
     /// Re-hash every object against its name; corrupt ones are quarantined (exit 10 if any).
     Verify,
-    /// Remove objects no output refers to, then the least recently used beyond --max-size.
+    /// Remove objects no retained run uses, then the least recently used beyond --max-size.
     Gc {
         /// Keep the cache under this many bytes (e.g. 50000000000).
         #[arg(long, value_name = "BYTES")]
         max_size: Option<u64>,
+        /// Retain only the outputs of the N newest runs (default: every run).
+        #[arg(long, value_name = "N")]
+        keep_runs: Option<usize>,
     },
 }
 
@@ -87,8 +90,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                 Outcome::Failure
             })
         }
-        CacheCommand::Gc { max_size } => {
-            let keep = state.ledger.referenced_objects()?;
+        CacheCommand::Gc {
+            max_size,
+            keep_runs,
+        } => {
+            let keep = match keep_runs {
+                Some(n) => state.ledger.objects_of_newest_runs(n)?,
+                None => state.ledger.referenced_objects()?,
+            };
             let report = state.store.gc(&keep, max_size)?;
             // A size limit may evict referenced objects: forget outputs whose object is gone,
             // so the next plan prices them again instead of trusting a dangling record.

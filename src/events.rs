@@ -32,6 +32,10 @@ pub enum Event {
         part: u32,
         batch_id: String,
     },
+    /// A round of refreshing every open batch begins (nearest deadline first).
+    PollStarted {
+        batches: usize,
+    },
     BatchStatus {
         batch_id: String,
         status: String,

@@ -181,7 +181,11 @@ impl Harvester<'_> {
     ) -> Result<(bool, Option<HarvestError>), HarvestError> {
         let mut progressed = false;
         let mut first_error = None;
-        for batch in self.open_batches(runs)? {
+        let batches = self.open_batches(runs)?;
+        self.events.emit(Event::PollStarted {
+            batches: batches.len(),
+        });
+        for batch in batches {
             match self.batch(&batch).await {
                 Ok(changed) => progressed |= changed,
                 Err(err @ HarvestError::Ledger(_)) => return Err(err),

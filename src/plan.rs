@@ -53,6 +53,8 @@ pub struct PlannedRequest {
 /// A night's work, validated and priced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
+    /// The API host the plan is keyed and priced for (every key includes it).
+    pub provider: String,
     /// The `project` of the first shot list that names one.
     pub project: Option<String>,
     pub sources: Vec<PathBuf>,
@@ -264,7 +266,10 @@ pub fn build(
     is_cached: &dyn Fn(&RequestKey) -> bool,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut planner = Planner::new(opts, catalog, is_cached);
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        provider: opts.provider.clone(),
+        ..Plan::default()
+    };
     for input in lists {
         let (list, diagnostics) = crate::shotlist::parse(input);
         planner.diagnostics.extend(diagnostics);

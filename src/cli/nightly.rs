@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::plan::{PlanArgs, prepare, prepare_for, provider_of};
 use super::state::{api_client, api_client_for, open_state, runtime};
-use super::submit::{LimitArgs, report_plan, submit_options};
+use super::submit::{LimitArgs, checked_plan, submit_options};
 use super::{Format, GlobalArgs, Outcome};
 use crate::api::client::ApiClient;
 use crate::harvest::{HarvestOptions, HarvestReport, harvest};
@@ -77,22 +77,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             }
         },
     };
-    let (prepared, outcome) = report_plan(prepared, &args.plan)?;
-    if outcome != Outcome::Success {
-        return Ok(outcome);
-    }
-    let plan = prepared
-        .run
-        .plan
-        .as_ref()
-        .expect("a successful plan has a plan");
+    let plan = match checked_plan(prepared, &args.plan)? {
+        Ok(plan) => plan,
+        Err(outcome) => return Ok(outcome),
+    };
     let client = match client {
         Some(client) => client,
         None => api_client()?,
     };
     let mut state = open_state(global)?;
     let progress = Progress::new(global.format == Format::Json);
-    let options = submit_options(&args.limits, prepared.provider.clone());
+    let options = submit_options(&args.limits, plan.provider.clone());
     let harvest_options = HarvestOptions {
         jobs: args.jobs,
         watch: true,
@@ -101,7 +96,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     };
     let report = runtime()?.block_on(async {
         let submitted = submit(
-            plan,
+            &plan,
             &mut state.ledger,
             &state.store,
             &client,

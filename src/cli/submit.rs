@@ -6,6 +6,7 @@ use super::plan::{PlanArgs, Prepared, prepare};
 use super::state::{api_client, open_state, runtime};
 use super::{Format, GlobalArgs, Outcome};
 use crate::batch::BatchLimits;
+use crate::plan::Plan;
 use crate::report::progress::Progress;
 use crate::submit::{SubmitOptions, SubmitReport, dry_run, submit};
 
@@ -45,25 +46,18 @@ pub fn submit_options(limits: &LimitArgs, provider: String) -> SubmitOptions {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let Some((prepared, outcome)) = plan_or_report(&args.plan, global)? else {
-        return Ok(Outcome::Usage);
+    let plan = match plan_or_exit(&args.plan, global)? {
+        Ok(plan) => plan,
+        Err(outcome) => return Ok(outcome),
     };
-    if outcome != Outcome::Success {
-        return Ok(outcome);
-    }
-    let plan = prepared
-        .run
-        .plan
-        .as_ref()
-        .expect("a successful plan has a plan");
-    let options = submit_options(&args.limits, prepared.provider.clone());
+    let options = submit_options(&args.limits, plan.provider.clone());
     if args.dry_run {
         let out = args
             .out
             .as_deref()
             .expect("clap requires --out with --dry-run");
         let state = open_state(global)?;
-        let files = dry_run(plan, Some(&state.ledger), options.limits, out)?;
+        let files = dry_run(&plan, Some(&state.ledger), options.limits, out)?;
         if global.format == Format::Json {
             let files: Vec<_> = files
                 .iter()
@@ -84,7 +78,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let client = api_client()?;
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(submit(
-        plan,
+        &plan,
         &mut state.ledger,
         &state.store,
         &client,
@@ -96,35 +90,34 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Plans as `render plan` does and prints its diagnostics (and the budget refusal). Returns the
-/// plan with its outcome, or `None` on a usage error (already printed).
-pub fn plan_or_report(
-    args: &PlanArgs,
-    global: &GlobalArgs,
-) -> anyhow::Result<Option<(Prepared, Outcome)>> {
-    let prepared = match prepare(args, global) {
-        Ok(prepared) => prepared,
+/// Plans as `render plan` does, printing its diagnostics (and the budget refusal). `Err` is the
+/// outcome to exit with when there is nothing to send: usage error, invalid, over budget.
+pub fn plan_or_exit(args: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<Result<Plan, Outcome>> {
+    match prepare(args, global) {
+        Ok(prepared) => checked_plan(prepared, args),
         Err(usage) => {
             crate::report::plan::print_diagnostics(&[usage], &[])?;
-            return Ok(None);
+            Ok(Err(Outcome::Usage))
         }
-    };
-    Ok(Some(report_plan(prepared, args)?))
+    }
 }
 
-/// Prints a prepared plan's diagnostics (and the budget refusal) and says how it went.
-pub fn report_plan(prepared: Prepared, args: &PlanArgs) -> anyhow::Result<(Prepared, Outcome)> {
+/// Prints a prepared plan's diagnostics (and the budget refusal); the plan when it may be sent.
+pub fn checked_plan(prepared: Prepared, args: &PlanArgs) -> anyhow::Result<Result<Plan, Outcome>> {
     crate::report::plan::print_diagnostics(&prepared.run.diagnostics, &prepared.run.inputs)?;
     let outcome = prepared.outcome(args.budget);
-    if outcome == Outcome::OverBudget
-        && let (Some(plan), Some(budget)) = (&prepared.run.plan, args.budget)
-    {
-        eprintln!(
-            "error: the plan costs {} at Batch rates, over the budget of {budget}; nothing was uploaded",
-            plan.total()
-        );
+    match (prepared.run.plan, outcome) {
+        (Some(plan), Outcome::Success) => Ok(Ok(plan)),
+        (Some(plan), Outcome::OverBudget) => {
+            let budget = args.budget.unwrap_or_default();
+            eprintln!(
+                "error: the plan costs {} at Batch rates, over the budget of {budget}; nothing was uploaded",
+                plan.total()
+            );
+            Ok(Err(outcome))
+        }
+        _ => Ok(Err(outcome)),
     }
-    Ok((prepared, outcome))
 }
 
 pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()> {

@@ -90,16 +90,24 @@ impl Bars {
                         .nearest_expiry
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
-                    *nearest = Some(nearest.map_or(*left, |n| n.min(*left)));
+                    let left = nearest.map_or(*left, |n| n.min(*left));
+                    *nearest = Some(left);
                     self.videos.set_message(format!(
                         "· {} left before the nearest expiry",
-                        human_duration(*left)
+                        human_duration(left)
                     ));
                 }
                 self.status.set_message(format!(
                     "batch {batch_id}: {status} ({completed} done, {failed} failed of {total})"
                 ));
                 self.status.tick();
+            }
+            // Deadlines are per round: a batch harvested since no longer counts.
+            Event::PollStarted { .. } => {
+                *self
+                    .nearest_expiry
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
             }
             Event::DownloadsPlanned { videos } => self.videos.inc_length(*videos),
             Event::DownloadProgress { bytes } => self.bytes.inc(*bytes),
@@ -198,6 +206,8 @@ fn line_for(event: &Event) -> Option<String> {
             shot_id, reason, ..
         } => format!("lost {shot_id}: {reason}"),
         Event::Warning { message } => format!("warning: {message}"),
-        Event::DownloadsPlanned { .. } | Event::DownloadProgress { .. } => return None,
+        Event::PollStarted { .. }
+        | Event::DownloadsPlanned { .. }
+        | Event::DownloadProgress { .. } => return None,
     })
 }

@@ -44,8 +44,9 @@ impl Progress {
     pub fn finish(&self) {
         if let Mode::Bars(bars) = &self.mode {
             bars.status.finish_and_clear();
-            bars.videos.finish();
-            bars.bytes.finish();
+            // Abandon, not finish: finishing jumps the position to the length (0 for bytes).
+            bars.videos.abandon();
+            bars.bytes.abandon();
         }
     }
 }

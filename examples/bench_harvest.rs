@@ -55,7 +55,7 @@ impl Figure {
             .peak_mib
             .map_or_else(|| "-".to_string(), |p| format!("{p:.1}"));
         println!(
-            "{:<34} {:>5} {:>9.1} {:>8.1} {:>10.1} {:>10.1} {:>9}",
+            "{:<42} {:>5} {:>9.1} {:>8.1} {:>10.1} {:>10.1} {:>9}",
             self.what,
             self.size_mb,
             self.wall.as_secs_f64(),
@@ -69,7 +69,7 @@ impl Figure {
 
 fn print_header() {
     println!(
-        "{:<34} {:>5} {:>9} {:>8} {:>10} {:>10} {:>9}",
+        "{:<42} {:>5} {:>9} {:>8} {:>10} {:>10} {:>9}",
         "run", "MB", "wall s", "MB/s", "client cpu", "server cpu", "peak MiB"
     );
 }
@@ -91,6 +91,8 @@ fn main() {
         "disk baseline (write 1 GB + fsync): {:.0} MB/s",
         disk_baseline(root.path())
     );
+
+    sandbox_costs(&options.sizes_mb);
 
     let mut figures = Vec::new();
     for &size_mb in &options.sizes_mb {
@@ -114,10 +116,15 @@ fn main() {
             }
         }
         if options.curl {
-            for (what, workers, to_disk) in [
-                ("curl sequential → files", 1, true),
-                ("curl 4 in parallel → files", 4, true),
-                ("curl sequential → /dev/null", 1, false),
+            for (what, workers, to) in [
+                ("curl sequential → files", 1, CurlTo::Files),
+                ("curl 4 in parallel → files", 4, CurlTo::Files),
+                ("curl sequential → /dev/null", 1, CurlTo::Null),
+                (
+                    "curl 4 parallel, +thumbnail (as harvest)",
+                    4,
+                    CurlTo::FilesAndThumbnails,
+                ),
             ] {
                 let figure = curl_all(
                     &sandbox,
@@ -126,7 +133,7 @@ fn main() {
                     size_mb,
                     what,
                     workers,
-                    to_disk,
+                    to,
                 );
                 figure.print();
                 figures.push(figure);
@@ -335,8 +342,17 @@ fn video_ids(state_dir: &Path) -> Vec<String> {
     ids
 }
 
-/// Downloads every video with one `curl` process per video, `workers` processes at a time, to
-/// files or to /dev/null.
+/// Where `curl` puts what it downloads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CurlTo {
+    Files,
+    /// Also the JPEG thumbnail, like `render harvest` (the sandbox encodes it per request).
+    FilesAndThumbnails,
+    Null,
+}
+
+/// Downloads every video with one `curl` process per video, `workers` processes at a time.
+/// Throughput counts video bytes only, as `render harvest` reports them.
 fn curl_all(
     sandbox: &SandboxHandle,
     root: &Path,
@@ -344,7 +360,7 @@ fn curl_all(
     size_mb: u64,
     what: &str,
     workers: usize,
-    to_disk: bool,
+    to: CurlTo,
 ) -> Figure {
     let dir = tempfile::tempdir_in(root).expect("a folder for curl");
     let next = AtomicUsize::new(0);
@@ -356,18 +372,26 @@ fn curl_all(
         for _ in 0..workers {
             scope.spawn(|| {
                 while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let dest: PathBuf = if to_disk {
-                        dir.path().join(format!("{id}.mp4"))
-                    } else {
-                        PathBuf::from("/dev/null")
+                    let url = format!("{}/videos/{id}/content", sandbox.base_url());
+                    let (dest, thumbnail): (PathBuf, _) = match to {
+                        CurlTo::Null => ("/dev/null".into(), None),
+                        CurlTo::Files => (dir.path().join(format!("{id}.mp4")), None),
+                        CurlTo::FilesAndThumbnails => (
+                            dir.path().join(format!("{id}.mp4")),
+                            Some(dir.path().join(format!("{id}.jpg"))),
+                        ),
                     };
-                    let status = Command::new("curl")
-                        .args(["-s", "--fail", "-o"])
+                    let mut curl = Command::new("curl");
+                    curl.args(["-s", "--fail", "-H", &auth, "-o"])
                         .arg(&dest)
-                        .args(["-H", &auth])
-                        .arg(format!("{}/videos/{id}/content", sandbox.base_url()))
-                        .status()
-                        .expect("curl runs");
+                        .arg(&url);
+                    // A second URL in the same process reuses the connection, as reqwest does.
+                    if let Some(thumbnail) = &thumbnail {
+                        curl.arg("-o")
+                            .arg(thumbnail)
+                            .arg(format!("{url}?variant=thumbnail"));
+                    }
+                    let status = curl.status().expect("curl runs");
                     assert!(status.success(), "curl of video {id}: {status}");
                 }
             });
@@ -377,17 +401,15 @@ fn curl_all(
     let client_cpu = children_cpu_secs() - children_before;
     // curl processes are children, counted apart: this is the sandbox's share.
     let server_cpu = self_cpu_secs() - cpu_before;
-    let bytes = if to_disk {
-        bench_support::dir_bytes(dir.path())
-    } else {
-        ids.len() as u64 * size_mb * 1_000_000
-    };
-    if to_disk {
-        assert_eq!(
-            bytes,
-            ids.len() as u64 * size_mb * 1_000_000,
-            "curl got short files"
-        );
+    let bytes = ids.len() as u64 * size_mb * 1_000_000;
+    if to != CurlTo::Null {
+        let videos: u64 = ids
+            .iter()
+            .map(|id| {
+                std::fs::metadata(dir.path().join(format!("{id}.mp4"))).map_or(0, |m| m.len())
+            })
+            .sum();
+        assert_eq!(videos, bytes, "curl got short files");
     }
     Figure {
         what: what.to_string(),
@@ -398,6 +420,67 @@ fn curl_all(
         server_cpu,
         peak_mib: None,
     }
+}
+
+/// What the sandbox spends per download, measured in-process on one core: building a video and
+/// streaming its bytes, and encoding the JPEG thumbnail `render harvest` also fetches.
+fn sandbox_costs(sizes_mb: &[u64]) {
+    use render::catalog::Size;
+    use render::sandbox::media::{RenderedVideo, VideoSpec, thumbnail_jpeg};
+    let size = Size {
+        width: 1280,
+        height: 720,
+    };
+    let prompt = "a paper boat drifting on a pond";
+    let thumbnails = 10;
+    let started = Instant::now();
+    for seed in 0..thumbnails {
+        std::hint::black_box(thumbnail_jpeg(seed, prompt, size));
+    }
+    let per_thumbnail = started.elapsed() / thumbnails as u32;
+    println!(
+        "sandbox, in-process: thumbnail_jpeg 1280x720 {:.1} ms each",
+        bench_support::ms(per_thumbnail)
+    );
+    for &size_mb in sizes_mb {
+        let started = Instant::now();
+        let video = RenderedVideo::new(VideoSpec {
+            seed: 7,
+            prompt: prompt.into(),
+            size,
+            seconds: 4,
+            total_bytes: size_mb * 1_000_000,
+        });
+        let built = started.elapsed();
+        // Twice: the first pass may pay for one-off setup.
+        let rates: Vec<String> = (0..2)
+            .map(|_| {
+                format!(
+                    "{:.0}",
+                    mb(video.len()) / stream_video(&video).as_secs_f64()
+                )
+            })
+            .collect();
+        println!(
+            "sandbox, in-process: {size_mb} MB video built in {:.1} ms, streamed at {} MB/s (1st, 2nd pass, one core)",
+            bench_support::ms(built),
+            rates.join(", ")
+        );
+    }
+}
+
+/// Reads a whole video in the sandbox's 256 KiB chunks; returns how long it took.
+fn stream_video(video: &render::sandbox::media::RenderedVideo) -> Duration {
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut offset, started) = (0u64, Instant::now());
+    while offset < video.len() {
+        let got = video.read_at(offset, &mut buf);
+        if got == 0 {
+            break;
+        }
+        offset += got as u64;
+    }
+    started.elapsed()
 }
 
 /// Writes 1 GB in 1 MiB blocks and fsyncs: the ceiling for anything that must reach the disk.

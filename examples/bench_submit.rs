@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 use bench_support::{ChildRun, mb, ms, render_bin, run_measured, self_peak_mib, self_rss_mib};
 use render::batch::{self, BatchLimits};
 use render::catalog::Catalog;
+use render::ledger::Ledger;
 use render::plan::{PlanOptions, PlannedRequest, build};
 use render::sandbox::{SandboxConfig, spawn};
 use render::shotlist::{Format, ShotListInput};
+use render::submit::dry_run;
 
 const TAKES: usize = 2;
 const COMPILE_ROUNDS: usize = 3;
@@ -286,6 +288,22 @@ fn measure_compile(list: &Path) {
         self_peak_mib(),
         self_peak_mib() - rss_before
     );
+    dry_run_breakdown(&plan);
+}
+
+/// `submit::dry_run` without a ledger and with an empty one: the difference is what the
+/// per-request ledger lookups cost.
+fn dry_run_breakdown(plan: &render::plan::Plan) {
+    let scratch = tempfile::tempdir().expect("a scratch folder");
+    let ledger = Ledger::open(&scratch.path().join("ledger.sqlite")).expect("the ledger opens");
+    let mut line = String::from("in-process: submit::dry_run (compile + write JSONL)");
+    for (name, ledger) in [("no ledger", None), ("empty ledger", Some(&ledger))] {
+        let out = scratch.path().join(name.replace(' ', "-"));
+        let started = Instant::now();
+        dry_run(plan, ledger, BatchLimits::default(), &out).expect("dry run");
+        line.push_str(&format!(", {name} {:.0} ms", ms(started.elapsed())));
+    }
+    println!("{line}");
 }
 
 /// The id `dry_run` would write for a reference not uploaded yet.

@@ -356,6 +356,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// One row by a cached statement: submit asks the same few questions once per request.
+    fn query_one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.conn.prepare_cached(sql)?.query_row(params, f)
+    }
+
     // ------------------------------------------------------------ runs
 
     pub fn create_run(&mut self, run: &RunRow, items: &[RunItem]) -> Result<()> {
@@ -381,33 +391,31 @@ impl Ledger {
 
     /// The newest unfinished run of the same plan: a rerun continues it instead of starting over.
     pub fn open_run_for_plan(&self, plan_hash: &str) -> Result<Option<RunRow>> {
-        self.conn
-            .query_row(
-                &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0
+        self.query_one(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0
                      ORDER BY created_at DESC, id DESC LIMIT 1"
-                ),
-                [plan_hash],
-                run_from_row,
-            )
-            .optional()?
-            .transpose()
+            ),
+            [plan_hash],
+            run_from_row,
+        )
+        .optional()?
+        .transpose()
     }
 
     pub fn run(&self, id: &str) -> Result<Option<RunRow>> {
-        self.conn
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-                [id],
-                run_from_row,
-            )
-            .optional()?
-            .transpose()
+        self.query_one(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+            [id],
+            run_from_row,
+        )
+        .optional()?
+        .transpose()
     }
 
     /// All runs, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC"
         ))?;
         let rows = stmt.query_map([], run_from_row)?;
@@ -431,7 +439,7 @@ impl Ledger {
     }
 
     pub fn run_items(&self, run_id: &str) -> Result<Vec<RunItem>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT shot_id, take, takes, key, cost_micros, tags FROM run_items
              WHERE run_id = ?1 ORDER BY rowid",
         )?;
@@ -466,7 +474,7 @@ impl Ledger {
     pub fn insert_requests(&mut self, rows: &[RequestRow]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO requests (key, shot_id, model, size, seconds, prompt,
                     reference_sha, reference_path, reference_mime, cost_micros, status, attempts,
                     updated_at)
@@ -495,18 +503,17 @@ impl Ledger {
     }
 
     pub fn request(&self, key: &RequestKey) -> Result<Option<RequestRow>> {
-        self.conn
-            .query_row(
-                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE key = ?1"),
-                [key.hex()],
-                request_from_row,
-            )
-            .optional()?
-            .transpose()
+        self.query_one(
+            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE key = ?1"),
+            [key.hex()],
+            request_from_row,
+        )
+        .optional()?
+        .transpose()
     }
 
     pub fn batch_requests(&self, batch_row: i64) -> Result<Vec<RequestRow>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE batch_row = ?1 ORDER BY rowid"
         ))?;
         let rows = stmt.query_map([batch_row], request_from_row)?;
@@ -554,7 +561,7 @@ impl Ledger {
 
     /// Requests of a run that are waiting for their video to be downloaded.
     pub fn completed_requests(&self, run_id: &str) -> Result<Vec<RequestRow>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'completed' AND key IN
                 (SELECT key FROM run_items WHERE run_id = ?1) ORDER BY video_expires_at, rowid"
         ))?;
@@ -565,31 +572,30 @@ impl Ledger {
     // ------------------------------------------------------------ assets
 
     pub fn asset(&self, sha256: &Sha256Hex) -> Result<Option<AssetRow>> {
-        self.conn
-            .query_row(
-                "SELECT sha256, file_id, bytes, uploaded_at, expires_at FROM assets WHERE sha256 = ?1",
-                [sha256.hex()],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, Option<i64>>(4)?,
-                    ))
-                },
-            )
-            .optional()?
-            .map(|(sha, file_id, bytes, uploaded_at, expires_at)| {
-                Ok(AssetRow {
-                    sha256: parse_sha(&sha)?,
-                    file_id,
-                    bytes,
-                    uploaded_at,
-                    expires_at,
-                })
+        self.query_one(
+            "SELECT sha256, file_id, bytes, uploaded_at, expires_at FROM assets WHERE sha256 = ?1",
+            [sha256.hex()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|(sha, file_id, bytes, uploaded_at, expires_at)| {
+            Ok(AssetRow {
+                sha256: parse_sha(&sha)?,
+                file_id,
+                bytes,
+                uploaded_at,
+                expires_at,
             })
-            .transpose()
+        })
+        .transpose()
     }
 
     pub fn record_asset(&self, asset: &AssetRow) -> Result<()> {
@@ -632,7 +638,7 @@ impl Ledger {
         )?;
         let row = tx.last_insert_rowid();
         {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "UPDATE requests SET status = 'queued', batch_row = ?2, attempts = attempts + 1,
                  error_code = NULL, error_message = NULL, retryable = 0, video_id = NULL,
                  updated_at = ?3 WHERE key = ?1",
@@ -733,7 +739,7 @@ impl Ledger {
         condition: &str,
         params: P,
     ) -> Result<Vec<BatchRow>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {BATCH_COLUMNS} FROM batches WHERE {condition}
              ORDER BY COALESCE(completed_at + 86400, expires_at, intent_at), row"
         ))?;
@@ -768,19 +774,18 @@ impl Ledger {
     }
 
     pub fn output(&self, key: &RequestKey) -> Result<Option<OutputRow>> {
-        self.conn
-            .query_row(
-                "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at
+        self.query_one(
+            "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at
                  FROM outputs WHERE key = ?1",
-                [key.hex()],
-                output_from_row,
-            )
-            .optional()?
-            .transpose()
+            [key.hex()],
+            output_from_row,
+        )
+        .optional()?
+        .transpose()
     }
 
     pub fn outputs(&self) -> Result<Vec<OutputRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at FROM outputs",
         )?;
         let rows = stmt.query_map([], output_from_row)?;
@@ -820,7 +825,7 @@ fn objects_of<'a>(outputs: impl Iterator<Item = &'a OutputRow>) -> HashSet<Sha25
 }
 
 fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Result<()> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO run_items (run_id, shot_id, take, takes, key, cost_micros, tags)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;

@@ -649,39 +649,26 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
     }
 }
 
-/// Writes the JSONL files `submit` would upload, without uploading anything (`--dry-run`).
-/// Reference images not uploaded yet are named by a placeholder id.
+/// Writes the JSONL files `submit` would upload, choosing the requests the same way, and
+/// uploads nothing (`--dry-run`). Reference images not uploaded yet get a placeholder file id.
 pub fn dry_run(
     plan: &Plan,
-    ledger: Option<&Ledger>,
+    ledger: &Ledger,
+    store: &LocalStore,
     limits: BatchLimits,
     out_dir: &Path,
 ) -> Result<Vec<(PathBuf, usize)>, SubmitError> {
-    let mut seen = HashSet::new();
-    let mut bodies: Vec<(RequestKey, CreateVideo)> = Vec::new();
-    for request in plan.requests.iter().filter(|r| !r.cached) {
-        if !seen.insert(request.key) {
-            continue;
+    let selected = select_requests(plan, ledger, store, &mut SubmitReport::default())?;
+    let outgoing: Vec<Outgoing> = selected.iter().map(Outgoing::from_plan).collect();
+    let mut file_ids = HashMap::new();
+    for (sha256, _) in outgoing.iter().filter_map(|o| o.reference.as_ref()) {
+        if !file_ids.contains_key(sha256) {
+            let known = ledger.asset(sha256)?.map(|a| a.file_id);
+            let placeholder = || format!("file-pending-{}", &sha256.hex()[..16]);
+            file_ids.insert(*sha256, known.unwrap_or_else(placeholder));
         }
-        if let Some(ledger) = ledger
-            && ledger.request(&request.key)?.is_some_and(|row| {
-                row.status.is_in_flight_or_done() && row.status != RequestStatus::Harvested
-            })
-        {
-            continue;
-        }
-        let mut body = batch::video_body(request, None);
-        if let Some(reference) = &request.reference {
-            let known = match ledger {
-                Some(l) => l.asset(&reference.sha256)?.map(|a| a.file_id),
-                None => None,
-            };
-            let file_id =
-                known.unwrap_or_else(|| format!("file-pending-{}", &reference.sha256.hex()[..16]));
-            body.input_reference = Some(InputReference::FileId { file_id });
-        }
-        bodies.push((request.key, body));
     }
+    let bodies = outgoing.iter().map(|o| (o.key, o.body(&file_ids)));
     let parts = batch::compile(bodies, limits)?;
     std::fs::create_dir_all(out_dir).map_err(|source| SubmitError::Write {
         path: out_dir.display().to_string(),

@@ -57,7 +57,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             .as_deref()
             .expect("clap requires --out with --dry-run");
         let state = open_state(global)?;
-        let files = dry_run(&plan, Some(&state.ledger), options.limits, out)?;
+        let files = dry_run(&plan, &state.ledger, &state.store, options.limits, out)?;
         if global.format == Format::Json {
             let files: Vec<_> = files
                 .iter()

@@ -16,7 +16,7 @@ use super::clock::Clock;
 use super::faults::{FaultEngine, FaultSpecError};
 use super::media::VideoSpec;
 use super::stats::Stats;
-use crate::api::types::{ApiError, Batch, FileObject, Video};
+use crate::api::types::{ApiError, Batch, ContentVariant, FileObject, Video};
 
 /// Locks a mutex even if a panicking thread poisoned it: counters and stores stay usable.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,6 +32,9 @@ pub struct SandboxState {
     pub store: Mutex<Store>,
     /// Wakes the engine when work arrives or the clock jumps.
     pub wake: Notify,
+    /// Encoded thumbnails and spritesheets by (video id, variant): encoding one costs tens of
+    /// milliseconds, and a harvest asks for each at least once.
+    pub images: Mutex<HashMap<(String, ContentVariant), Bytes>>,
 }
 
 impl SandboxState {
@@ -43,6 +46,7 @@ impl SandboxState {
             stats: Mutex::new(Stats::default()),
             store: Mutex::new(Store::new(config.seed, config.concurrency)),
             wake: Notify::new(),
+            images: Mutex::new(HashMap::new()),
             config,
         }))
     }

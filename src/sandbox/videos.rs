@@ -249,25 +249,38 @@ pub async fn content(
                 |start, end| video_chunks(video, start, end),
             )
         }
-        ContentVariant::Thumbnail => {
-            let jpeg = media::thumbnail_jpeg(spec.seed, &spec.prompt, spec.size);
-            ranged_bytes(
-                Bytes::from(jpeg),
-                "image/jpeg",
-                &headers,
-                Served("thumbnail"),
-            )?
-        }
-        ContentVariant::Spritesheet => {
-            let jpeg = media::spritesheet_jpeg(spec.seed, &spec.prompt, spec.size);
-            ranged_bytes(
-                Bytes::from(jpeg),
-                "image/jpeg",
-                &headers,
-                Served("spritesheet"),
-            )?
+        ContentVariant::Thumbnail | ContentVariant::Spritesheet => {
+            let jpeg = image(&state, &id, variant, spec).await?;
+            let served = match variant {
+                ContentVariant::Thumbnail => Served("thumbnail"),
+                _ => Served("spritesheet"),
+            };
+            ranged_bytes(jpeg, "image/jpeg", &headers, served)?
         }
     })
+}
+
+/// A video's thumbnail or spritesheet, encoded once, off the async threads (encoding takes
+/// tens of milliseconds and would stall every stream sharing the thread).
+async fn image(
+    state: &Arc<SandboxState>,
+    id: &str,
+    variant: ContentVariant,
+    spec: VideoSpec,
+) -> Result<Bytes, ApiFailure> {
+    let cache_key = (id.to_string(), variant);
+    if let Some(bytes) = lock(&state.images).get(&cache_key) {
+        return Ok(bytes.clone());
+    }
+    let encoded = tokio::task::spawn_blocking(move || match variant {
+        ContentVariant::Thumbnail => media::thumbnail_jpeg(spec.seed, &spec.prompt, spec.size),
+        _ => media::spritesheet_jpeg(spec.seed, &spec.prompt, spec.size),
+    })
+    .await
+    .map_err(|_| ApiFailure::server_error(axum::http::StatusCode::INTERNAL_SERVER_ERROR))?;
+    let bytes = Bytes::from(encoded);
+    lock(&state.images).insert(cache_key, bytes.clone());
+    Ok(bytes)
 }
 
 fn parse_variant(variant: Option<&str>) -> Result<ContentVariant, ApiFailure> {

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -232,6 +233,13 @@ async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
     let engine = tokio::spawn(engine::run(state.clone()));
+    // Without TCP_NODELAY a streamed answer (headers, then body) waits for the client's delayed
+    // ACK between the two writes: ~40 ms added to every download and JSON answer.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!("sandbox: cannot set TCP_NODELAY: {err}");
+        }
+    });
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;

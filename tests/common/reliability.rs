@@ -494,3 +494,26 @@ pub fn report_of(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{e}: not a JSON report:\n{}", tail(&stdout_of(output))))
 }
+
+/// Runs `render ARGS` until it stops failing at runtime (exit 10, the documented "rerun to
+/// continue"), at most `max_runs` times; every failed run must say why and never panic.
+/// Returns the last run's output and how many runs it took.
+pub fn rerun_until_settled(night: &Night, args: &[&str], max_runs: usize) -> (Output, usize) {
+    for run in 1..=max_runs {
+        let output = night.render_with(args, &[]);
+        assert_no_panic(&output);
+        if output.status.code() != Some(10) {
+            return (output, run);
+        }
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.contains("error:"),
+            "exit 10 without an error message:\n{}",
+            tail(&stderr)
+        );
+    }
+    panic!(
+        "render {} still failed after {max_runs} runs",
+        args.join(" ")
+    );
+}

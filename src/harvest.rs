@@ -343,7 +343,7 @@ async fn read_results(
         }
     }
     // Whatever the files did not mention never ran: lost (resubmittable) when the batch expired
-    // or was cancelled, failed with the batch's own error when it failed validation.
+    // or was cancelled, failed (retryable) with the batch's own error when it failed validation.
     for (key, request) in requests.iter().filter(|(k, _)| !answered.contains(*k)) {
         if !matches!(
             request.status,
@@ -373,10 +373,13 @@ fn unanswered_result(remote: &crate::api::types::Batch) -> RequestResult {
                 .and_then(|e| e.data.first())
                 .and_then(|e| e.message.clone())
                 .unwrap_or_else(|| "the batch failed validation".into());
+            // Nothing in a batch that failed validation ran or was billed, and the cause is
+            // usually the file (too many requests, too large), not the request: resubmitting
+            // is free and may well succeed (with smaller batches), so it stays retryable.
             RequestResult::Failed {
                 code: Some("batch_failed".into()),
                 message,
-                retryable: false,
+                retryable: true,
             }
         }
         status => RequestResult::Lost {

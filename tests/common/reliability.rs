@@ -517,3 +517,39 @@ pub fn rerun_until_settled(night: &Night, args: &[&str], max_runs: usize) -> (Ou
         args.join(" ")
     );
 }
+
+/// A plain POST with the test key, on a private runtime; the answer's status and JSON.
+pub fn blocking_post(url: &str) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("POST reaches the sandbox");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    })
+}
+
+/// The sandbox's batches, newest first (one page is plenty for these tests).
+pub fn sandbox_batches(night: &Night) -> Vec<serde_json::Value> {
+    let url = format!("{}/batches?limit=100", night.sandbox.base_url());
+    let page: serde_json::Value =
+        serde_json::from_slice(&blocking_get(&url)).expect("a batch list");
+    page["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// The manifest's entries with `status`.
+pub fn entries_with(manifest: &serde_json::Value, status: &str) -> Vec<serde_json::Value> {
+    manifest["requests"]
+        .as_array()
+        .map(|all| all.iter().filter(|e| e["status"] == status).cloned().collect())
+        .unwrap_or_default()
+}

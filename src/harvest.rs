@@ -45,6 +45,17 @@ pub enum HarvestError {
     Layout(#[from] LayoutError),
     #[error("no run named {0} in the ledger (see `render status`)")]
     UnknownRun(String),
+    #[error(
+        "batch {batch_id}: its result files hold {answered} of the {reported} results the \
+         provider reports ({unreadable} lines unreadable); nothing was concluded from them, \
+         run again to read them anew"
+    )]
+    IncompleteResults {
+        batch_id: String,
+        answered: u64,
+        reported: u64,
+        unreadable: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -212,6 +223,16 @@ async fn harvest_batch(
             ),
         });
     }
+    if remote.status == BatchStatus::Unknown {
+        // A status from a newer API (or a confused proxy): say so instead of waiting silently.
+        warn(
+            events,
+            format!(
+                "batch {batch_id}: the provider reports a status this version of render does not \
+                 know; treating the batch as still running"
+            ),
+        );
+    }
     if !remote.status.is_terminal() {
         return Ok(false);
     }
@@ -295,6 +316,7 @@ async fn read_results(
         .map(|r| (r.key, r))
         .collect();
     let mut answered = HashSet::new();
+    let mut unreadable = 0u64;
     for file_id in [&remote.output_file_id, &remote.error_file_id]
         .into_iter()
         .flatten()
@@ -314,6 +336,7 @@ async fn read_results(
                             number + 1
                         ),
                     );
+                    unreadable += 1;
                     continue;
                 }
             };
@@ -341,6 +364,19 @@ async fn read_results(
             ledger.record_result(&key, &result)?;
             answered.insert(key);
         }
+    }
+    // A damaged file (cut short in transit, say) must not make rendered requests look unrun:
+    // they would be marked lost and paid for again.
+    let reported = remote
+        .request_counts
+        .map_or(0, |counts| counts.completed + counts.failed);
+    if unreadable > 0 || (answered.len() as u64) < reported {
+        return Err(HarvestError::IncompleteResults {
+            batch_id: remote.id.clone(),
+            answered: answered.len() as u64,
+            reported,
+            unreadable,
+        });
     }
     // Whatever the files did not mention never ran: lost (resubmittable) when the batch expired
     // or was cancelled, failed (retryable) with the batch's own error when it failed validation.

@@ -44,7 +44,7 @@ use crate::catalog::Catalog;
 /// Moves batches and renders on the virtual clock; [`serve`] and [`spawn`] run it next to
 /// [`app`], and anyone mounting [`app`] elsewhere must spawn it too.
 pub use engine::run as run_engine;
-pub use faults::{Fault, FaultConfig, FaultRule, FaultSpecError, Trigger};
+pub use faults::{Fault, FaultConfig, FaultRule, FaultSpecError, Malformation, Trigger};
 pub use state::SandboxState;
 pub use stats::Stats;
 

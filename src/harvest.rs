@@ -123,25 +123,16 @@ pub async fn harvest(
     events: &dyn EventSink,
 ) -> Result<HarvestReport, HarvestError> {
     let runs = select_runs(run_ids, ledger)?;
-    let run_set: HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let mut report = HarvestReport::default();
     let mut idle_polls = 0;
     loop {
-        let batches: Vec<BatchRow> = ledger
-            .unharvested_batches()?
-            .into_iter()
-            .filter(|b| run_set.contains(b.run_id.as_str()))
-            .collect();
+        let batches = batches_holding(&runs, ledger)?;
         let mut progressed = false;
         for batch in &batches {
             progressed |=
                 harvest_batch(batch, ledger, client, store, options, events, &mut report).await?;
         }
-        let remaining = ledger
-            .unharvested_batches()?
-            .into_iter()
-            .filter(|b| run_set.contains(b.run_id.as_str()))
-            .count();
+        let remaining = batches_holding(&runs, ledger)?.len();
         if !options.watch || remaining == 0 {
             break;
         }
@@ -152,6 +143,39 @@ pub async fn harvest(
         report.runs.push(finish_run(run, ledger, store, options)?);
     }
     Ok(report)
+}
+
+/// The unharvested batches holding requests of `runs`: their own, and batches of other runs
+/// that carry one of their requests (a shot shared with an earlier list is submitted once, by
+/// the run that came first, and must be waited for, not reported pending).
+fn batches_holding(runs: &[RunRow], ledger: &Ledger) -> Result<Vec<BatchRow>, HarvestError> {
+    let run_set: HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let mut keys: Option<HashSet<RequestKey>> = None;
+    let mut holding = Vec::new();
+    for batch in ledger.unharvested_batches()? {
+        if run_set.contains(batch.run_id.as_str()) {
+            holding.push(batch);
+            continue;
+        }
+        let keys = match &mut keys {
+            Some(keys) => keys,
+            None => {
+                let mut all = HashSet::new();
+                for run in runs {
+                    all.extend(ledger.run_items(&run.id)?.into_iter().map(|item| item.key));
+                }
+                keys.insert(all)
+            }
+        };
+        if ledger
+            .batch_requests(batch.row)?
+            .iter()
+            .any(|request| keys.contains(&request.key))
+        {
+            holding.push(batch);
+        }
+    }
+    Ok(holding)
 }
 
 fn select_runs(run_ids: &[String], ledger: &Ledger) -> Result<Vec<RunRow>, HarvestError> {

@@ -159,3 +159,27 @@ fn requests_refused_for_policy_fail_with_the_reason_and_are_not_resent() {
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
     assert_eq!((tally.failed, tally.harvested), (policy.len(), 125 - policy.len()));
 }
+
+#[test]
+fn a_request_already_in_flight_for_another_list_is_waited_for_not_left_pending() {
+    // Monday's list is submitted and still rendering when Tuesday's nightly starts; they share
+    // shots. Tuesday must not send them again, and must not exit 0 before they are harvested.
+    let night = night_on(sandbox(4096).concurrency(4));
+    let mut monday = String::from("project: monday\nshots:\n");
+    let mut tuesday = String::from("project: test-night\nshots:\n");
+    for i in 0..30 {
+        let line = shot(&format!("shared-{i}"), &format!("shared shot {i}: gulls over the quay"));
+        monday.push_str(&line);
+        tuesday.push_str(&line);
+        tuesday.push_str(&shot(&format!("new-{i}"), &format!("tuesday shot {i}: nets drying")));
+    }
+    night.write("monday.yaml", monday);
+    night.write("tuesday.yaml", tuesday);
+    night.ok(&["submit", "monday.yaml"]);
+    let output = expect_exit(&night, &nightly_args("tuesday.yaml", &[]), &[], 0);
+    let report = report_of(&output);
+    assert_eq!(report["runs"][0]["harvested"], 60, "{report}");
+    assert_eq!(report["runs"][0]["pending"], 0, "{report}");
+    let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
+    assert_eq!((tally.harvested, tally.videos_created, tally.batches), (60, 60, 2));
+}

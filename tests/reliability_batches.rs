@@ -26,14 +26,24 @@ fn an_expired_batch_loses_only_what_never_ran_and_a_retry_completes_the_night() 
     let args = nightly_args("shots.yaml", &["--max-batch-requests", "25"]);
     let first = report_of(&expect_exit(&night, &args, &[], 5));
     let lost = first["runs"][0]["lost"].as_u64().unwrap_or_default();
-    assert!(lost > 0 && lost < 25, "only part of the doomed batch is lost: {first}");
+    assert!(
+        lost > 0 && lost < 25,
+        "only part of the doomed batch is lost: {first}"
+    );
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
-    assert_eq!((tally.harvested, tally.lost), (100 - lost as usize, lost as usize));
+    assert_eq!(
+        (tally.harvested, tally.lost),
+        (100 - lost as usize, lost as usize)
+    );
 
     let retry = night.json(&["retry", &run_id_of(&first), "--max-batch-requests", "25"]);
     assert_eq!(retry["submitted"], lost, "exactly the lost ones: {retry}");
     let second = report_of(&expect_exit(&night, &args, &[], 0));
-    assert_eq!(run_id_of(&second), run_id_of(&first), "the same run continues");
+    assert_eq!(
+        run_id_of(&second),
+        run_id_of(&first),
+        "the same run continues"
+    );
     // Requests lost to the expiry never rendered, so even now each rendered once.
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
     assert_eq!((tally.harvested, tally.videos_created), (100, 100));
@@ -51,7 +61,10 @@ fn a_batch_that_fails_validation_fails_with_the_reason_and_can_be_sent_again() {
     assert_eq!(failed.len(), 60, "{first}");
     for entry in &failed {
         let message = entry["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("at most 30"), "the provider's reason: {entry}");
+        assert!(
+            message.contains("at most 30"),
+            "the provider's reason: {entry}"
+        );
         assert_eq!(entry["error"]["retryable"], true, "nothing ran: {entry}");
     }
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
@@ -79,11 +92,19 @@ fn a_batch_cancelled_mid_run_loses_only_what_had_not_run() {
         let cancelled = cancel_a_batch_halfway(&night);
         (nightly.join().expect("nightly thread"), cancelled)
     });
-    assert_eq!(output.status.code(), Some(5), "{}", tail(&common::stderr_of(&output)));
+    assert_eq!(
+        output.status.code(),
+        Some(5),
+        "{}",
+        tail(&common::stderr_of(&output))
+    );
     assert_no_panic(&output);
     let first = report_of(&output);
     let lost = first["runs"][0]["lost"].as_u64().unwrap_or_default();
-    assert!(lost > 0, "batch {cancelled} was cancelled with work left: {first}");
+    assert!(
+        lost > 0,
+        "batch {cancelled} was cancelled with work left: {first}"
+    );
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
     assert_eq!(tally.harvested + tally.lost, 80);
 
@@ -127,7 +148,10 @@ fn requests_refused_for_policy_fail_with_the_reason_and_are_not_resent() {
         .iter()
         .enumerate()
     {
-        list.push_str(&shot(&format!("famous-{i}"), &format!("{name} waves from a boat")));
+        list.push_str(&shot(
+            &format!("famous-{i}"),
+            &format!("{name} waves from a boat"),
+        ));
     }
     night.write("shots.yaml", list);
     let args = nightly_args("shots.yaml", &[]);
@@ -135,8 +159,10 @@ fn requests_refused_for_policy_fail_with_the_reason_and_are_not_resent() {
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
     let manifest = night.manifest(OUT);
     let failed = entries_with(&manifest, "failed");
-    let policy: Vec<&serde_json::Value> =
-        failed.iter().filter(|e| e["error"]["kind"] == "policy").collect();
+    let policy: Vec<&serde_json::Value> = failed
+        .iter()
+        .filter(|e| e["error"]["kind"] == "policy")
+        .collect();
     let server = failed.len() - policy.len();
     assert!(policy.len() >= 5 && server > 0, "{:?}", tally.failure_codes);
     for entry in &policy {
@@ -157,7 +183,10 @@ fn requests_refused_for_policy_fail_with_the_reason_and_are_not_resent() {
     night.sandbox.set_faults(FaultConfig::none()).expect("calm");
     expect_exit(&night, &args, &[], 4);
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
-    assert_eq!((tally.failed, tally.harvested), (policy.len(), 125 - policy.len()));
+    assert_eq!(
+        (tally.failed, tally.harvested),
+        (policy.len(), 125 - policy.len())
+    );
 }
 
 #[test]
@@ -168,10 +197,16 @@ fn a_request_already_in_flight_for_another_list_is_waited_for_not_left_pending()
     let mut monday = String::from("project: monday\nshots:\n");
     let mut tuesday = String::from("project: test-night\nshots:\n");
     for i in 0..30 {
-        let line = shot(&format!("shared-{i}"), &format!("shared shot {i}: gulls over the quay"));
+        let line = shot(
+            &format!("shared-{i}"),
+            &format!("shared shot {i}: gulls over the quay"),
+        );
         monday.push_str(&line);
         tuesday.push_str(&line);
-        tuesday.push_str(&shot(&format!("new-{i}"), &format!("tuesday shot {i}: nets drying")));
+        tuesday.push_str(&shot(
+            &format!("new-{i}"),
+            &format!("tuesday shot {i}: nets drying"),
+        ));
     }
     night.write("monday.yaml", monday);
     night.write("tuesday.yaml", tuesday);
@@ -181,5 +216,8 @@ fn a_request_already_in_flight_for_another_list_is_waited_for_not_left_pending()
     assert_eq!(report["runs"][0]["harvested"], 60, "{report}");
     assert_eq!(report["runs"][0]["pending"], 0, "{report}");
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
-    assert_eq!((tally.harvested, tally.videos_created, tally.batches), (60, 60, 2));
+    assert_eq!(
+        (tally.harvested, tally.videos_created, tally.batches),
+        (60, 60, 2)
+    );
 }

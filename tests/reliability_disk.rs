@@ -100,7 +100,14 @@ fn check_malformed(case: Case) {
     let stderr = common::stderr_of(&first);
     assert_no_panic(&first);
     assert!(
-        night.sandbox.stats().faults_injected.get("malformed").copied().unwrap_or(0) > 0,
+        night
+            .sandbox
+            .stats()
+            .faults_injected
+            .get("malformed")
+            .copied()
+            .unwrap_or(0)
+            > 0,
         "{}: the fault never fired",
         case.name
     );
@@ -120,7 +127,12 @@ fn check_malformed(case: Case) {
         tail(&stderr)
     );
     if first.status.code() == Some(10) {
-        assert!(stderr.contains("error:"), "{}: {}", case.name, tail(&stderr));
+        assert!(
+            stderr.contains("error:"),
+            "{}: {}",
+            case.name,
+            tail(&stderr)
+        );
     }
     let verify = night.json(&["cache", "verify"]);
     assert_eq!(verify["problems"], serde_json::json!([]), "{}", case.name);

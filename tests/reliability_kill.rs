@@ -45,7 +45,12 @@ fn kills_during_submit_never_create_a_batch_twice() {
     eprintln!("{landed} kills landed during submit");
 
     let (output, _) = rerun_until_settled(&night, &submit, 3);
-    assert_eq!(output.status.code(), Some(0), "{}", tail(&common::stderr_of(&output)));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        tail(&common::stderr_of(&output))
+    );
     let batches = night.sandbox.stats().batches_created;
     assert_eq!(batches, 15, "one batch per part, however often submit died");
     let again = night.json(&["submit", "shots.yaml", "--max-batch-requests", "10"]);
@@ -59,7 +64,10 @@ fn kills_during_submit_never_create_a_batch_twice() {
 
 #[test]
 fn kills_during_harvest_resume_downloads_and_corrupt_nothing() {
-    let mut seeded = Seeded::new("kills_during_harvest_resume_downloads_and_corrupt_nothing", 7);
+    let mut seeded = Seeded::new(
+        "kills_during_harvest_resume_downloads_and_corrupt_nothing",
+        7,
+    );
     // Large videos, so kills land mid-download.
     let night = night_with(1536 * 1024, FaultConfig::none());
     night.write("shots.yaml", big_list(10, "kill-harvest"));
@@ -69,15 +77,26 @@ fn kills_during_harvest_resume_downloads_and_corrupt_nothing() {
     eprintln!("{landed} kills landed during harvest");
 
     let (output, _) = rerun_until_settled(&night, &harvest, 3);
-    assert_eq!(output.status.code(), Some(0), "{}", tail(&common::stderr_of(&output)));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        tail(&common::stderr_of(&output))
+    );
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
     assert_eq!(tally.harvested, 10);
-    assert!(landed > 0, "no kill landed: the window is too short for this machine");
+    assert!(
+        landed > 0,
+        "no kill landed: the window is too short for this machine"
+    );
 }
 
 #[test]
 fn a_nightly_killed_again_and_again_finishes_the_same_run() {
-    let mut seeded = Seeded::new("a_nightly_killed_again_and_again_finishes_the_same_run", 1999);
+    let mut seeded = Seeded::new(
+        "a_nightly_killed_again_and_again_finishes_the_same_run",
+        1999,
+    );
     let night = night_with(8192, FaultConfig::none());
     night.write("shots.yaml", big_list(120, "kill-nightly"));
     let args = nightly_args("shots.yaml", &["--max-batch-requests", "20"]);
@@ -85,14 +104,21 @@ fn a_nightly_killed_again_and_again_finishes_the_same_run() {
     eprintln!("{landed} kills landed during nightly");
 
     let (output, _) = rerun_until_settled(&night, &args, 3);
-    assert_eq!(output.status.code(), Some(0), "{}", tail(&common::stderr_of(&output)));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        tail(&common::stderr_of(&output))
+    );
     let tally = assert_night_invariant(&night, OUT, Allow::ONCE);
     assert_eq!((tally.harvested, tally.batches), (120, 6));
     // Every kill before the end was continued by the next run; only a rerun after the night
     // was complete starts a fresh (all cached, empty) run.
     let runs = night.json(&["status"]);
-    let with_batches = runs
-        .as_array()
-        .map_or(0, |all| all.iter().filter(|r| r["batches"] != serde_json::json!([])).count());
+    let with_batches = runs.as_array().map_or(0, |all| {
+        all.iter()
+            .filter(|r| r["batches"] != serde_json::json!([]))
+            .count()
+    });
     assert_eq!(with_batches, 1, "one run submitted everything: {runs}");
 }

@@ -46,14 +46,25 @@ fn input(text: &str, format: Format) -> ShotListInput {
 fn assert_positions_valid(text: &str, path: &str, diagnostics: &[Diagnostic]) {
     let lines = text.split('\n').count() as u32;
     for d in diagnostics.iter().filter(|d| d.path == path) {
-        assert!(!d.message.trim().is_empty(), "a diagnostic without a message: {d:?}");
+        assert!(
+            !d.message.trim().is_empty(),
+            "a diagnostic without a message: {d:?}"
+        );
         if d.line == 0 {
             continue; // About the whole file.
         }
-        assert!(d.line <= lines, "line {} of a {lines}-line text: {d:?}", d.line);
+        assert!(
+            d.line <= lines,
+            "line {} of a {lines}-line text: {d:?}",
+            d.line
+        );
         assert!(d.col >= 1, "columns are 1-based: {d:?}");
         let (start, end) = (d.offset as usize, d.offset as usize + d.len as usize);
-        assert!(end <= text.len(), "range {start}..{end} outside {} bytes: {d:?}", text.len());
+        assert!(
+            end <= text.len(),
+            "range {start}..{end} outside {} bytes: {d:?}",
+            text.len()
+        );
         assert!(
             text.is_char_boundary(start) && text.is_char_boundary(end),
             "range {start}..{end} splits a character: {d:?}"
@@ -61,7 +72,10 @@ fn assert_positions_valid(text: &str, path: &str, diagnostics: &[Diagnostic]) {
         for related in &d.related {
             if related.path == path && related.line > 0 {
                 assert!(related.line <= lines, "related line out of the text: {d:?}");
-                assert!((related.offset + related.len) as usize <= text.len(), "{d:?}");
+                assert!(
+                    (related.offset + related.len) as usize <= text.len(),
+                    "{d:?}"
+                );
             }
         }
     }
@@ -83,7 +97,10 @@ fn check(text: &str, format: Format) {
             }
         }
         Err(diagnostics) => {
-            assert!(diagnostics.iter().any(Diagnostic::is_error), "{diagnostics:?}");
+            assert!(
+                diagnostics.iter().any(Diagnostic::is_error),
+                "{diagnostics:?}"
+            );
             assert_positions_valid(text, &input.path, &diagnostics);
         }
     }
@@ -103,11 +120,60 @@ enum Edit {
 fn token() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            ":", "-", " ", "  ", "\n", "\r\n", "\t", "[", "]", "{", "}", "\"", "'", "#", "&a",
-            "*a", "!!str", "|", ">", ",", ";", "?", "%", "@", "`", "\\", "0", "-1", "1e9",
-            "99999999999999999999", "é", "日本", "🎬", "\u{0}", "\u{feff}", "---", "...",
-            "<<: *a", "id:", "prompt:", "takes:", "seconds:", "size:", "model:", "reference:",
-            "shots:", "defaults:", "project:", "1280x720", "0x0", "sora-2", "null", "~", "true",
+            ":",
+            "-",
+            " ",
+            "  ",
+            "\n",
+            "\r\n",
+            "\t",
+            "[",
+            "]",
+            "{",
+            "}",
+            "\"",
+            "'",
+            "#",
+            "&a",
+            "*a",
+            "!!str",
+            "|",
+            ">",
+            ",",
+            ";",
+            "?",
+            "%",
+            "@",
+            "`",
+            "\\",
+            "0",
+            "-1",
+            "1e9",
+            "99999999999999999999",
+            "é",
+            "日本",
+            "🎬",
+            "\u{0}",
+            "\u{feff}",
+            "---",
+            "...",
+            "<<: *a",
+            "id:",
+            "prompt:",
+            "takes:",
+            "seconds:",
+            "size:",
+            "model:",
+            "reference:",
+            "shots:",
+            "defaults:",
+            "project:",
+            "1280x720",
+            "0x0",
+            "sora-2",
+            "null",
+            "~",
+            "true",
         ])
         .prop_map(str::to_string),
         "[ -~]{0,12}",
@@ -126,7 +192,13 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 fn apply(text: &str, edit: &Edit) -> String {
     let chars: Vec<char> = text.chars().collect();
-    let pick = |n: usize| if chars.is_empty() { 0 } else { n % (chars.len() + 1) };
+    let pick = |n: usize| {
+        if chars.is_empty() {
+            0
+        } else {
+            n % (chars.len() + 1)
+        }
+    };
     match edit {
         Edit::Delete { at, len } => {
             let start = pick(*at);

@@ -478,9 +478,7 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
         None => ("*".to_string(), spec.trim()),
     };
     let mut words = rest.split_whitespace();
-    let kind = words
-        .next()
-        .ok_or_else(|| {
+    let kind = words.next().ok_or_else(|| {
         err("missing fault kind (rate_limit, server_error, drop, slow, malformed)".into())
     })?;
     let mut when = Trigger::default();

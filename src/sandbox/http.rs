@@ -132,7 +132,10 @@ const MALFORM_MAX_BODY: usize = 64 * 1024 * 1024;
 async fn malform(response: Response, shape: Malformation) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MALFORM_MAX_BODY).await else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "sandbox: answer too large to malform")
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sandbox: answer too large to malform",
+        )
             .into_response();
     };
     let body = match shape {

@@ -69,7 +69,10 @@ pub fn night_with(video_bytes: u64, faults: FaultConfig) -> Night {
 pub fn big_list(n: usize, salt: &str) -> String {
     let mut yaml = String::from("project: test-night\nshots:\n");
     for i in 0..n {
-        yaml.push_str(&shot(&format!("shot-{i:03}"), &format!("{salt} shot {i}: a paper boat on a pond")));
+        yaml.push_str(&shot(
+            &format!("shot-{i:03}"),
+            &format!("{salt} shot {i}: a paper boat on a pond"),
+        ));
     }
     yaml
 }
@@ -215,12 +218,7 @@ pub fn kill_after(night: &Night, args: &[&str], after: Duration) -> bool {
     status.code().is_none()
 }
 
-fn drain_pipes(
-    child: &mut Child,
-) -> (
-    std::thread::JoinHandle<()>,
-    std::thread::JoinHandle<()>,
-) {
+fn drain_pipes(child: &mut Child) -> (std::thread::JoinHandle<()>, std::thread::JoinHandle<()>) {
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     (
@@ -282,7 +280,9 @@ pub fn assert_night_invariant(night: &Night, out_dir: &str, allow: Allow) -> Tal
         .set_faults(FaultConfig::none())
         .expect("clearing faults");
     let manifest = night.manifest(out_dir);
-    let run_id = manifest["run_id"].as_str().expect("the manifest names its run");
+    let run_id = manifest["run_id"]
+        .as_str()
+        .expect("the manifest names its run");
     let entries = manifest["requests"].as_array().expect("manifest requests");
     let ledger = Ledger::open(&night.state_dir().join("ledger.sqlite")).expect("the ledger opens");
 
@@ -325,8 +325,14 @@ fn check_entry(
         Some("failed") => {
             assert_eq!(row.status, RequestStatus::Failed, "{entry}");
             let message = entry["error"]["message"].as_str().unwrap_or_default();
-            assert!(!message.trim().is_empty(), "failed without a reason: {entry}");
-            let code = entry["error"]["code"].as_str().unwrap_or("none").to_string();
+            assert!(
+                !message.trim().is_empty(),
+                "failed without a reason: {entry}"
+            );
+            let code = entry["error"]["code"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string();
             *tally.failure_codes.entry(code).or_default() += 1;
             tally.failed += 1;
         }
@@ -349,7 +355,9 @@ fn check_harvested(
     key: &render::key::RequestKey,
     entry: &serde_json::Value,
 ) {
-    let video_id = entry["video_id"].as_str().expect("harvested with a video id");
+    let video_id = entry["video_id"]
+        .as_str()
+        .expect("harvested with a video id");
     let sha = entry["sha256"].as_str().expect("harvested with a sha256");
     let served = night
         .sandbox
@@ -371,7 +379,12 @@ fn check_harvested(
     let laid_out = night
         .path(out_dir)
         .join(entry["video_path"].as_str().expect("harvested with a path"));
-    assert_eq!(sha256_file(&laid_out), served.sha256, "{}", laid_out.display());
+    assert_eq!(
+        sha256_file(&laid_out),
+        served.sha256,
+        "{}",
+        laid_out.display()
+    );
 }
 
 /// `render status RUN`: the run is done and every batch harvested.
@@ -449,9 +462,9 @@ fn check_renders(night: &Night, entries: &[serde_json::Value], allow: Allow) -> 
         *requests.entry(prompt).or_default() += 1;
     }
     for (prompt, count) in &renders {
-        let wanted = requests
-            .get(prompt)
-            .unwrap_or_else(|| panic!("the sandbox rendered {prompt:?}, which no request asked for"));
+        let wanted = requests.get(prompt).unwrap_or_else(|| {
+            panic!("the sandbox rendered {prompt:?}, which no request asked for")
+        });
         assert!(
             *count <= wanted * allow.renders_per_request,
             "{prompt:?} was rendered {count} times for {wanted} request(s): paid twice"
@@ -459,7 +472,10 @@ fn check_renders(night: &Night, entries: &[serde_json::Value], allow: Allow) -> 
     }
     for entry in entries.iter().filter(|e| e["status"] == "harvested") {
         let prompt = entry["prompt"].as_str().unwrap_or_default();
-        assert!(renders.contains_key(prompt), "harvested but never rendered: {entry}");
+        assert!(
+            renders.contains_key(prompt),
+            "harvested but never rendered: {entry}"
+        );
     }
     created
 }
@@ -476,7 +492,10 @@ pub fn all_videos(night: &Night) -> Vec<serde_json::Value> {
         let page: serde_json::Value =
             serde_json::from_slice(&blocking_get(&url)).expect("a video list");
         let data = page["data"].as_array().cloned().unwrap_or_default();
-        after = data.last().and_then(|v| v["id"].as_str()).map(str::to_string);
+        after = data
+            .last()
+            .and_then(|v| v["id"].as_str())
+            .map(str::to_string);
         videos.extend(data);
         if page["has_more"] != true || after.is_none() {
             return videos;
@@ -550,6 +569,11 @@ pub fn sandbox_batches(night: &Night) -> Vec<serde_json::Value> {
 pub fn entries_with(manifest: &serde_json::Value, status: &str) -> Vec<serde_json::Value> {
     manifest["requests"]
         .as_array()
-        .map(|all| all.iter().filter(|e| e["status"] == status).cloned().collect())
+        .map(|all| {
+            all.iter()
+                .filter(|e| e["status"] == status)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }

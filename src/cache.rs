@@ -52,6 +52,47 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 
 const HASH_BUFFER: usize = 1 << 20;
 
+/// Test hook for a disk that fills up mid-download: with `RENDER_CACHE_FULL_AFTER=N`, writes
+/// into pending objects fail with "no space left on device" once this process has written `N`
+/// bytes into them (a tiny filesystem would need mount rights CI does not have). Unset: no-op.
+pub const FULL_AFTER_ENV: &str = "RENDER_CACHE_FULL_AFTER";
+
+/// Bytes this process has written into pending objects, for [`FULL_AFTER_ENV`].
+static PENDING_BYTES_WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn injected_capacity() -> Option<u64> {
+    static CAPACITY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *CAPACITY.get_or_init(|| {
+        std::env::var(FULL_AFTER_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// How much of `wanted` bytes the (possibly injected) disk still takes; `Err` when it is full.
+fn room_for(wanted: usize) -> io::Result<usize> {
+    let Some(capacity) = injected_capacity() else {
+        return Ok(wanted);
+    };
+    let used = PENDING_BYTES_WRITTEN.load(std::sync::atomic::Ordering::Relaxed);
+    let left = capacity.saturating_sub(used);
+    if left == 0 && wanted > 0 {
+        return Err(no_space());
+    }
+    Ok(wanted.min(usize::try_from(left).unwrap_or(usize::MAX)))
+}
+
+#[cfg(unix)]
+fn no_space() -> io::Error {
+    // ENOSPC is 28 on Linux and the BSDs, macOS included.
+    io::Error::from_raw_os_error(28)
+}
+
+#[cfg(not(unix))]
+fn no_space() -> io::Error {
+    io::Error::from(io::ErrorKind::StorageFull)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cache: cannot {action} {}: {source}", path.display())]
@@ -623,7 +664,9 @@ impl AsyncWrite for PendingObject {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.file).poll_write(cx, buf))?;
+        let room = room_for(buf.len())?;
+        let written = ready!(Pin::new(&mut this.file).poll_write(cx, &buf[..room]))?;
+        PENDING_BYTES_WRITTEN.fetch_add(written as u64, std::sync::atomic::Ordering::Relaxed);
         // Hash exactly what the file accepted, so hash and content cannot drift apart.
         this.hasher.update(&buf[..written]);
         this.len += written as u64;

@@ -45,6 +45,17 @@ pub enum HarvestError {
     Layout(#[from] LayoutError),
     #[error("no run named {0} in the ledger (see `render status`)")]
     UnknownRun(String),
+    #[error(
+        "batch {batch_id}: its result files hold {answered} of the {reported} results the \
+         provider reports ({unreadable} lines unreadable); nothing was concluded from them, \
+         run again to read them anew"
+    )]
+    IncompleteResults {
+        batch_id: String,
+        answered: u64,
+        reported: u64,
+        unreadable: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -116,7 +127,6 @@ pub async fn harvest(
     events: &dyn EventSink,
 ) -> Result<HarvestReport, HarvestError> {
     let runs = select_runs(run_ids, ledger)?;
-    let run_set: HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let mut harvester = Harvester {
         ledger,
         client,
@@ -127,9 +137,9 @@ pub async fn harvest(
     };
     let (mut idle_polls, mut failed_polls) = (0, 0);
     let error = loop {
-        let (progressed, error) = harvester.poll(&run_set).await?;
+        let (progressed, error) = harvester.poll(&runs).await?;
         failed_polls = if error.is_some() { failed_polls + 1 } else { 0 };
-        let remaining = harvester.open_batches(&run_set)?.len();
+        let remaining = batches_holding(&runs, harvester.ledger)?.len();
         if !options.watch || remaining == 0 || failed_polls >= MAX_FAILED_POLLS {
             break error;
         }
@@ -164,24 +174,15 @@ struct Harvester<'a> {
 }
 
 impl Harvester<'_> {
-    fn open_batches(&self, runs: &HashSet<&str>) -> Result<Vec<BatchRow>, HarvestError> {
-        Ok(self
-            .ledger
-            .unharvested_batches()?
-            .into_iter()
-            .filter(|b| runs.contains(b.run_id.as_str()))
-            .collect())
-    }
-
     /// Visits every open batch once, nearest deadline first. Ledger errors end the harvest;
     /// anything else is reported and kept so the other batches still get their turn.
     async fn poll(
         &mut self,
-        runs: &HashSet<&str>,
+        runs: &[RunRow],
     ) -> Result<(bool, Option<HarvestError>), HarvestError> {
         let mut progressed = false;
         let mut first_error = None;
-        let batches = self.open_batches(runs)?;
+        let batches = batches_holding(runs, self.ledger)?;
         self.events.emit(Event::PollStarted {
             batches: batches.len(),
         });
@@ -200,6 +201,39 @@ impl Harvester<'_> {
         }
         Ok((progressed, first_error))
     }
+}
+
+/// The unharvested batches holding requests of `runs`: their own, and batches of other runs
+/// that carry one of their requests (a shot shared with an earlier list is submitted once, by
+/// the run that came first, and must be waited for, not reported pending).
+fn batches_holding(runs: &[RunRow], ledger: &Ledger) -> Result<Vec<BatchRow>, HarvestError> {
+    let run_set: HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let mut keys: Option<HashSet<RequestKey>> = None;
+    let mut holding = Vec::new();
+    for batch in ledger.unharvested_batches()? {
+        if run_set.contains(batch.run_id.as_str()) {
+            holding.push(batch);
+            continue;
+        }
+        let keys = match &mut keys {
+            Some(keys) => keys,
+            None => {
+                let mut all = HashSet::new();
+                for run in runs {
+                    all.extend(ledger.run_items(&run.id)?.into_iter().map(|item| item.key));
+                }
+                keys.insert(all)
+            }
+        };
+        if ledger
+            .batch_requests(batch.row)?
+            .iter()
+            .any(|request| keys.contains(&request.key))
+        {
+            holding.push(batch);
+        }
+    }
+    Ok(holding)
 }
 
 fn select_runs(run_ids: &[String], ledger: &Ledger) -> Result<Vec<RunRow>, HarvestError> {
@@ -264,6 +298,16 @@ impl Harvester<'_> {
                     human_duration(left)
                 ),
             });
+        }
+        if remote.status == BatchStatus::Unknown {
+            // A status from a newer API (or a confused proxy): say so instead of waiting silently.
+            warn(
+                events,
+                format!(
+                    "batch {batch_id}: the provider reports a status this version of render does \
+                     not know; treating the batch as still running"
+                ),
+            );
         }
         if !remote.status.is_terminal() {
             return Ok(false);
@@ -350,6 +394,7 @@ async fn read_results(
         .map(|r| (r.key, r))
         .collect();
     let mut answered = HashSet::new();
+    let mut unreadable = 0u64;
     for file_id in [&remote.output_file_id, &remote.error_file_id]
         .into_iter()
         .flatten()
@@ -369,6 +414,7 @@ async fn read_results(
                             number + 1
                         ),
                     );
+                    unreadable += 1;
                     continue;
                 }
             };
@@ -397,8 +443,21 @@ async fn read_results(
             answered.insert(key);
         }
     }
+    // A damaged file (cut short in transit, say) must not make rendered requests look unrun:
+    // they would be marked lost and paid for again.
+    let reported = remote
+        .request_counts
+        .map_or(0, |counts| counts.completed + counts.failed);
+    if unreadable > 0 || (answered.len() as u64) < reported {
+        return Err(HarvestError::IncompleteResults {
+            batch_id: remote.id.clone(),
+            answered: answered.len() as u64,
+            reported,
+            unreadable,
+        });
+    }
     // Whatever the files did not mention never ran: lost (resubmittable) when the batch expired
-    // or was cancelled, failed with the batch's own error when it failed validation.
+    // or was cancelled, failed (retryable) with the batch's own error when it failed validation.
     for (key, request) in requests.iter().filter(|(k, _)| !answered.contains(*k)) {
         if !matches!(
             request.status,
@@ -428,10 +487,13 @@ fn unanswered_result(remote: &crate::api::types::Batch) -> RequestResult {
                 .and_then(|e| e.data.first())
                 .and_then(|e| e.message.clone())
                 .unwrap_or_else(|| "the batch failed validation".into());
+            // Nothing in a batch that failed validation ran or was billed, and the cause is
+            // usually the file (too many requests, too large), not the request: resubmitting
+            // is free and may well succeed (with smaller batches), so it stays retryable.
             RequestResult::Failed {
                 code: Some("batch_failed".into()),
                 message,
-                retryable: false,
+                retryable: true,
             }
         }
         status => RequestResult::Lost {

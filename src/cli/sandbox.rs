@@ -52,8 +52,9 @@ pub struct Options {
     #[arg(long = "catalog")]
     pub catalogs: Vec<PathBuf>,
     /// An HTTP fault: `[METHOD /path:] KIND [key=value]...`, KIND one of rate_limit
-    /// (retry_after_ms), server_error (status), drop (after_bytes), slow (delay_ms); trigger keys
-    /// rate, nth (1,2,…), limit. E.g. `GET /v1/videos/*/content: drop after_bytes=65536 rate=0.1`.
+    /// (retry_after_ms), server_error (status), drop (after_bytes), slow (delay_ms), malformed
+    /// (shape=truncated_json|longer_content_length|unknown_status); trigger keys rate, nth (1,2,…),
+    /// limit. E.g. `GET /v1/videos/*/content: drop after_bytes=65536 rate=0.1`.
     #[arg(long = "fault")]
     pub faults: Vec<String>,
     /// A whole fault configuration as JSON (the body of POST /sandbox/faults), or @FILE.

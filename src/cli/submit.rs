@@ -28,11 +28,23 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
     /// Requests per batch file (the Batch API allows 50,000).
-    #[arg(long, value_name = "N", default_value_t = BatchLimits::default().max_requests)]
+    // Zero is refused here, as a usage error, before a run is opened (not as exit 10 later).
+    #[arg(long, value_name = "N", default_value_t = BatchLimits::default().max_requests,
+          value_parser = at_least_one)]
     pub max_batch_requests: usize,
     /// Bytes per batch file (the Batch API allows 200 MB).
-    #[arg(long, value_name = "BYTES", default_value_t = BatchLimits::default().max_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = BatchLimits::default().max_bytes,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_bytes: u64,
+}
+
+/// A batch limit: a whole number of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("a batch must be allowed at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub fn submit_options(limits: &LimitArgs, provider: String) -> SubmitOptions {

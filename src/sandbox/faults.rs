@@ -78,6 +78,30 @@ pub enum Fault {
     },
     /// The real answer, `delay_ms` late.
     Slow { delay_ms: u64 },
+    /// The real answer, damaged in the way of `shape`.
+    Malformed {
+        #[serde(default)]
+        shape: Malformation,
+    },
+}
+
+/// How a [`Fault::Malformed`] answer is damaged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Malformation {
+    /// The body stops halfway (its Content-Length matches the cut body): JSON that does not parse.
+    #[default]
+    TruncatedJson,
+    /// The whole body is sent, but Content-Length announces more bytes than it has.
+    LongerContentLength,
+    /// Every `status` in the JSON answer (and in its `data` items) becomes one the API never
+    /// defined.
+    UnknownStatus,
+}
+
+impl Malformation {
+    /// The status an [`Malformation::UnknownStatus`] answer carries.
+    pub const UNKNOWN_STATUS: &'static str = "paused_for_maintenance";
 }
 
 fn default_retry_after_ms() -> u64 {
@@ -96,6 +120,7 @@ impl Fault {
             Fault::ServerError { .. } => "server_error",
             Fault::Drop { .. } => "drop",
             Fault::Slow { .. } => "slow",
+            Fault::Malformed { .. } => "malformed",
         }
     }
 }
@@ -302,6 +327,8 @@ pub struct Decision {
     pub respond: Option<Fault>,
     /// Abort the connection after this many body bytes.
     pub drop_after: Option<u64>,
+    /// Damage the real answer this way.
+    pub malform: Option<Malformation>,
     /// Names of the faults applied, for the stats.
     pub applied: Vec<&'static str>,
 }
@@ -396,6 +423,11 @@ impl FaultEngine {
                             .map_or(*after_bytes, |b| b.min(*after_bytes)),
                     );
                 }
+                Fault::Malformed { shape }
+                    if decision.respond.is_none() && decision.malform.is_none() =>
+                {
+                    decision.malform = Some(*shape);
+                }
                 fault @ (Fault::RateLimit { .. } | Fault::ServerError { .. })
                     if decision.respond.is_none() && decision.drop_after.is_none() =>
                 {
@@ -446,9 +478,9 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
         None => ("*".to_string(), spec.trim()),
     };
     let mut words = rest.split_whitespace();
-    let kind = words
-        .next()
-        .ok_or_else(|| err("missing fault kind (rate_limit, server_error, drop, slow)".into()))?;
+    let kind = words.next().ok_or_else(|| {
+        err("missing fault kind (rate_limit, server_error, drop, slow, malformed)".into())
+    })?;
     let mut when = Trigger::default();
     let mut params = serde_json::Map::new();
     params.insert("kind".into(), kind.into());
@@ -475,6 +507,9 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
                     .collect::<Result<Vec<_>, _>>()?
             }
             "limit" => when.limit = Some(number(value)?),
+            "shape" => {
+                params.insert(key.into(), value.into());
+            }
             _ => {
                 params.insert(key.into(), number(value)?.into());
             }
@@ -578,6 +613,20 @@ mod tests {
         assert_eq!(rule.endpoint, "*");
         assert_eq!(rule.fault, Fault::ServerError { status: 502 });
         assert_eq!(rule.when.nth, [1, 3]);
+        let rule = parse_rule("GET /v1/batches/*: malformed shape=unknown_status nth=2").unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::Malformed {
+                shape: Malformation::UnknownStatus
+            }
+        );
+        assert_eq!(
+            parse_rule("malformed").unwrap().fault,
+            Fault::Malformed {
+                shape: Malformation::TruncatedJson
+            }
+        );
+        assert!(parse_rule("malformed shape=sideways").is_err());
         assert!(parse_rule("explode").is_err());
         assert!(parse_rule("server_error status=404").is_err());
         assert!(parse_rule("slow delay_ms=10 rate=2").is_err());

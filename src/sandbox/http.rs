@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::clock::http_date;
 use super::error::ApiFailure;
-use super::faults::Fault;
+use super::faults::{Fault, Malformation};
 use super::state::{SandboxState, lock};
 
 /// Marks a response whose body bytes count as served content of this variant.
@@ -58,7 +58,7 @@ async fn with_faults(
     if let Some(delay) = decision.delay {
         tokio::time::sleep(delay).await;
     }
-    let response = match &decision.respond {
+    let mut response = match &decision.respond {
         Some(Fault::RateLimit { retry_after_ms }) => {
             ApiFailure::rate_limited(*retry_after_ms).into_response()
         }
@@ -68,6 +68,9 @@ async fn with_faults(
         }
         _ => next.run(request).await,
     };
+    if let Some(shape) = decision.malform {
+        response = malform(response, shape).await;
+    }
     match decision.drop_after {
         Some(after) => cut_after(response, after),
         None => response,
@@ -120,6 +123,58 @@ fn cut_after(response: Response, after: u64) -> Response {
         }
     });
     Response::from_parts(parts, Body::from_stream(cut))
+}
+
+/// Largest answer a `malformed` fault buffers to damage it; longer ones pass unharmed.
+const MALFORM_MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Damages an answer the way `shape` says (see [`Malformation`]).
+async fn malform(response: Response, shape: Malformation) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MALFORM_MAX_BODY).await else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sandbox: answer too large to malform",
+        )
+            .into_response();
+    };
+    let body = match shape {
+        Malformation::TruncatedJson => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Body::from(bytes.slice(..bytes.len() / 2))
+        }
+        Malformation::LongerContentLength => {
+            let announced = bytes.len() as u64 + 64;
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
+            // A stream, so the server trusts the header instead of the body's own length.
+            let once = futures_util::stream::once(async move { Ok::<Bytes, io::Error>(bytes) });
+            Body::from_stream(once)
+        }
+        Malformation::UnknownStatus => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Body::from(with_unknown_status(bytes))
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// The JSON answer with every `status` (its own and its `data` items') made unknown.
+fn with_unknown_status(bytes: Bytes) -> Bytes {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return bytes;
+    };
+    let mut objects = vec![&mut value];
+    while let Some(object) = objects.pop() {
+        if let Some(status) = object.get_mut("status").filter(|s| s.is_string()) {
+            *status = Malformation::UNKNOWN_STATUS.into();
+        }
+        if let Some(serde_json::Value::Array(items)) = object.get_mut("data") {
+            objects.extend(items.iter_mut());
+        }
+    }
+    serde_json::to_vec(&value).map_or(bytes, Bytes::from)
 }
 
 /// Pause between the last bytes sent and the cut of a dropped connection.

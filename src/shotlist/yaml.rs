@@ -121,7 +121,29 @@ fn syntax_error(path: &str, text: &str, err: &serde_saphyr::Error) -> Diagnostic
         let offset = index.offset_of(pos.line, pos.col);
         pos = index.pos(offset, 1);
     }
-    Diagnostic::error(path, pos, format!("invalid YAML: {message}"))
+    Diagnostic::error(
+        path,
+        whole_characters(text, pos),
+        format!("invalid YAML: {message}"),
+    )
+}
+
+/// The parser's error spans count a character as one byte: widen the range to whole characters,
+/// so whoever slices the text with it (an editor, the JSON output's reader) gets valid UTF-8.
+fn whole_characters(text: &str, mut pos: Pos) -> Pos {
+    let mut start = (pos.offset as usize).min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (pos.offset as usize)
+        .saturating_add(pos.len as usize)
+        .clamp(start, text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    pos.offset = to_u32(start);
+    pos.len = to_u32(end - start);
+    pos
 }
 
 /// Nodes whose location came without a byte range get one computed from line and column.

@@ -118,6 +118,8 @@ pub enum LedgerError {
     Sql(#[from] rusqlite::Error),
     #[error("ledger holds a malformed value: {0}")]
     Corrupt(String),
+    #[error("request {0} is already in flight (another render is submitting); nothing was sent")]
+    InFlight(String),
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
@@ -638,14 +640,19 @@ impl Ledger {
         )?;
         let row = tx.last_insert_rowid();
         {
+            // Only a request nobody is rendering may join a batch: if another process queued
+            // it meanwhile, nothing is written and nothing is sent twice.
             let mut stmt = tx.prepare_cached(
                 "UPDATE requests SET status = 'queued', batch_row = ?2, attempts = attempts + 1,
                  error_code = NULL, error_message = NULL, retryable = 0, video_id = NULL,
-                 updated_at = ?3 WHERE key = ?1",
+                 updated_at = ?3
+                 WHERE key = ?1 AND status NOT IN ('queued', 'submitted', 'completed')",
             )?;
             let now = unix_now();
             for key in keys {
-                stmt.execute(params![key.hex(), row, now])?;
+                if stmt.execute(params![key.hex(), row, now])? != 1 {
+                    return Err(LedgerError::InFlight(key.hex()));
+                }
             }
         }
         tx.commit()?;

@@ -251,3 +251,36 @@ fn a_missing_api_key_is_a_clear_error_and_the_key_is_never_printed() {
         assert!(!text.contains(API_KEY), "the key leaked: {text}");
     }
 }
+
+#[test]
+fn a_second_render_on_the_same_state_directory_is_refused_not_run_twice() {
+    let night = Night::new();
+    night.write("shots.yaml", shot_list(3, "locked"));
+    std::fs::create_dir_all(night.state_dir()).unwrap();
+    let held = std::fs::File::create(night.state_dir().join("lock")).unwrap();
+    held.try_lock().unwrap();
+    for args in [&["submit", "shots.yaml"][..], &["harvest"], &["cache", "gc"]] {
+        let refused = night.render(args);
+        assert_eq!(refused.status.code(), Some(10), "{args:?}");
+        assert!(stderr_of(&refused).contains("another render is working"), "{}", stderr_of(&refused));
+    }
+    assert_eq!(night.sandbox.stats().batches_created, 0);
+
+    drop(held);
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_render"))
+                .args(["submit", "shots.yaml"])
+                .current_dir(night.dir.path())
+                .env("OPENAI_BASE_URL", night.sandbox.base_url())
+                .env("OPENAI_API_KEY", API_KEY)
+                .env("RENDER_STATE_DIR", night.state_dir())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in both {
+        child.wait().unwrap();
+    }
+    assert_eq!(night.sandbox.stats().batches_created, 1, "two processes, one batch");
+}

@@ -46,6 +46,15 @@ pub enum HarvestError {
     #[error("no run named {0} in the ledger (see `render status`)")]
     UnknownRun(String),
     #[error(
+        "run {run} was submitted to {submitted_to}, but OPENAI_BASE_URL points at {provider}; \
+         point it at {submitted_to} to harvest this run"
+    )]
+    OtherProvider {
+        run: String,
+        submitted_to: String,
+        provider: String,
+    },
+    #[error(
         "batch {batch_id}: its result files hold {answered} of the {reported} results the \
          provider reports ({unreadable} lines unreadable); nothing was concluded from them, \
          run again to read them anew"
@@ -126,7 +135,7 @@ pub async fn harvest(
     options: &HarvestOptions,
     events: &dyn EventSink,
 ) -> Result<HarvestReport, HarvestError> {
-    let runs = select_runs(run_ids, ledger)?;
+    let runs = select_runs(run_ids, ledger, &client.provider(), events)?;
     let mut harvester = Harvester {
         ledger,
         client,
@@ -236,25 +245,49 @@ fn batches_holding(runs: &[RunRow], ledger: &Ledger) -> Result<Vec<BatchRow>, Ha
     Ok(holding)
 }
 
-fn select_runs(run_ids: &[String], ledger: &Ledger) -> Result<Vec<RunRow>, HarvestError> {
+/// The runs to harvest: those named, or every open run. Only runs submitted to the client's
+/// provider: another server does not know their batches, and its 404s must not mark them lost.
+fn select_runs(
+    run_ids: &[String],
+    ledger: &Ledger,
+    provider: &str,
+    events: &dyn EventSink,
+) -> Result<Vec<RunRow>, HarvestError> {
     if run_ids.is_empty() {
         let open: HashSet<String> = ledger
             .unharvested_batches()?
             .into_iter()
             .map(|b| b.run_id)
             .collect();
-        return Ok(ledger
-            .runs()?
-            .into_iter()
-            .filter(|r| open.contains(&r.id) || !r.done)
-            .collect());
+        let mut runs = Vec::new();
+        for run in ledger.runs()? {
+            if !open.contains(&run.id) && run.done {
+                continue;
+            }
+            if run.provider == provider {
+                runs.push(run);
+            } else {
+                warn(
+                    events,
+                    format!(
+                        "run {} was submitted to {}, not {provider}: left alone (set OPENAI_BASE_URL to harvest it)",
+                        run.id, run.provider
+                    ),
+                );
+            }
+        }
+        return Ok(runs);
     }
     run_ids
         .iter()
-        .map(|id| {
-            ledger
-                .run(id)?
-                .ok_or_else(|| HarvestError::UnknownRun(id.clone()))
+        .map(|id| match ledger.run(id)? {
+            None => Err(HarvestError::UnknownRun(id.clone())),
+            Some(run) if run.provider != provider => Err(HarvestError::OtherProvider {
+                run: run.id,
+                submitted_to: run.provider,
+                provider: provider.to_string(),
+            }),
+            Some(run) => Ok(run),
         })
         .collect()
 }
@@ -313,8 +346,16 @@ impl Harvester<'_> {
             return Ok(false);
         }
         if !batch.results_read {
-            read_results(batch, &remote, ledger, client, events).await?;
-            ledger.set_results_read(batch.row)?;
+            match read_results(batch, &remote, ledger, client, events).await {
+                Ok(()) => ledger.set_results_read(batch.row)?,
+                // What was read is recorded: collect those videos before their deadline, then
+                // report, so the next run reads the files again.
+                Err(err @ HarvestError::IncompleteResults { .. }) => {
+                    self.download_completed(batch).await?;
+                    return Err(err);
+                }
+                Err(err) => return Err(err),
+            }
         }
         self.download_completed(batch).await?;
         let ledger = &mut *self.ledger;
@@ -394,7 +435,7 @@ async fn read_results(
         .map(|r| (r.key, r))
         .collect();
     let mut answered = HashSet::new();
-    let mut unreadable = 0u64;
+    let (mut unreadable, mut foreign) = (0u64, 0u64);
     for file_id in [&remote.output_file_id, &remote.error_file_id]
         .into_iter()
         .flatten()
@@ -428,6 +469,7 @@ async fn read_results(
                         truncate(&parsed.custom_id, 80)
                     ),
                 );
+                foreign += 1;
                 continue;
             };
             let result = line_result(&parsed);
@@ -448,7 +490,8 @@ async fn read_results(
     let reported = remote
         .request_counts
         .map_or(0, |counts| counts.completed + counts.failed);
-    if unreadable > 0 || (answered.len() as u64) < reported {
+    // Lines that are well-formed but not ours are in the provider's counts too.
+    if unreadable > 0 || answered.len() as u64 + foreign < reported {
         return Err(HarvestError::IncompleteResults {
             batch_id: remote.id.clone(),
             answered: answered.len() as u64,
@@ -660,30 +703,15 @@ async fn download_request(
         .video_id
         .clone()
         .ok_or_else(|| DownloadFailure::Gone("the result named no video".into()))?;
-    let (video_sha, video_bytes) = download_variant(
-        &video_id,
-        &request.key,
-        ContentVariant::Video,
-        client,
-        store,
-        events,
-    )
-    .await?;
-    let thumbnail_sha = match download_variant(
-        &video_id,
-        &request.key,
-        ContentVariant::Thumbnail,
-        client,
-        store,
-        events,
-    )
-    .await
-    {
-        Ok((sha, _)) => Some(sha),
-        // A missing thumbnail is a pity, not a lost video.
-        Err(DownloadFailure::Gone(_)) => None,
-        Err(other) => return Err(other),
-    };
+    let (video_sha, video_bytes) =
+        download_variant(&video_id, ContentVariant::Video, client, store, events).await?;
+    let thumbnail_sha =
+        match download_variant(&video_id, ContentVariant::Thumbnail, client, store, events).await {
+            Ok((sha, _)) => Some(sha),
+            // A missing thumbnail is a pity, not a lost video.
+            Err(DownloadFailure::Gone(_)) => None,
+            Err(other) => return Err(other),
+        };
     Ok(OutputRow {
         key: request.key,
         video_sha,
@@ -697,13 +725,18 @@ async fn download_request(
 /// Streams one variant into the store, resuming a partial download left by an earlier run.
 async fn download_variant(
     video_id: &str,
-    key: &RequestKey,
     variant: ContentVariant,
     client: &ApiClient,
     store: &LocalStore,
     events: &dyn EventSink,
 ) -> Result<(Sha256Hex, u64), DownloadFailure> {
-    let name = format!("{}-{}", key.hex(), variant.as_str());
+    // Named by the video, not the request: a partial of a video that was lost must never be
+    // resumed with the bytes of its re-render. Hashed, because ids are the provider's text.
+    let name = format!(
+        "{}-{}",
+        &Sha256Hex::of(video_id.as_bytes()).hex()[..32],
+        variant.as_str()
+    );
     let mut pending = store.resume_partial(&name).await?;
     let resume_from = pending.len();
     let outcome = {

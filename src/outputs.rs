@@ -115,12 +115,13 @@ pub fn lay_out(
     })?;
     let mut entries = Vec::new();
     let mut total = crate::money::Usd::ZERO;
+    let mut names = OutputNames::default();
     for item in ledger.run_items(&run.id)? {
         let request = ledger.request(&item.key)?;
         let output = cached_output(ledger, store, &item.key)?;
         let mut entry = entry(&item, request.as_ref(), output.as_ref());
         if let Some(output) = &output {
-            place_files(&item, output, store, out_dir, &mut entry)?;
+            place_files(&item, output, store, out_dir, &mut names, &mut entry)?;
         }
         total += item.cost;
         entries.push(entry);
@@ -189,11 +190,35 @@ fn entry(
     }
 }
 
+/// The file stems a run's outputs use, so no two requests write the same file: shot `a` with
+/// two takes and a shot named `a_take2`, or ids that differ only in case on a
+/// case-insensitive disk.
+#[derive(Default)]
+struct OutputNames(std::collections::HashSet<String>);
+
+impl OutputNames {
+    fn claim(&mut self, item: &RunItem) -> String {
+        let stem = if item.takes > 1 {
+            format!("{}_take{}", item.shot_id, item.take)
+        } else {
+            item.shot_id.clone()
+        };
+        if self.0.insert(stem.to_lowercase()) {
+            return stem;
+        }
+        let unique = format!("{stem}-{}", &item.key.hex()[..8]);
+        tracing::warn!(shot = %item.shot_id, "{stem} is taken by another shot; writing {unique}");
+        self.0.insert(unique.to_lowercase());
+        unique
+    }
+}
+
 fn place_files(
     item: &RunItem,
     output: &OutputRow,
     store: &LocalStore,
     out_dir: &Path,
+    names: &mut OutputNames,
     entry: &mut ManifestEntry,
 ) -> Result<(), LayoutError> {
     // Shot ids are validated when planned; checked again because the ledger outlives versions.
@@ -201,11 +226,7 @@ fn place_files(
         tracing::warn!(shot = %item.shot_id, "shot id cannot name a file; output not laid out");
         return Ok(());
     }
-    let stem = if item.takes > 1 {
-        format!("{}_take{}", item.shot_id, item.take)
-    } else {
-        item.shot_id.clone()
-    };
+    let stem = names.claim(item);
     let video = PathBuf::from(format!("{stem}.mp4"));
     store.link_or_copy(&output.video_sha, &out_dir.join(&video))?;
     entry.video_path = Some(video);

@@ -483,7 +483,11 @@ impl Submitter<'_> {
                     );
                     tokio::time::sleep(RetryPolicy::default().delay(attempt, None)).await;
                 }
-                Err(err) if err.status().is_some_and(|s| (400..500).contains(&s)) => {
+                Err(err) if err.is_refusal() => {
+                    // One last look: an earlier attempt whose answer was lost may have made it.
+                    if let Some(existing) = find_batch_by_intent(self.client, intent).await? {
+                        break existing;
+                    }
                     self.ledger
                         .abandon_batch_intent(intent.row, &err.to_string())?;
                     return Err(SubmitError::Refused {

@@ -334,3 +334,22 @@ fn cache_gc_keeps_what_retained_runs_use_and_forgets_the_rest() {
     assert_eq!(night.json(&["plan", "old.yaml"])["cached"], 0);
     assert_eq!(night.json(&["plan", "new.yaml"])["cached"], 3);
 }
+
+#[test]
+fn two_shots_never_write_the_same_output_file() {
+    let night = Night::new();
+    night.write(
+        "shots.yaml",
+        "project: clash\nshots:\n  - {id: a, prompt: first, takes: 2}\n  - {id: a_take2, prompt: second}\n  - {id: B, prompt: third}\n  - {id: b, prompt: fourth}\n",
+    );
+    night.full_night("shots.yaml");
+    let manifest = night.manifest("renders/clash");
+    let paths: std::collections::BTreeSet<String> = manifest["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["video_path"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert_eq!(paths.len(), 5, "{manifest}");
+    assert_eq!(assert_outputs_match_the_sandbox(&night, "renders/clash"), 5);
+}

@@ -259,10 +259,18 @@ fn a_second_render_on_the_same_state_directory_is_refused_not_run_twice() {
     std::fs::create_dir_all(night.state_dir()).unwrap();
     let held = std::fs::File::create(night.state_dir().join("lock")).unwrap();
     held.try_lock().unwrap();
-    for args in [&["submit", "shots.yaml"][..], &["harvest"], &["cache", "gc"]] {
+    for args in [
+        &["submit", "shots.yaml"][..],
+        &["harvest"],
+        &["cache", "gc"],
+    ] {
         let refused = night.render(args);
         assert_eq!(refused.status.code(), Some(10), "{args:?}");
-        assert!(stderr_of(&refused).contains("another render is working"), "{}", stderr_of(&refused));
+        assert!(
+            stderr_of(&refused).contains("another render is working"),
+            "{}",
+            stderr_of(&refused)
+        );
     }
     assert_eq!(night.sandbox.stats().batches_created, 0);
 
@@ -282,5 +290,9 @@ fn a_second_render_on_the_same_state_directory_is_refused_not_run_twice() {
     for mut child in both {
         child.wait().unwrap();
     }
-    assert_eq!(night.sandbox.stats().batches_created, 1, "two processes, one batch");
+    assert_eq!(
+        night.sandbox.stats().batches_created,
+        1,
+        "two processes, one batch"
+    );
 }

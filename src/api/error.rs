@@ -168,12 +168,26 @@ impl ApiError {
         }
     }
 
-    /// True when waiting and trying again later (another run) may succeed.
+    /// True when waiting and trying again later (another run) may succeed: the statuses the
+    /// retry classifier retries (408, 409, 429, 5xx) and dropped connections.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ApiError::RateLimited { .. } | ApiError::Server { .. } | ApiError::Transport { .. }
-        )
+        match self {
+            ApiError::Transport { .. } => true,
+            _ => self.status().is_some_and(|status| {
+                reqwest::StatusCode::from_u16(status).is_ok_and(|code| {
+                    matches!(
+                        super::retry::classify_status(code, &reqwest::header::HeaderMap::new()),
+                        super::retry::RetryDecision::Retry { .. }
+                    )
+                })
+            }),
+        }
+    }
+
+    /// The provider definitely refused the request: sending it again unchanged cannot help,
+    /// and nothing was created.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status(), Some(400 | 401 | 403 | 404 | 413 | 422))
     }
 
     /// Builds the error for a final non-success status.

@@ -44,11 +44,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     progress.finish();
     let report = report?;
     print_report(&report, global.format)?;
-    Ok(outcome(&report))
+    Ok(outcome(&report, args.watch))
 }
 
-pub fn outcome(report: &HarvestReport) -> Outcome {
-    if report.any_lost() {
+/// The exit status of a harvest. After waiting (`watched`), a request still pending means
+/// something is stuck: that is a failure to report, never a success.
+pub fn outcome(report: &HarvestReport, watched: bool) -> Outcome {
+    if watched && !report.all_done() {
+        let pending: usize = report.runs.iter().map(|r| r.pending).sum();
+        eprintln!(
+            "error: {pending} requests are still pending after waiting; run again to continue"
+        );
+        Outcome::Failure
+    } else if report.any_lost() {
         Outcome::SomeLost
     } else if report.any_failed() {
         Outcome::SomeFailed

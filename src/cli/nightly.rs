@@ -95,6 +95,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
     };
     let report = runtime()?.block_on(async {
+        collect_leftovers(&mut state, &client, &harvest_options, &progress).await;
         let submitted = submit(
             &plan,
             &mut state.ledger,
@@ -118,9 +119,37 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     progress.finish();
     let report = report?;
     super::harvest::print_report(&report, global.format)?;
-    let outcome = super::harvest::outcome(&report);
+    let outcome = super::harvest::outcome(&report, true);
     run_hook(&args, &report, outcome)?;
     Ok(outcome)
+}
+
+/// Collects whatever earlier nights left finished but unharvested (a crash, an edited list),
+/// before its deadline passes. Best effort: their trouble must not stop tonight's work.
+async fn collect_leftovers(
+    state: &mut super::state::State,
+    client: &ApiClient,
+    options: &HarvestOptions,
+    progress: &Progress,
+) {
+    let leftovers = HarvestOptions {
+        watch: false,
+        out_dir: None,
+        ..options.clone()
+    };
+    if let Err(err) = harvest(
+        &[],
+        &mut state.ledger,
+        client,
+        &state.store,
+        &leftovers,
+        progress,
+    )
+    .await
+    {
+        tracing::warn!("collecting earlier nights' videos: {err}");
+        eprintln!("warning: collecting earlier nights' videos: {err}");
+    }
 }
 
 /// Plans against an in-process sandbox: its host is the provider, its URL the API.

@@ -54,6 +54,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         println!("run {}: nothing to retry", run.id);
     }
     let client = api_client()?;
+    if run.provider != client.provider() {
+        anyhow::bail!(
+            "run {} was submitted to {}, but OPENAI_BASE_URL points at {}; point it at {} to retry this run",
+            run.id,
+            run.provider,
+            client.provider(),
+            run.provider
+        );
+    }
     let options = submit_options(&args.limits, client.provider());
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(resubmit(

@@ -415,8 +415,10 @@ fn check_store(night: &Night, entries: &[serde_json::Value]) {
     );
     let partial = night.state_dir().join("cache/v1/partial");
     for entry in entries.iter().filter(|e| e["status"] == "harvested") {
-        let key = entry["key"].as_str().unwrap_or_default();
-        let leftover = partial.join(format!("{key}-video.part"));
+        // Partials are named by the hash of the video id (see `harvest::download_variant`).
+        let video_id = entry["video_id"].as_str().unwrap_or_default();
+        let name = &render::key::Sha256Hex::of(video_id.as_bytes()).hex()[..32];
+        let leftover = partial.join(format!("{name}-video.part"));
         assert!(
             !leftover.exists(),
             "a partial download outlived its harvest: {}",

@@ -52,6 +52,10 @@ pub enum SubmitError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "reference image {path} changed since it was planned; plan and submit the shot list again"
+    )]
+    ReferenceChanged { path: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -418,10 +422,15 @@ async fn upload_reference(
     path: &Path,
     sha256: Sha256Hex,
 ) -> Result<crate::api::types::FileObject, SubmitError> {
-    if let Err(source) = std::fs::metadata(path) {
-        return Err(SubmitError::Reference {
+    // The file may have changed since it was planned (or, for a retry, since the night it was
+    // first sent): uploading other bytes under this hash would cache a video for the wrong key.
+    let actual = crate::cache::hash_file(path).map_err(|source| SubmitError::Reference {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if actual != sha256 {
+        return Err(SubmitError::ReferenceChanged {
             path: path.display().to_string(),
-            source,
         });
     }
     // Named by content so the provider's file list shows what each upload is.
@@ -636,10 +645,13 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
         seconds: request.seconds.0,
         prompt: request.prompt.clone(),
         reference_sha: request.reference.as_ref().map(|r| r.sha256),
-        reference_path: request
-            .reference
-            .as_ref()
-            .map(|r| r.path.display().to_string()),
+        // Absolute, so `render retry` finds the image from any working directory (cron).
+        reference_path: request.reference.as_ref().map(|r| {
+            std::path::absolute(&r.path)
+                .unwrap_or_else(|_| r.path.clone())
+                .display()
+                .to_string()
+        }),
         reference_mime: request.reference.as_ref().map(|r| r.mime.to_string()),
         cost: request.cost,
         status: RequestStatus::Pending,

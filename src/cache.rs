@@ -284,12 +284,6 @@ impl LocalStore {
         })?
     }
 
-    /// Removes a partial download (when the server's content changed or expired).
-    pub fn discard_partial(&self, key: &str) -> Result<(), CacheError> {
-        let path = self.partial_path(key)?;
-        remove_if_exists(&path)
-    }
-
     fn partial_path(&self, key: &str) -> Result<PathBuf, CacheError> {
         let valid = !key.is_empty()
             && key.len() <= 128

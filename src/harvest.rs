@@ -24,11 +24,10 @@ use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::key::{RequestKey, Sha256Hex};
 use crate::ledger::{
-    BatchRow, Ledger, LedgerError, OutputRow, RequestResult, RequestRow, RequestStatus, RunRow,
-    unix_now,
+    BatchRow, BatchUpdate, Ledger, LedgerError, OutputRow, RequestResult, RequestRow,
+    RequestStatus, RunRow, unix_now,
 };
 use crate::outputs::{self, LayoutError};
-use crate::submit::batch_update;
 
 /// Warn when a batch's videos will be deleted within this long.
 const DEADLINE_WARNING_SECS: i64 = 3 * 3600;
@@ -312,7 +311,7 @@ impl Harvester<'_> {
             }
             Err(err) => return Err(err.into()),
         };
-        let update = batch_update(&remote);
+        let update = BatchUpdate::from(&remote);
         ledger.update_batch(batch.row, &update)?;
         let outputs_expire_at = remote.completed_at.map(|t| t + 24 * 3600);
         let expire_in = outputs_expire_at.map(|t| t - server_now(&remote));
@@ -821,13 +820,15 @@ fn finish_run(
     store: &LocalStore,
     options: &HarvestOptions,
 ) -> Result<RunSummary, HarvestError> {
-    let out_dir = match (&run.out_dir, &options.out_dir) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(dir)) => dir.clone(),
+    // `--out` wins and is remembered; otherwise the run keeps the folder it was first given.
+    let out_dir = match (&options.out_dir, &run.out_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => PathBuf::from(dir),
         (None, None) => outputs::default_out_dir(run.project.as_deref()),
     };
-    if run.out_dir.is_none() {
-        ledger.set_run_out_dir(&run.id, &out_dir.display().to_string())?;
+    let recorded = out_dir.display().to_string();
+    if run.out_dir.as_deref() != Some(recorded.as_str()) {
+        ledger.set_run_out_dir(&run.id, &recorded)?;
     }
     let manifest = outputs::lay_out(run, ledger, store, &out_dir)?;
     let summary = RunSummary {

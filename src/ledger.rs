@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
+use crate::api::types::Batch;
 use crate::key::{RequestKey, Sha256Hex};
 use crate::money::Usd;
 
@@ -279,6 +280,35 @@ pub struct BatchUpdate {
     pub output_file_id: Option<String>,
     pub error_file_id: Option<String>,
     pub error: Option<String>,
+}
+
+/// The ledger's view of a batch the API described.
+impl From<&Batch> for BatchUpdate {
+    fn from(batch: &Batch) -> BatchUpdate {
+        let counts = batch.request_counts.unwrap_or_default();
+        let error = batch.errors.as_ref().and_then(|e| {
+            let messages: Vec<String> = e
+                .data
+                .iter()
+                .map(|item| {
+                    let line = item.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+                    format!("{line}{}", item.message.clone().unwrap_or_default())
+                })
+                .collect();
+            (!messages.is_empty()).then(|| messages.join("; "))
+        });
+        BatchUpdate {
+            status: batch.status.as_str().to_string(),
+            completed: counts.completed,
+            failed: counts.failed,
+            created_at: Some(batch.created_at),
+            expires_at: batch.expires_at,
+            completed_at: batch.completed_at,
+            output_file_id: batch.output_file_id.clone(),
+            error_file_id: batch.error_file_id.clone(),
+            error,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -612,12 +642,6 @@ impl Ledger {
                 asset.expires_at
             ],
         )?;
-        Ok(())
-    }
-
-    pub fn forget_asset(&self, sha256: &Sha256Hex) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM assets WHERE sha256 = ?1", [sha256.hex()])?;
         Ok(())
     }
 

@@ -90,23 +90,26 @@ impl fmt::Display for Usd {
     }
 }
 
+// Arithmetic saturates: prices and durations come from user catalogs, and a total that wrapped
+// around to a small or negative number would slip under `--budget`. A saturated total is
+// absurdly large and refused, which is the right answer.
 impl Add for Usd {
     type Output = Usd;
     fn add(self, rhs: Usd) -> Usd {
-        Usd(self.0 + rhs.0)
+        Usd(self.0.saturating_add(rhs.0))
     }
 }
 
 impl AddAssign for Usd {
     fn add_assign(&mut self, rhs: Usd) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 
 impl Mul<u32> for Usd {
     type Output = Usd;
     fn mul(self, rhs: u32) -> Usd {
-        Usd(self.0 * i64::from(rhs))
+        Usd(self.0.saturating_mul(i64::from(rhs)))
     }
 }
 
@@ -163,6 +166,13 @@ mod tests {
         assert_eq!(Usd::from_micros(12_000_000).to_string(), "$12.00");
         assert_eq!(Usd::from_micros(1_234_500).to_string(), "$1.2345");
         assert_eq!(Usd::from_micros(-500_000).to_string(), "-$0.50");
+    }
+
+    #[test]
+    fn huge_amounts_saturate_instead_of_wrapping_under_a_budget() {
+        let huge = Usd::from_micros(i64::MAX / 2) * 4;
+        assert_eq!(huge, Usd::from_micros(i64::MAX));
+        assert!(huge + huge > "1000000".parse().unwrap());
     }
 
     #[test]

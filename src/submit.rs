@@ -510,7 +510,7 @@ impl Submitter<'_> {
         };
         failpoint::hit("submit-after-create");
         self.ledger
-            .record_batch_created(intent.row, &batch.id, &batch_update(&batch))?;
+            .record_batch_created(intent.row, &batch.id, &BatchUpdate::from(&batch))?;
         Ok(batch)
     }
 
@@ -523,7 +523,7 @@ impl Submitter<'_> {
                     self.ledger.record_batch_created(
                         intent.row,
                         &batch.id,
-                        &batch_update(&batch),
+                        &BatchUpdate::from(&batch),
                     )?;
                     batch
                 }
@@ -606,33 +606,6 @@ async fn find_batch_by_intent(
             }
             _ => return Ok(None),
         }
-    }
-}
-
-/// The ledger's view of a batch the API described.
-pub fn batch_update(batch: &Batch) -> BatchUpdate {
-    let counts = batch.request_counts.unwrap_or_default();
-    let error = batch.errors.as_ref().and_then(|e| {
-        let messages: Vec<String> = e
-            .data
-            .iter()
-            .map(|item| {
-                let line = item.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-                format!("{line}{}", item.message.clone().unwrap_or_default())
-            })
-            .collect();
-        (!messages.is_empty()).then(|| messages.join("; "))
-    });
-    BatchUpdate {
-        status: batch.status.as_str().to_string(),
-        completed: counts.completed,
-        failed: counts.failed,
-        created_at: Some(batch.created_at),
-        expires_at: batch.expires_at,
-        completed_at: batch.completed_at,
-        output_file_id: batch.output_file_id.clone(),
-        error_file_id: batch.error_file_id.clone(),
-        error,
     }
 }
 

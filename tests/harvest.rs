@@ -358,10 +358,17 @@ fn two_shots_never_write_the_same_output_file() {
 fn retry_reuploads_only_an_unchanged_reference_and_works_from_any_folder() {
     let night = Night::new();
     night.write("refs/first.png", png_of(1280, 720, 1));
-    night.write("shots.yaml", "project: ref-retry\nshots:\n  - {id: a, prompt: a kite, reference: refs/first.png}\n");
+    night.write(
+        "shots.yaml",
+        "project: ref-retry\nshots:\n  - {id: a, prompt: a kite, reference: refs/first.png}\n",
+    );
     let submitted = night.json(&["submit", "shots.yaml"]);
     let run_id = submitted["run_id"].as_str().unwrap().to_string();
-    wait_for_batch(&night, submitted["batches"][0]["batch_id"].as_str().unwrap(), "completed");
+    wait_for_batch(
+        &night,
+        submitted["batches"][0]["batch_id"].as_str().unwrap(),
+        "completed",
+    );
     night.sandbox.advance_clock(25 * 3600);
     assert_eq!(night.render(&["harvest"]).status.code(), Some(5));
     // The upload is a day old: make the provider forget it so retry must upload again.
@@ -372,7 +379,11 @@ fn retry_reuploads_only_an_unchanged_reference_and_works_from_any_folder() {
     night.write("refs/first.png", png_of(1280, 720, 2));
     let changed = night.render(&["retry", &run_id]);
     assert_eq!(changed.status.code(), Some(10));
-    assert!(stderr_of(&changed).contains("changed since"), "{}", stderr_of(&changed));
+    assert!(
+        stderr_of(&changed).contains("changed since"),
+        "{}",
+        stderr_of(&changed)
+    );
     assert_eq!(night.sandbox.stats().videos_created, 1);
 
     night.write("refs/first.png", png_of(1280, 720, 1));
@@ -386,6 +397,9 @@ fn retry_reuploads_only_an_unchanged_reference_and_works_from_any_folder() {
         .output()
         .unwrap();
     assert_success(&output, &["retry"]);
-    assert_eq!(night.json(&["harvest", "--watch"])["runs"][0]["harvested"], 1);
+    assert_eq!(
+        night.json(&["harvest", "--watch"])["runs"][0]["harvested"],
+        1
+    );
     assert_eq!(night.sandbox.stats().videos_created, 2);
 }

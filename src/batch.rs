@@ -2,6 +2,7 @@
 //!
 //! Pure: requests in, bytes out. Uploading is `submit`'s job.
 
+pub use crate::api::types::BatchLimits;
 use crate::api::types::{BatchInputLine, CreateVideo, InputReference};
 use crate::key::RequestKey;
 use crate::plan::PlannedRequest;
@@ -10,23 +11,6 @@ use crate::plan::PlannedRequest;
 pub const VIDEOS_ENDPOINT: &str = "/v1/videos";
 
 const CUSTOM_ID_PREFIX: &str = "render-";
-
-/// Per-file limits of the Batch API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchLimits {
-    pub max_requests: usize,
-    pub max_bytes: u64,
-}
-
-impl Default for BatchLimits {
-    /// OpenAI's: 50,000 requests and 200 MB per input file.
-    fn default() -> BatchLimits {
-        BatchLimits {
-            max_requests: 50_000,
-            max_bytes: 200 * 1000 * 1000,
-        }
-    }
-}
 
 /// One batch input file and the requests it carries, in line order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -214,6 +214,23 @@ fn batch_object() -> String {
     "batch".into()
 }
 
+/// Per-file limits of the Batch API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_requests: usize,
+    pub max_bytes: u64,
+}
+
+impl Default for BatchLimits {
+    /// OpenAI's: 50,000 requests and 200 MB per input file.
+    fn default() -> BatchLimits {
+        BatchLimits {
+            max_requests: 50_000,
+            max_bytes: 200 * 1000 * 1000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreateBatch {
     pub input_file_id: String,

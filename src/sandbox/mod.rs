@@ -53,7 +53,7 @@ const MAX_BODY: usize = 512 * 1024 * 1024;
 
 /// The batch input limits the real service enforces (the same type the client splits by);
 /// small values let tests exercise splitting.
-pub use crate::batch::BatchLimits;
+pub use crate::api::types::BatchLimits;
 
 /// Everything that shapes a sandbox. `SandboxConfig::default()` then chained setters.
 #[derive(Clone, Debug)]

@@ -683,6 +683,15 @@ impl Ledger {
         Ok(row)
     }
 
+    /// The number of a run's next batch part (abandoned parts keep theirs).
+    pub fn next_part(&self, run_id: &str) -> Result<u32> {
+        Ok(self.query_one(
+            "SELECT COALESCE(MAX(part), 0) + 1 FROM batches WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn set_batch_input_file(&self, row: i64, file_id: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE batches SET input_file_id = ?2 WHERE row = ?1",

@@ -91,15 +91,11 @@ pub fn default_out_dir(project: Option<&str>) -> PathBuf {
     Path::new("renders").join(name)
 }
 
-/// Whether `stem` can name a file inside the output folder and nothing else: no separators,
-/// no `..`, no leading dot, no control characters.
+/// Whether `stem` can name a file inside the output folder and nothing else: the same rule
+/// the shot list's ids are held to (no separators, no `..`, no leading dot, no control
+/// characters), checked again because the ledger outlives versions of that rule.
 pub fn is_safe_file_stem(stem: &str) -> bool {
-    !stem.is_empty()
-        && stem.len() <= 200
-        && !stem.starts_with('.')
-        && !stem
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c == ':' || c.is_control())
+    crate::shotlist::check_id(stem).is_ok()
 }
 
 /// Links every harvested video of the run into `out_dir` and writes the manifest.
@@ -221,7 +217,6 @@ fn place_files(
     names: &mut OutputNames,
     entry: &mut ManifestEntry,
 ) -> Result<(), LayoutError> {
-    // Shot ids are validated when planned; checked again because the ledger outlives versions.
     if !is_safe_file_stem(&item.shot_id) {
         tracing::warn!(shot = %item.shot_id, "shot id cannot name a file; output not laid out");
         return Ok(());

@@ -241,7 +241,7 @@ impl<'a> Submitter<'a> {
         }
         let file_ids = self.upload_references(outgoing).await?;
         let parts = batch::compile(outgoing.iter().map(|o| (o.key, o.body(&file_ids))), limits)?;
-        let first_part = self.ledger.batches_of_run(&self.run.id)?.len() as u32 + 1;
+        let first_part = self.ledger.next_part(&self.run.id)?;
         for (offset, part) in parts.into_iter().enumerate() {
             let number = first_part + offset as u32;
             let row =
@@ -589,11 +589,12 @@ async fn find_batch_by_intent(
     loop {
         // Newest first: stop at the first page that reaches back before the intent.
         let page = client.list_batches(after.as_deref(), Some(100)).await?;
+        // The token in the metadata, or the input file uploaded for this intent alone: a
+        // gateway that drops metadata must not make `render` create the batch twice.
         let found = page.data.iter().find(|b| {
-            b.metadata
-                .as_ref()
-                .and_then(|m| m.get(META_INTENT))
-                .is_some_and(|token| *token == intent.intent)
+            let token = b.metadata.as_ref().and_then(|m| m.get(META_INTENT));
+            token.is_some_and(|token| *token == intent.intent)
+                || intent.input_file_id.as_deref() == Some(b.input_file_id.as_str())
         });
         if let Some(batch) = found {
             return Ok(Some(batch.clone()));

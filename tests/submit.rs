@@ -296,3 +296,25 @@ fn a_second_render_on_the_same_state_directory_is_refused_not_run_twice() {
         "two processes, one batch"
     );
 }
+
+#[test]
+fn a_gateway_that_drops_metadata_still_gets_each_batch_once() {
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(4096)
+            .drop_metadata(true),
+    );
+    night.write("shots.yaml", shot_list(3, "no-metadata"));
+    let crashed = night.render_with(
+        &["submit", "shots.yaml"],
+        &[("RENDER_FAILPOINT", "submit-after-create")],
+    );
+    assert!(!crashed.status.success());
+    assert_eq!(night.sandbox.stats().batches_created, 1);
+    let rerun = night.json(&["submit", "shots.yaml"]);
+    assert_eq!(
+        rerun["batches"][0]["adopted"], true,
+        "found by its input file"
+    );
+    assert_eq!(night.sandbox.stats().batches_created, 1);
+}

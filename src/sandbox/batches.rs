@@ -293,7 +293,8 @@ pub async fn create(
             error_file_id: None,
             request_counts: Some(Default::default()),
             errors: None,
-            metadata: request.metadata,
+            // Some gateways in front of compatible servers drop metadata; the sandbox can too.
+            metadata: request.metadata.filter(|_| !state.config.drop_metadata),
             created_at: now,
             in_progress_at: None,
             expires_at: Some(now + DAY),

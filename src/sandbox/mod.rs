@@ -75,6 +75,8 @@ pub struct SandboxConfig {
     pub faults: FaultConfig,
     /// Virtual unix time at start (real now when `None`).
     pub start_time: Option<i64>,
+    /// Forget every batch's `metadata`, as some gateways do.
+    pub drop_metadata: bool,
 }
 
 impl Default for SandboxConfig {
@@ -90,6 +92,7 @@ impl Default for SandboxConfig {
             catalog: Catalog::builtin(),
             faults: FaultConfig::default(),
             start_time: None,
+            drop_metadata: false,
         }
     }
 }
@@ -147,6 +150,11 @@ impl SandboxConfig {
 
     pub fn faults(mut self, faults: FaultConfig) -> Self {
         self.faults = faults;
+        self
+    }
+
+    pub fn drop_metadata(mut self, drop: bool) -> Self {
+        self.drop_metadata = drop;
         self
     }
 

@@ -95,7 +95,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
     };
     let report = runtime()?.block_on(async {
-        collect_leftovers(&mut state, &client, &harvest_options, &progress).await;
         let submitted = submit(
             &plan,
             &mut state.ledger,
@@ -105,6 +104,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             &progress,
         )
         .await?;
+        // After submitting, so tonight's run is the one a rerun continues.
+        collect_leftovers(
+            &submitted.run_id,
+            &mut state,
+            &client,
+            &harvest_options,
+            &progress,
+        )
+        .await;
         let report = harvest(
             std::slice::from_ref(&submitted.run_id),
             &mut state.ledger,
@@ -124,29 +132,45 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// Collects whatever earlier nights left finished but unharvested (a crash, an edited list),
-/// before its deadline passes. Best effort: their trouble must not stop tonight's work.
+/// Collects whatever earlier nights of this provider left finished but unharvested (a crash,
+/// an edited list) before its deadline passes. Best effort: their trouble must not stop
+/// tonight's work.
 async fn collect_leftovers(
+    tonight: &str,
     state: &mut super::state::State,
     client: &ApiClient,
     options: &HarvestOptions,
     progress: &Progress,
 ) {
+    let provider = client.provider();
+    let earlier: Vec<String> = match state.ledger.runs() {
+        Ok(runs) => runs
+            .into_iter()
+            .filter(|r| !r.done && r.id != tonight && r.provider == provider)
+            .map(|r| r.id)
+            .collect(),
+        Err(err) => {
+            tracing::warn!("listing earlier nights: {err}");
+            return;
+        }
+    };
+    if earlier.is_empty() {
+        return;
+    }
     let leftovers = HarvestOptions {
         watch: false,
         out_dir: None,
         ..options.clone()
     };
-    if let Err(err) = harvest(
-        &[],
+    let result = harvest(
+        &earlier,
         &mut state.ledger,
         client,
         &state.store,
         &leftovers,
         progress,
-    )
-    .await
-    {
+    );
+    if let Err(err) = result.await {
         tracing::warn!("collecting earlier nights' videos: {err}");
         eprintln!("warning: collecting earlier nights' videos: {err}");
     }

@@ -410,12 +410,19 @@ fn nightly_also_collects_what_an_earlier_night_left_unharvested() {
     let monday = shot_list(2, "monday").replace("project: test-night", "project: monday");
     night.write("monday.yaml", monday);
     let submitted = night.json(&["submit", "monday.yaml"]);
-    wait_for_batch(&night, submitted["batches"][0]["batch_id"].as_str().unwrap(), "completed");
+    wait_for_batch(
+        &night,
+        submitted["batches"][0]["batch_id"].as_str().unwrap(),
+        "completed",
+    );
 
     let tuesday = shot_list(2, "tuesday").replace("project: test-night", "project: tuesday");
     night.write("tuesday.yaml", tuesday);
     night.ok(&["nightly", "tuesday.yaml"]);
     for project in ["monday", "tuesday"] {
-        assert_eq!(assert_outputs_match_the_sandbox(&night, &format!("renders/{project}")), 2);
+        assert_eq!(
+            assert_outputs_match_the_sandbox(&night, &format!("renders/{project}")),
+            2
+        );
     }
 }

@@ -388,12 +388,9 @@ fn retry_reuploads_only_an_unchanged_reference_and_works_from_any_folder() {
 
     night.write("refs/first.png", png_of(1280, 720, 1));
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_render"))
-        .args(["retry", &run_id])
+    let output = night
+        .command(&["retry", &run_id])
         .current_dir(elsewhere.path())
-        .env("OPENAI_BASE_URL", night.sandbox.base_url())
-        .env("OPENAI_API_KEY", API_KEY)
-        .env("RENDER_STATE_DIR", night.state_dir())
         .output()
         .unwrap();
     assert_success(&output, &["retry"]);

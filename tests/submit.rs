@@ -276,16 +276,7 @@ fn a_second_render_on_the_same_state_directory_is_refused_not_run_twice() {
 
     drop(held);
     let both: Vec<_> = (0..2)
-        .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_render"))
-                .args(["submit", "shots.yaml"])
-                .current_dir(night.dir.path())
-                .env("OPENAI_BASE_URL", night.sandbox.base_url())
-                .env("OPENAI_API_KEY", API_KEY)
-                .env("RENDER_STATE_DIR", night.state_dir())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| night.command(&["submit", "shots.yaml"]).spawn().unwrap())
         .collect();
     for mut child in both {
         child.wait().unwrap();

@@ -79,12 +79,7 @@ impl Bars {
     fn show(&self, event: &Event) {
         match event {
             Event::BatchStatus {
-                batch_id,
-                status,
-                completed,
-                failed,
-                total,
-                outputs_expire_in,
+                outputs_expire_in, ..
             } => {
                 if let Some(left) = outputs_expire_in {
                     let mut nearest = self
@@ -98,9 +93,7 @@ impl Bars {
                         human_duration(left)
                     ));
                 }
-                self.status.set_message(format!(
-                    "batch {batch_id}: {status} ({completed} done, {failed} failed of {total})"
-                ));
+                self.status.set_message(line_for(event).unwrap_or_default());
                 self.status.tick();
             }
             // Deadlines are per round: a batch harvested since no longer counts.

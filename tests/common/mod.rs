@@ -51,6 +51,15 @@ impl Night {
     }
 
     pub fn render_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("the render binary runs")
+    }
+
+    /// `render ARGS` in the scratch folder against the sandbox, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_render"));
         command
             .args(args)
@@ -60,10 +69,7 @@ impl Night {
             .env("RENDER_STATE_DIR", self.state_dir())
             .env_remove("RENDER_FAILPOINT")
             .env_remove("RENDER_LOG");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        command.output().expect("the render binary runs")
+        command
     }
 
     /// Runs `render ARGS` and insists it exits 0.

@@ -95,6 +95,21 @@ fn bad_invocations_are_clear_errors_with_documented_exits() {
             says: "nul.yaml:1:1",
         },
         Bad {
+            args: &["status", "run-that-never-was"],
+            exit: 2,
+            says: "no run named run-that-never-was",
+        },
+        Bad {
+            args: &["harvest", "run-that-never-was"],
+            exit: 2,
+            says: "no run named run-that-never-was",
+        },
+        Bad {
+            args: &["retry", "run-that-never-was"],
+            exit: 2,
+            says: "no run named run-that-never-was",
+        },
+        Bad {
             args: &["plan", "notes.txt"],
             exit: 1,
             says: "unknown shot list format",

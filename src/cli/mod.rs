@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(Outcome::Failure as u8)
+            ExitCode::from(exit_status_of(&err) as u8)
         }
     }
 }
@@ -127,6 +127,26 @@ pub fn main() -> ExitCode {
 /// Logs go to stderr (warnings by default, `-v`/`-vv`/`RENDER_LOG` for more) and, for the
 /// commands that keep state, also to `<state-dir>/logs/render.log` at info level, so a night
 /// run from cron leaves a record. The API key never reaches either: the client masks it.
+/// A mistake in what was asked (a run that does not exist, the wrong provider), not a failure
+/// of the night: exit status 2, like a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn exit_status_of(err: &anyhow::Error) -> Outcome {
+    use crate::harvest::HarvestError;
+    let usage = err.downcast_ref::<UsageError>().is_some()
+        || matches!(
+            err.downcast_ref::<HarvestError>(),
+            Some(HarvestError::UnknownRun(_) | HarvestError::OtherProvider { .. })
+        );
+    if usage {
+        Outcome::Usage
+    } else {
+        Outcome::Failure
+    }
+}
+
 fn init_logging(verbose: u8, log_file: Option<std::fs::File>) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;

@@ -2,7 +2,7 @@
 
 use super::state::{api_client, open_state, runtime};
 use super::submit::{print_report, submit_options};
-use super::{Format, GlobalArgs, Outcome};
+use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::ledger::RequestStatus;
 use crate::money::Usd;
 use crate::report::progress::Progress;
@@ -21,10 +21,12 @@ pub struct Args {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let mut state = open_state(global)?;
-    let run = state
-        .ledger
-        .run(&args.run)?
-        .ok_or_else(|| anyhow::anyhow!("no run named {} (`render status` lists them)", args.run))?;
+    let run = state.ledger.run(&args.run)?.ok_or_else(|| {
+        UsageError(format!(
+            "no run named {} (`render status` lists them)",
+            args.run
+        ))
+    })?;
     let mut retryable = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for item in state.ledger.run_items(&run.id)? {
@@ -55,13 +57,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     }
     let client = api_client()?;
     if run.provider != client.provider() {
-        anyhow::bail!(
+        return Err(UsageError(format!(
             "run {} was submitted to {}, but OPENAI_BASE_URL points at {}; point it at {} to retry this run",
             run.id,
             run.provider,
             client.provider(),
             run.provider
-        );
+        ))
+        .into());
     }
     let options = submit_options(&args.limits, client.provider());
     let progress = Progress::new(global.format == Format::Json);

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Format, GlobalArgs, Outcome};
+use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::harvest::human_duration;
 use crate::ledger::{BatchRow, Ledger, RunRow, unix_now};
 
@@ -38,13 +38,12 @@ struct BatchStatus {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let ledger = Ledger::open(&global.state_dir.join(super::state::LEDGER_FILE))?;
-    let runs =
-        match &args.run {
-            Some(id) => vec![ledger.run(id)?.ok_or_else(|| {
-                anyhow::anyhow!("no run named {id} (`render status` lists them)")
-            })?],
-            None => ledger.runs()?,
-        };
+    let runs = match &args.run {
+        Some(id) => vec![ledger.run(id)?.ok_or_else(|| {
+            UsageError(format!("no run named {id} (`render status` lists them)"))
+        })?],
+        None => ledger.runs()?,
+    };
     let statuses = runs
         .iter()
         .map(|run| run_status(run, &ledger))

@@ -8,9 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::api::client::ApiClient;
@@ -42,6 +42,8 @@ pub enum HarvestError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error("a download task failed: {0}")]
+    Task(String),
     #[error("no run named {0} in the ledger (see `render status`)")]
     UnknownRun(String),
     #[error(
@@ -638,14 +640,38 @@ impl Harvester<'_> {
         events.emit(Event::DownloadsPlanned {
             videos: todo.len() as u64,
         });
-        let mut downloads =
-            futures_util::stream::iter(todo.into_iter().map(|request| async move {
-                let result = download_request(&request, client, store, events).await;
+        // Each download is its own task, so hashing and copying spread over every core; they
+        // report progress through a channel, and only this task touches the ledger.
+        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+        let slots = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
+        let mut downloads = tokio::task::JoinSet::new();
+        for request in todo {
+            let (client, store) = (client.clone(), store.clone());
+            let (slots, sink) = (slots.clone(), ChannelSink(progress_tx.clone()));
+            downloads.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let result = download_request(&request, &client, &store, &sink).await;
                 (request, result)
-            }))
-            .buffer_unordered(options.jobs.max(1));
+            });
+        }
+        drop(progress_tx);
         let mut first_error = None;
-        while let Some((request, result)) = downloads.next().await {
+        loop {
+            let joined = tokio::select! {
+                Some(event) = progress_rx.recv() => {
+                    events.emit(event);
+                    continue;
+                }
+                joined = downloads.join_next() => joined,
+            };
+            let Some(joined) = joined else { break };
+            let (request, result) = match joined {
+                Ok(done) => done,
+                Err(err) => {
+                    first_error.get_or_insert(HarvestError::Task(err.to_string()));
+                    continue;
+                }
+            };
             match result {
                 Ok(output) => {
                     ledger.record_output(&output)?;
@@ -673,10 +699,23 @@ impl Harvester<'_> {
                 }
             }
         }
+        while let Ok(event) = progress_rx.try_recv() {
+            events.emit(event);
+        }
         match first_error {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+}
+
+/// Forwards a download task's events to the harvest's own task.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl EventSink for ChannelSink {
+    fn emit(&self, event: Event) {
+        // The receiver outlives every task; a send can only fail once the harvest has ended.
+        let _ = self.0.send(event);
     }
 }
 

@@ -783,6 +783,7 @@ async fn download_variant(
             events,
             count: variant == ContentVariant::Video,
             written: 0,
+            unreported: 0,
         };
         client
             .download_content(video_id, variant, &mut sink, resume_from)
@@ -814,6 +815,27 @@ struct ProgressWriter<'a, W> {
     events: &'a dyn EventSink,
     count: bool,
     written: u64,
+    /// Bytes not yet reported: progress goes out a mebibyte at a time, not per chunk.
+    unreported: u64,
+}
+
+/// How many bytes a progress event stands for, at most.
+const PROGRESS_STEP: u64 = 1 << 20;
+
+impl<W> ProgressWriter<'_, W> {
+    fn report(&mut self) {
+        if self.unreported > 0 {
+            self.events.emit(Event::DownloadProgress {
+                bytes: std::mem::take(&mut self.unreported),
+            });
+        }
+    }
+}
+
+impl<W> Drop for ProgressWriter<'_, W> {
+    fn drop(&mut self) {
+        self.report();
+    }
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<'_, W> {
@@ -826,9 +848,11 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<
         if let std::task::Poll::Ready(Ok(n)) = &poll
             && self.count
         {
-            self.events
-                .emit(Event::DownloadProgress { bytes: *n as u64 });
             self.written += *n as u64;
+            self.unreported += *n as u64;
+            if self.unreported >= PROGRESS_STEP {
+                self.report();
+            }
             // Late enough that part of the video has reached the disk, to prove resumption.
             if self.written > 1 << 20 {
                 failpoint::hit("harvest-mid-download");

@@ -465,8 +465,19 @@ impl Submitter<'_> {
                 file.id
             }
         };
+        // File names only: the provider has no business with this machine's folders.
         let shot_list = match self.ledger.run(&intent.run_id)? {
-            Some(run) => run.sources.join(","),
+            Some(run) => run
+                .sources
+                .iter()
+                .map(|source| {
+                    Path::new(source).file_name().map_or_else(
+                        || source.clone(),
+                        |name| name.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             None => String::new(),
         };
         let request = CreateBatch {

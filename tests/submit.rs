@@ -9,13 +9,22 @@ use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
 #[test]
 fn the_jsonl_the_sandbox_received_is_what_the_plan_says() {
     let night = Night::new();
-    night.write("refs/first.png", png_of(1280, 720, 1));
+    night.write("lists/refs/first.png", png_of(1280, 720, 1));
     night.write(
-        "shots.yaml",
+        "lists/shots.yaml",
         "project: check\nshots:\n  - id: a\n    prompt: a red kite over dunes\n    model: sora-2-pro\n    size: 1920x1080\n    seconds: 12\n  - id: b\n    prompt: a slow pan across a harbour\n    reference: refs/first.png\n    takes: 2\n",
     );
-    let plan = night.json(&["plan", "shots.yaml"]);
-    night.ok(&["submit", "shots.yaml"]);
+    let plan = night.json(&["plan", "lists/shots.yaml"]);
+    let submitted = night.json(&["submit", "lists/shots.yaml"]);
+    let batch_id = submitted["batches"][0]["batch_id"].as_str().unwrap();
+    let url = format!("{}/batches/{batch_id}", night.sandbox.base_url());
+    let batch: serde_json::Value = serde_json::from_slice(&blocking_get(&url)).unwrap();
+    assert_eq!(batch["metadata"]["render_run"], submitted["run_id"]);
+    assert_eq!(batch["metadata"]["render_part"], "1");
+    assert_eq!(
+        batch["metadata"]["render_shot_list"], "shots.yaml",
+        "names, not folders"
+    );
 
     let lines = batch_input_lines(&night, &night.state_dir());
     let planned = plan["shots"].as_array().unwrap();

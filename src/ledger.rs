@@ -426,7 +426,7 @@ impl Ledger {
         self.query_one(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0
-                     ORDER BY created_at DESC, id DESC LIMIT 1"
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1"
             ),
             [plan_hash],
             run_from_row,
@@ -448,7 +448,7 @@ impl Ledger {
     /// All runs, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC"
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, rowid DESC"
         ))?;
         let rows = stmt.query_map([], run_from_row)?;
         rows.map(|r| r?).collect()

@@ -249,10 +249,15 @@ fn measure_compile(list: &Path) {
             .requests
             .iter()
             .map(|r| {
-                (
-                    r.key,
-                    batch::video_body(r, placeholder_file_id(r).as_deref()),
-                )
+                let mut body = batch::video_body(
+                    r.model.as_str(),
+                    &r.size.to_string(),
+                    r.seconds.0,
+                    &r.prompt,
+                );
+                body.input_reference = placeholder_file_id(r)
+                    .map(|file_id| render::api::types::InputReference::FileId { file_id });
+                (r.key, body)
             })
             .collect();
         let built = started.elapsed();

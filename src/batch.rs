@@ -3,9 +3,8 @@
 //! Pure: requests in, bytes out. Uploading is `submit`'s job.
 
 pub use crate::api::types::BatchLimits;
-use crate::api::types::{BatchInputLine, CreateVideo, InputReference};
+use crate::api::types::{BatchInputLine, CreateVideo};
 use crate::key::RequestKey;
-use crate::plan::PlannedRequest;
 
 /// The only endpoint a `render` batch calls.
 pub const VIDEOS_ENDPOINT: &str = "/v1/videos";
@@ -44,16 +43,15 @@ pub fn parse_custom_id(custom_id: &str) -> Option<RequestKey> {
     custom_id.strip_prefix(CUSTOM_ID_PREFIX)?.parse().ok()
 }
 
-/// The JSON body of `POST /v1/videos` for a request; `file_id` is its uploaded reference image.
-pub fn video_body(request: &PlannedRequest, file_id: Option<&str>) -> CreateVideo {
+/// The JSON body of `POST /v1/videos`, before its reference image (if any) is named by the
+/// file id it was uploaded as. `seconds` travels as the API's string.
+pub fn video_body(model: &str, size: &str, seconds: u32, prompt: &str) -> CreateVideo {
     CreateVideo {
-        prompt: request.prompt.clone(),
-        model: Some(request.model.to_string()),
-        size: Some(request.size.to_string()),
-        seconds: Some(request.seconds.api_string()),
-        input_reference: file_id.map(|id| InputReference::FileId {
-            file_id: id.to_string(),
-        }),
+        prompt: prompt.to_string(),
+        model: Some(model.to_string()),
+        size: Some(size.to_string()),
+        seconds: Some(seconds.to_string()),
+        input_reference: None,
     }
 }
 

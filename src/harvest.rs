@@ -74,21 +74,11 @@ pub struct HarvestOptions {
     pub jobs: usize,
     /// Keep polling until every batch of the selected runs is finished and harvested.
     pub watch: bool,
-    /// Output folder for a run that has none yet; `None` means `renders/<project>/`.
+    /// Output folder (`--out`): wins over, and replaces, the folder a run was laid out in
+    /// before; `None` keeps that folder, or `renders/<project>/` for a new run.
     pub out_dir: Option<PathBuf>,
     /// Longest pause between polls while watching.
     pub max_poll_interval: Duration,
-}
-
-impl Default for HarvestOptions {
-    fn default() -> HarvestOptions {
-        HarvestOptions {
-            jobs: 4,
-            watch: false,
-            out_dir: None,
-            max_poll_interval: Duration::from_secs(60),
-        }
-    }
 }
 
 /// What one `render harvest` did, per run.

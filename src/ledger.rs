@@ -591,16 +591,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Requests of a run that are waiting for their video to be downloaded.
-    pub fn completed_requests(&self, run_id: &str) -> Result<Vec<RequestRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'completed' AND key IN
-                (SELECT key FROM run_items WHERE run_id = ?1) ORDER BY video_expires_at, rowid"
-        ))?;
-        let rows = stmt.query_map([run_id], request_from_row)?;
-        rows.map(|r| r?).collect()
-    }
-
     // ------------------------------------------------------------ assets
 
     pub fn asset(&self, sha256: &Sha256Hex) -> Result<Option<AssetRow>> {

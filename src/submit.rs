@@ -69,13 +69,6 @@ pub enum SubmitError {
     },
 }
 
-#[derive(Clone, Debug)]
-pub struct SubmitOptions {
-    pub limits: BatchLimits,
-    /// The API host: part of every key, and recorded with the run.
-    pub provider: String,
-}
-
 /// What one `render submit` did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SubmitReport {
@@ -107,10 +100,10 @@ pub async fn submit(
     ledger: &mut Ledger,
     store: &LocalStore,
     client: &ApiClient,
-    options: &SubmitOptions,
+    limits: BatchLimits,
     events: &dyn EventSink,
 ) -> Result<SubmitReport, SubmitError> {
-    let (run, resumed) = open_run(plan, ledger, &options.provider)?;
+    let (run, resumed) = open_run(plan, ledger)?;
     events.emit(Event::RunStarted {
         run_id: run.id.clone(),
         resumed,
@@ -121,8 +114,8 @@ pub async fn submit(
     let selected = select_requests(plan, submitter.ledger, store, &mut submitter.report)?;
     let rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
     submitter.ledger.insert_requests(&rows)?;
-    let outgoing: Vec<Outgoing> = selected.iter().map(Outgoing::from_plan).collect();
-    submitter.send(&outgoing, options.limits).await?;
+    let outgoing: Vec<Outgoing> = rows.iter().map(Outgoing::from_row).collect();
+    submitter.send(&outgoing, limits).await?;
     Ok(submitter.report)
 }
 
@@ -133,7 +126,7 @@ pub async fn resubmit(
     requests: &[RequestRow],
     ledger: &mut Ledger,
     client: &ApiClient,
-    options: &SubmitOptions,
+    limits: BatchLimits,
     events: &dyn EventSink,
 ) -> Result<SubmitReport, SubmitError> {
     let mut submitter = Submitter::new(run, true, requests.len(), ledger, client, events);
@@ -143,7 +136,7 @@ pub async fn resubmit(
         .filter(|r| !r.status.is_in_flight_or_done())
         .map(Outgoing::from_row)
         .collect();
-    submitter.send(&outgoing, options.limits).await?;
+    submitter.send(&outgoing, limits).await?;
     Ok(submitter.report)
 }
 
@@ -156,27 +149,10 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn from_plan(request: &PlannedRequest) -> Outgoing {
-        Outgoing {
-            key: request.key,
-            body: batch::video_body(request, None),
-            reference: request
-                .reference
-                .as_ref()
-                .map(|r| (r.sha256, r.path.clone())),
-        }
-    }
-
     fn from_row(row: &RequestRow) -> Outgoing {
         Outgoing {
             key: row.key,
-            body: CreateVideo {
-                prompt: row.prompt.clone(),
-                model: Some(row.model.clone()),
-                size: Some(row.size.clone()),
-                seconds: Some(row.seconds.to_string()),
-                input_reference: None,
-            },
+            body: batch::video_body(&row.model, &row.size, row.seconds, &row.prompt),
             reference: row
                 .reference_sha
                 .zip(row.reference_path.as_ref().map(PathBuf::from)),
@@ -272,11 +248,7 @@ impl<'a> Submitter<'a> {
 }
 
 /// The run this plan continues (an unfinished run of the same plan), or a new one.
-fn open_run(
-    plan: &Plan,
-    ledger: &mut Ledger,
-    provider: &str,
-) -> Result<(RunRow, bool), SubmitError> {
+fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool), SubmitError> {
     let plan_hash = plan_hash(plan);
     if let Some(run) = ledger.open_run_for_plan(&plan_hash)? {
         return Ok((run, true));
@@ -292,7 +264,7 @@ fn open_run(
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
-        provider: provider.to_string(),
+        provider: plan.provider.clone(),
         out_dir: None,
         done: false,
     };
@@ -660,7 +632,10 @@ pub fn dry_run(
     out_dir: &Path,
 ) -> Result<Vec<(PathBuf, usize)>, SubmitError> {
     let selected = select_requests(plan, ledger, store, &mut SubmitReport::default())?;
-    let outgoing: Vec<Outgoing> = selected.iter().map(Outgoing::from_plan).collect();
+    let outgoing: Vec<Outgoing> = selected
+        .iter()
+        .map(|r| Outgoing::from_row(&request_row(r)))
+        .collect();
     let mut file_ids = HashMap::new();
     for (sha256, _) in outgoing.iter().filter_map(|o| o.reference.as_ref()) {
         if !file_ids.contains_key(sha256) {

@@ -6,6 +6,18 @@ use common::*;
 use render::sandbox::SandboxConfig;
 use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
 
+/// Runs `render submit shots.yaml` until the failpoint kills it.
+fn crash_submit(night: &Night, failpoint: &str) {
+    let crashed = night.render_with(
+        &["submit", "shots.yaml"],
+        &[("RENDER_FAILPOINT", failpoint)],
+    );
+    assert!(
+        !crashed.status.success(),
+        "the failpoint {failpoint} must kill the process"
+    );
+}
+
 #[test]
 fn the_jsonl_the_sandbox_received_is_what_the_plan_says() {
     let night = Night::new();
@@ -126,14 +138,7 @@ fn a_second_submit_sends_nothing() {
 fn a_crash_after_the_intent_is_written_ends_in_exactly_one_batch() {
     let night = Night::new();
     night.write("shots.yaml", shot_list(5, "intent"));
-    let crashed = night.render_with(
-        &["submit", "shots.yaml"],
-        &[("RENDER_FAILPOINT", "submit-after-intent")],
-    );
-    assert!(
-        !crashed.status.success(),
-        "the failpoint must kill the process"
-    );
+    crash_submit(&night, "submit-after-intent");
     assert_eq!(night.sandbox.stats().batches_created, 0);
 
     let rerun = night.json(&["submit", "shots.yaml"]);
@@ -149,11 +154,7 @@ fn a_crash_after_the_intent_is_written_ends_in_exactly_one_batch() {
 fn a_crash_after_the_batch_is_created_adopts_it_instead_of_creating_another() {
     let night = Night::new();
     night.write("shots.yaml", shot_list(5, "created"));
-    let crashed = night.render_with(
-        &["submit", "shots.yaml"],
-        &[("RENDER_FAILPOINT", "submit-after-create")],
-    );
-    assert!(!crashed.status.success());
+    crash_submit(&night, "submit-after-create");
     assert_eq!(night.sandbox.stats().batches_created, 1);
 
     let rerun = night.json(&["submit", "shots.yaml"]);
@@ -305,11 +306,7 @@ fn a_gateway_that_drops_metadata_still_gets_each_batch_once() {
             .drop_metadata(true),
     );
     night.write("shots.yaml", shot_list(3, "no-metadata"));
-    let crashed = night.render_with(
-        &["submit", "shots.yaml"],
-        &[("RENDER_FAILPOINT", "submit-after-create")],
-    );
-    assert!(!crashed.status.success());
+    crash_submit(&night, "submit-after-create");
     assert_eq!(night.sandbox.stats().batches_created, 1);
     let rerun = night.json(&["submit", "shots.yaml"]);
     assert_eq!(

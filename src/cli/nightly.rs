@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::plan::{PlanArgs, prepare, prepare_for, provider_of};
 use super::state::{api_client, api_client_for, open_state, runtime};
-use super::submit::{LimitArgs, checked_plan, submit_options};
+use super::submit::{LimitArgs, checked_plan};
 use super::{Format, GlobalArgs, Outcome};
 use crate::api::client::ApiClient;
 use crate::harvest::{HarvestOptions, HarvestReport, harvest};
@@ -87,7 +87,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     };
     let mut state = open_state(global)?;
     let progress = Progress::new(global.format == Format::Json);
-    let options = submit_options(&args.limits, plan.provider.clone());
     let harvest_options = HarvestOptions {
         jobs: args.jobs,
         watch: true,
@@ -100,7 +99,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             &mut state.ledger,
             &state.store,
             &client,
-            &options,
+            args.limits.limits(),
             &progress,
         )
         .await?;

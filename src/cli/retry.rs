@@ -1,7 +1,7 @@
 //! `render retry RUN`: resubmit the run's failed-but-retryable and lost requests, and only those.
 
 use super::state::{api_client, open_state, runtime};
-use super::submit::{print_report, submit_options};
+use super::submit::print_report;
 use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::ledger::RequestStatus;
 use crate::money::Usd;
@@ -66,14 +66,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let options = submit_options(&args.limits, client.provider());
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(resubmit(
         &run,
         &retryable,
         &mut state.ledger,
         &client,
-        &options,
+        args.limits.limits(),
         &progress,
     ));
     progress.finish();

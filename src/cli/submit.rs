@@ -8,7 +8,7 @@ use super::{Format, GlobalArgs, Outcome};
 use crate::batch::BatchLimits;
 use crate::plan::Plan;
 use crate::report::progress::Progress;
-use crate::submit::{SubmitOptions, SubmitReport, dry_run, submit};
+use crate::submit::{SubmitReport, dry_run, submit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,13 +47,12 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-pub fn submit_options(limits: &LimitArgs, provider: String) -> SubmitOptions {
-    SubmitOptions {
-        limits: BatchLimits {
-            max_requests: limits.max_batch_requests,
-            max_bytes: limits.max_batch_bytes,
-        },
-        provider,
+impl LimitArgs {
+    pub fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_requests: self.max_batch_requests,
+            max_bytes: self.max_batch_bytes,
+        }
     }
 }
 
@@ -62,14 +61,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         Ok(plan) => plan,
         Err(outcome) => return Ok(outcome),
     };
-    let options = submit_options(&args.limits, plan.provider.clone());
+    let limits = args.limits.limits();
     if args.dry_run {
         let out = args
             .out
             .as_deref()
             .expect("clap requires --out with --dry-run");
         let state = open_state(global)?;
-        let files = dry_run(&plan, &state.ledger, &state.store, options.limits, out)?;
+        let files = dry_run(&plan, &state.ledger, &state.store, limits, out)?;
         if global.format == Format::Json {
             let files: Vec<_> = files
                 .iter()
@@ -94,7 +93,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         &mut state.ledger,
         &state.store,
         &client,
-        &options,
+        limits,
         &progress,
     ));
     progress.finish();

@@ -5,6 +5,7 @@
 
 // Layer 1: pure values and helpers.
 pub mod catalog;
+pub mod dialect;
 pub mod events;
 pub mod failpoint;
 pub mod fsutil;

@@ -70,8 +70,8 @@ fn measure(mode: &str, path: &Path) {
         _ => {
             let base = path.parent().unwrap_or(Path::new("."));
             let input = ShotListInput::new("big.yaml", base, text, Format::Yaml);
-            let opts = PlanOptions::new("127.0.0.1");
-            match build(&[input], &opts, &Catalog::builtin(), &|_| false) {
+            let opts = PlanOptions::single("127.0.0.1", Catalog::builtin());
+            match build(&[input], &opts, &|_| false) {
                 Ok((plan, _)) => format!(
                     "{} requests, {} at Batch rates",
                     plan.requests.len(),

@@ -227,8 +227,7 @@ fn measure_compile(list: &Path) {
     let input = ShotListInput::new("night.yaml", base, text, Format::Yaml);
     let plan = match build(
         &[input],
-        &PlanOptions::new("api.openai.com"),
-        &Catalog::builtin(),
+        &PlanOptions::single("api.openai.com", Catalog::builtin()),
         &|_| false,
     ) {
         Ok((plan, _)) => plan,

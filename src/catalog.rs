@@ -102,6 +102,7 @@ pub struct Rate {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SizeEntry {
     size: Size,
     standard: Usd,
@@ -110,9 +111,16 @@ struct SizeEntry {
     batch: Option<Usd>,
 }
 
+/// One model as a catalog file writes it (the built-in catalog, `--catalog`, a provider's
+/// `models`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct ModelEntry {
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
     name: Model,
+    /// The model string the server wants, when it differs from `name`
+    /// (`Wan-AI/Wan2.2-T2V-A14B-Diffusers`).
+    #[serde(default)]
+    served_as: Option<String>,
     #[serde(default)]
     retired: Option<String>,
     #[serde(default)]
@@ -136,6 +144,8 @@ struct CatalogFile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelSpec {
     pub name: Model,
+    /// What goes on the wire as `model` (the name unless the catalog says otherwise).
+    pub served_as: Option<String>,
     /// ISO date on which the model was switched off on `retired_hosts`.
     pub retired: Option<String>,
     pub retired_hosts: Vec<String>,
@@ -145,6 +155,11 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// The `model` string sent to the server.
+    pub fn wire_name(&self) -> &str {
+        self.served_as.as_deref().unwrap_or(self.name.as_str())
+    }
+
     pub fn rate(&self, size: Size) -> Option<Rate> {
         self.sizes.get(&size).copied()
     }
@@ -219,6 +234,19 @@ impl Catalog {
         Ok(())
     }
 
+    /// A catalog of exactly these models (a provider's own `models`).
+    pub fn from_entries(entries: Vec<ModelEntry>, origin: &str) -> Result<Catalog, CatalogError> {
+        let mut models = BTreeMap::new();
+        for entry in entries {
+            let spec = model_spec(entry).map_err(|message| CatalogError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
+            models.insert(spec.name.clone(), spec);
+        }
+        Ok(Catalog { models })
+    }
+
     pub fn model(&self, name: &str) -> Option<&ModelSpec> {
         self.models.get(&Model(name.to_string()))
     }
@@ -279,6 +307,7 @@ fn model_spec(entry: ModelEntry) -> Result<ModelSpec, String> {
     seconds.dedup();
     Ok(ModelSpec {
         name: entry.name,
+        served_as: entry.served_as.filter(|s| !s.trim().is_empty()),
         retired: entry.retired,
         retired_hosts: entry.retired_hosts,
         max_prompt_chars: entry.max_prompt_chars,

@@ -32,6 +32,15 @@ pub enum Event {
         part: u32,
         batch_id: String,
     },
+    /// A direct-lane job was created for a request (or, `adopted`, found on the server after
+    /// an interruption).
+    JobCreated {
+        provider: String,
+        shot_id: String,
+        key: String,
+        video_id: String,
+        adopted: bool,
+    },
     /// A round of refreshing every open batch begins (nearest deadline first).
     PollStarted {
         batches: usize,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{Model, Seconds, Size};
 
 /// Bump when the encoding or the meaning of a field changes: every key changes with it.
-pub const KEY_VERSION: u32 = 1;
+pub const KEY_VERSION: u32 = 2;
 
 /// A SHA-256 digest, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,7 +75,8 @@ pub type RequestKey = Sha256Hex;
 /// Everything that decides a request's output. Field order is the canonical order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyInput<'a> {
-    /// Who renders: the API host (`api.openai.com`), since two providers give different videos.
+    /// Who renders: the provider's identity (its name, or the default provider's whole base
+    /// URL), since two servers give different videos. Version 1 keyed the bare host.
     pub provider: &'a str,
     pub model: &'a Model,
     pub size: Size,
@@ -130,7 +131,7 @@ mod tests {
         let model = base_model();
         assert_eq!(
             base(&model).key().hex(),
-            "48ff7c7e364bfbb4a3f3382d557e1bf18e8dfeed453ea11b689df18671b5c669"
+            "66a8de5430ae1b9a25af79707e70ad8d59ba73fb8c60dc1c65eaf34d1396f339"
         );
     }
 

@@ -14,6 +14,7 @@ pub mod money;
 
 // Layer 2: input and wire formats.
 pub mod api;
+pub mod provider;
 pub mod shotlist;
 
 // Layer 3: stages over values, and the stores.
@@ -22,8 +23,10 @@ pub mod cache;
 pub mod ledger;
 pub mod plan;
 
-// Layer 4: the stages that talk to the provider; they meet only through the ledger.
+// Layer 4: the stages that talk to the provider; submit and harvest meet only through the
+// ledger and the lanes.
 pub mod harvest;
+pub mod lanes;
 pub mod outputs;
 pub mod submit;
 

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{Catalog, CatalogError, Model, ModelSpec, Seconds, Size};
+use crate::catalog::{Catalog, CatalogError, Model, ModelSpec, Rate, Seconds, Size};
 use crate::key::{KeyInput, RequestKey, Sha256Hex};
 use crate::money::Usd;
+use crate::provider::{Lane, Provider, Providers};
 use crate::shotlist::diagnostic::{has_errors, sort_and_dedup};
-use crate::shotlist::{Diagnostic, Pos, Shot, ShotList, ShotListInput, Sp};
+use crate::shotlist::{Diagnostic, Pos, Priority, Shot, ShotList, ShotListInput, Sp};
 
 /// A first-frame image, identified by its content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,21 +31,31 @@ pub struct Reference {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PlannedRequest {
     pub shot_id: String,
+    /// The provider's identity (its name, or the default provider's base URL).
+    pub provider: String,
+    /// What the shot list calls the provider.
+    pub provider_name: String,
+    pub lane: Lane,
+    pub priority: Priority,
     /// 1-based take number.
     pub take: u32,
     /// How many takes the shot has (decides whether output names carry the take).
     pub takes: u32,
     pub model: Model,
+    /// The `model` string sent (the catalog's `served_as`, else the model's name).
+    pub served_as: String,
     pub size: Size,
     pub seconds: Seconds,
     pub prompt: String,
     pub reference: Option<Reference>,
     pub tags: Vec<String>,
     pub key: RequestKey,
-    /// At the Batch rate; zero when cached.
+    /// At the price of its lane (Batch or standard); zero when cached.
     pub cost: Usd,
     /// At the standard (non-Batch) rate, ignoring the cache: what the same work costs elsewhere.
     pub standard_cost: Usd,
+    /// At the Batch rate, where the provider offers a Batch lane (ignoring the cache).
+    pub batch_cost: Option<Usd>,
     pub cached: bool,
     /// The shot list the shot came from.
     pub source: PathBuf,
@@ -53,8 +64,8 @@ pub struct PlannedRequest {
 /// A night's work, validated and priced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    /// The API host the plan is keyed and priced for (every key includes it).
-    pub provider: String,
+    /// The identities of the providers the plan's requests go to, in first-use order.
+    pub providers: Vec<String>,
     /// The `project` of the first shot list that names one.
     pub project: Option<String>,
     pub sources: Vec<PathBuf>,
@@ -73,6 +84,11 @@ impl Plan {
 
     pub fn cached_count(&self) -> usize {
         self.requests.iter().filter(|r| r.cached).count()
+    }
+
+    /// The providers as one line (`wan-farm, default`), for runs and reports.
+    pub fn provider_summary(&self) -> String {
+        self.providers.join(", ")
     }
 }
 
@@ -130,7 +146,7 @@ pub struct Subtotal {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the plan costs {total} at Batch rates, over the budget of {budget}; nothing was spent")]
+#[error("the plan costs {total}, over the budget of {budget}; nothing was spent")]
 pub struct OverBudget {
     pub total: Usd,
     pub budget: Usd,
@@ -143,32 +159,53 @@ pub const DEFAULT_SIZE: Size = Size {
     height: 720,
 };
 pub const DEFAULT_SECONDS: Seconds = Seconds(8);
-/// The API `render` talks to unless `OPENAI_BASE_URL` says otherwise.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub use crate::provider::DEFAULT_BASE_URL;
 /// Where diagnostics about flags point.
 pub const COMMAND_LINE: &str = "command line";
 
 /// How to plan: who renders, and the defaults from the command line.
 ///
-/// Precedence for each of model, size and seconds: the shot's own value, then its list's
-/// `defaults`, then these flags, then the built-in defaults (sora-2, 1280x720, 8 s).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Precedence for each of provider, model, size and seconds: the shot's own value, then its
+/// list's `defaults`, then these flags (the providers' default), then the built-in defaults
+/// (sora-2, 1280x720, 8 s, or the provider's first offer where it has none of those).
+#[derive(Clone, Debug)]
 pub struct PlanOptions {
-    /// The API host (`api.openai.com`, `127.0.0.1`): part of every cache key.
-    pub provider: String,
+    /// Who can render; shots without a `provider` go to its default.
+    pub providers: Providers,
     pub model: Option<Model>,
     pub size: Option<Size>,
     pub seconds: Option<Seconds>,
 }
 
 impl PlanOptions {
-    pub fn new(provider: &str) -> PlanOptions {
+    pub fn new(providers: Providers) -> PlanOptions {
         PlanOptions {
-            provider: provider.to_string(),
+            providers,
             model: None,
             size: None,
             seconds: None,
         }
+    }
+
+    /// One OpenAI-dialect provider whose identity is `id` (a host such as `127.0.0.1`, or a
+    /// base URL), rendering the models of `catalog`: what tests and benchmarks plan against.
+    pub fn single(id: &str, catalog: Catalog) -> PlanOptions {
+        let base_url = if id.contains("://") {
+            id.to_string()
+        } else {
+            format!("http://{id}/v1")
+        };
+        PlanOptions::new(Providers::of(vec![Provider {
+            name: crate::provider::DEFAULT_PROVIDER.into(),
+            id: id.to_string(),
+            base_url,
+            api_key_env: None,
+            dialect: crate::dialect::Dialect::Openai,
+            lane: crate::provider::LaneChoice::Auto,
+            max_in_flight: crate::provider::DEFAULT_MAX_IN_FLIGHT,
+            catalog,
+            thumbnails: None,
+        }]))
     }
 }
 
@@ -192,11 +229,10 @@ pub fn plan_files(
     paths: &[PathBuf],
     stdin: &mut dyn Read,
     opts: &PlanOptions,
-    catalog: &Catalog,
     is_cached: &dyn Fn(&RequestKey) -> bool,
 ) -> PlanRun {
     let (inputs, mut diagnostics) = read_inputs(paths, stdin);
-    let plan = match build(&inputs, opts, catalog, is_cached) {
+    let plan = match build(&inputs, opts, is_cached) {
         Ok((plan, warnings)) if diagnostics.is_empty() => {
             diagnostics = warnings;
             Some(plan)
@@ -262,14 +298,10 @@ pub fn load_catalog(state_dir: &Path, extra: &[PathBuf]) -> Result<Catalog, Cata
 pub fn build(
     lists: &[ShotListInput],
     opts: &PlanOptions,
-    catalog: &Catalog,
     is_cached: &dyn Fn(&RequestKey) -> bool,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let mut planner = Planner::new(opts, catalog, is_cached);
-    let mut plan = Plan {
-        provider: opts.provider.clone(),
-        ..Plan::default()
-    };
+    let mut planner = Planner::new(opts, is_cached);
+    let mut plan = Plan::default();
     for input in lists {
         let (list, diagnostics) = crate::shotlist::parse(input);
         planner.diagnostics.extend(diagnostics);
@@ -278,6 +310,11 @@ pub fn build(
             plan.project = list.project.as_ref().map(|p| p.value.clone());
         }
         planner.plan_list(input, &list, &mut plan.requests);
+    }
+    for request in &plan.requests {
+        if !plan.providers.contains(&request.provider) {
+            plan.providers.push(request.provider.clone());
+        }
     }
     planner.warn_retired();
     let mut diagnostics = planner.diagnostics;
@@ -368,24 +405,18 @@ struct ImageFacts {
 
 struct Planner<'a> {
     opts: &'a PlanOptions,
-    catalog: &'a Catalog,
     is_cached: &'a dyn Fn(&RequestKey) -> bool,
     diagnostics: Vec<Diagnostic>,
     ids: HashMap<String, (String, Pos)>,
     images: HashMap<PathBuf, Result<ImageFacts, String>>,
-    /// First use and request count of each model, for the retirement warning.
-    models_used: BTreeMap<Model, (String, Pos, usize)>,
+    /// First use and request count of each model per provider, for the retirement warning.
+    models_used: BTreeMap<(String, Model), (String, Pos, usize)>,
 }
 
 impl<'a> Planner<'a> {
-    fn new(
-        opts: &'a PlanOptions,
-        catalog: &'a Catalog,
-        is_cached: &'a dyn Fn(&RequestKey) -> bool,
-    ) -> Planner<'a> {
+    fn new(opts: &'a PlanOptions, is_cached: &'a dyn Fn(&RequestKey) -> bool) -> Planner<'a> {
         Planner {
             opts,
-            catalog,
             is_cached,
             diagnostics: Vec::new(),
             ids: HashMap::new(),
@@ -428,53 +459,67 @@ impl<'a> Planner<'a> {
         shot: &Shot,
     ) -> Option<Vec<PlannedRequest>> {
         let defaults = &list.defaults;
-        let default_model = Model(DEFAULT_MODEL.to_string());
+        let provider = self.provider(&list.path, shot, defaults);
+        let catalog = provider.map(|p| &p.catalog);
         let model_name = Resolved::pick(
             shot.model.as_ref(),
             defaults.model.as_ref(),
             self.opts.model.as_ref().map(|m| m.0.clone()),
-            default_model.0,
+            builtin_model(catalog),
         );
+        let offers = catalog.and_then(|c| c.model(&model_name.value));
         let size = Resolved::pick(
             shot.size.as_ref(),
             defaults.size.as_ref(),
             self.opts.size,
-            DEFAULT_SIZE,
+            builtin_size(offers),
         );
         let seconds = Resolved::pick(
             shot.seconds.as_ref(),
             defaults.seconds.as_ref(),
             self.opts.seconds.map(|s| s.0),
-            DEFAULT_SECONDS.0,
+            builtin_seconds(offers),
         );
+        let priority = shot
+            .priority
+            .as_ref()
+            .or(defaults.priority.as_ref())
+            .map_or(Priority::Normal, |p| p.value);
         let takes = shot
             .takes
             .as_ref()
             .or(defaults.takes.as_ref())
             .map_or(1, |t| t.value);
 
-        let spec = self.model_spec(&list.path, &model_name);
+        let spec = provider.and_then(|p| self.model_spec(&list.path, p, &model_name));
         let checked = spec.and_then(|spec| {
-            let rate = self.check_size(&list.path, spec, &model_name, &size);
+            let catalog = &provider?.catalog;
+            let rate = self.check_size(&list.path, catalog, spec, &model_name, &size);
             let secs = self.check_seconds(&list.path, spec, &model_name, &seconds);
             self.check_prompt(&list.path, spec, shot);
             Some((spec, rate?, secs?))
         });
         let reference = self.reference(input, shot, checked.map(|_| size.value));
         let (spec, rate, seconds) = checked?;
+        let provider = provider?;
         let (id, prompt) = (shot.id.as_ref()?, shot.prompt.as_ref()?);
         let reference = reference.ok()?;
 
         let use_at = shot.model.as_ref().map_or(shot.at, |m| m.pos);
         let used = self
             .models_used
-            .entry(spec.name.clone())
+            .entry((provider.name.clone(), spec.name.clone()))
             .or_insert_with(|| (list.path.clone(), use_at, 0));
         used.2 += takes as usize;
 
+        let lane = provider.lane_for(priority);
+        let price = |rate: Rate| match lane {
+            Lane::Batch => rate.batch * seconds.0,
+            Lane::Direct => rate.standard * seconds.0,
+        };
         let requests = (1..=takes).map(|take| {
             let key = KeyInput {
-                provider: &self.opts.provider,
+                provider: &provider.id,
                 model: &spec.name,
                 size: size.value,
                 seconds,
@@ -486,21 +531,23 @@ impl<'a> Planner<'a> {
             let cached = (self.is_cached)(&key);
             PlannedRequest {
                 shot_id: id.value.clone(),
+                provider: provider.id.clone(),
+                provider_name: provider.name.clone(),
+                lane,
+                priority,
                 take,
                 takes,
                 model: spec.name.clone(),
+                served_as: spec.wire_name().to_string(),
                 size: size.value,
                 seconds,
                 prompt: prompt.value.clone(),
                 reference: reference.clone(),
                 tags: shot.tags.clone(),
                 key,
-                cost: if cached {
-                    Usd::ZERO
-                } else {
-                    rate.batch * seconds.0
-                },
+                cost: if cached { Usd::ZERO } else { price(rate) },
                 standard_cost: rate.standard * seconds.0,
+                batch_cost: provider.offers_batch().then(|| rate.batch * seconds.0),
                 cached,
                 source: PathBuf::from(&input.path),
             }
@@ -508,16 +555,51 @@ impl<'a> Planner<'a> {
         Some(requests.collect())
     }
 
-    fn model_spec(&mut self, path: &str, model: &Resolved<String>) -> Option<&'a ModelSpec> {
-        if let Some(spec) = self.catalog.model(&model.value) {
+    /// The shot's provider: the shot's own, its list's default, else `--provider`'s.
+    fn provider(
+        &mut self,
+        path: &str,
+        shot: &Shot,
+        defaults: &crate::shotlist::Defaults,
+    ) -> Option<&'a Provider> {
+        let providers = &self.opts.providers;
+        let Some(named) = shot.provider.as_ref().or(defaults.provider.as_ref()) else {
+            return Some(providers.default_provider());
+        };
+        if let Some(provider) = providers.get(&named.value) {
+            return Some(provider);
+        }
+        let names = providers.names();
+        let help = match crate::shotlist::diagnostic::closest(&named.value, &names) {
+            Some(near) => format!("did you mean `{near}`? (providers: {})", names.join(", ")),
+            None => format!(
+                "known providers: {} (add others to providers.yaml or --providers)",
+                names.join(", ")
+            ),
+        };
+        let message = format!("unknown provider `{}`", named.value);
+        self.diagnostics
+            .push(Diagnostic::error(path, named.pos, message).with_help(help));
+        None
+    }
+
+    fn model_spec(
+        &mut self,
+        path: &str,
+        provider: &'a Provider,
+        model: &Resolved<String>,
+    ) -> Option<&'a ModelSpec> {
+        let catalog = &provider.catalog;
+        if let Some(spec) = catalog.model(&model.value) {
             return Some(spec);
         }
-        let help = match self.catalog.closest_model(&model.value) {
+        let help = match catalog.closest_model(&model.value) {
             Some(near) => format!("did you mean `{near}`?"),
             None => {
-                let known: Vec<&str> = self.catalog.models().map(|m| m.name.as_str()).collect();
+                let known: Vec<&str> = catalog.models().map(|m| m.name.as_str()).collect();
                 format!(
-                    "known models: {} (add others with --catalog)",
+                    "{} renders: {} (add others with --catalog or the provider's `models`)",
+                    provider.name,
                     known.join(", ")
                 )
             }
@@ -531,15 +613,15 @@ impl<'a> Planner<'a> {
     fn check_size(
         &mut self,
         path: &str,
+        catalog: &Catalog,
         spec: &ModelSpec,
         model: &Resolved<String>,
         size: &Resolved<Size>,
-    ) -> Option<crate::catalog::Rate> {
+    ) -> Option<Rate> {
         if let Some(rate) = spec.rate(size.value) {
             return Some(rate);
         }
-        let offering: Vec<&str> = self
-            .catalog
+        let offering: Vec<&str> = catalog
             .models_offering(size.value)
             .into_iter()
             .map(Model::as_str)
@@ -666,22 +748,56 @@ impl<'a> Planner<'a> {
 
     /// One warning per model retired on the target host, at its first use.
     fn warn_retired(&mut self) {
-        for (model, (path, at, count)) in &self.models_used {
-            let Some(spec) = self.catalog.model(model.as_str()) else {
+        for ((provider, model), (path, at, count)) in &self.models_used {
+            let Some(provider) = self.opts.providers.get(provider) else {
                 continue;
             };
-            if !spec.retired_on(&self.opts.provider) {
+            let Some(spec) = provider.catalog.model(model.as_str()) else {
+                continue;
+            };
+            let host = provider.host();
+            if !spec.retired_on(&host) {
                 continue;
             }
             let date = spec.retired.as_deref().unwrap_or("an earlier date");
             let message = format!(
-                "{model} was retired on {} on {date}; use an OpenAI-compatible server (OPENAI_BASE_URL)",
-                self.opts.provider
+                "{model} was retired on {host} on {date}; use an OpenAI-compatible server (OPENAI_BASE_URL)"
             );
             let help = format!("{count} request(s) in this plan use {model}");
             self.diagnostics
                 .push(Diagnostic::warning(path, *at, message).with_help(help));
         }
+    }
+}
+
+/// The model a shot names none of: sora-2 where the provider has it, else its first model.
+fn builtin_model(catalog: Option<&Catalog>) -> String {
+    match catalog {
+        Some(c) if c.model(DEFAULT_MODEL).is_none() => c
+            .models()
+            .next()
+            .map_or(DEFAULT_MODEL.to_string(), |m| m.name.0.clone()),
+        _ => DEFAULT_MODEL.to_string(),
+    }
+}
+
+/// 1280x720 where the model offers it, else its first size.
+fn builtin_size(spec: Option<&ModelSpec>) -> Size {
+    match spec {
+        Some(s) if s.rate(DEFAULT_SIZE).is_none() => {
+            s.sizes.keys().next().copied().unwrap_or(DEFAULT_SIZE)
+        }
+        _ => DEFAULT_SIZE,
+    }
+}
+
+/// 8 seconds where the model offers it, else its shortest.
+fn builtin_seconds(spec: Option<&ModelSpec>) -> u32 {
+    match spec {
+        Some(s) if !s.accepts_seconds(DEFAULT_SECONDS) => {
+            s.seconds.first().map_or(DEFAULT_SECONDS.0, |s| s.0)
+        }
+        _ => DEFAULT_SECONDS.0,
     }
 }
 

@@ -1,10 +1,13 @@
-//! `render submit`: upload each distinct reference once, compile the JSONL, create the batches,
-//! exactly once.
+//! `render submit`: send a plan's requests, each through its provider's lane, exactly once.
 //!
+//! Batch lane: upload each distinct reference once, compile the JSONL, create the batches.
 //! Exactly-once rests on one rule: the ledger records the *intent* to create a batch (with a
 //! random token that also travels in the batch's metadata) before the request is sent. A rerun
 //! after a crash finds unconfirmed intents and looks for their token in the provider's batch
 //! list before creating anything, so a batch is never created twice.
+//!
+//! Direct lane: the requests are put in line and the first `max_in_flight` are sent at once
+//! ([`crate::lanes::direct`], the same intent-first rule); `harvest` keeps the slots full.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,12 +24,15 @@ use crate::cache::LocalStore;
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::key::{RequestKey, Sha256Hex};
+use crate::lanes::direct::{self, DirectError};
+use crate::lanes::{Route, Routes, assets};
 use crate::ledger::{
-    AssetRow, BatchRow, BatchUpdate, Ledger, LedgerError, RequestRow, RequestStatus, RunItem,
-    RunRow, unix_now,
+    BatchRow, BatchUpdate, Ledger, LedgerError, RequestRow, RequestStatus, RunItem, RunRow,
+    unix_now,
 };
 use crate::outputs::cached_output;
 use crate::plan::{Plan, PlannedRequest};
+use crate::provider::Lane;
 
 /// Metadata keys `render` puts on every batch it creates.
 pub const META_RUN: &str = "render_run";
@@ -34,8 +40,6 @@ pub const META_INTENT: &str = "render_intent";
 pub const META_PART: &str = "render_part";
 pub const META_SHOT_LIST: &str = "render_shot_list";
 
-/// A reference upload is reused while it has at least this long to live.
-const ASSET_MIN_REMAINING_SECS: i64 = 2 * 24 * 3600;
 /// How often creating one batch is attempted across transient failures.
 const CREATE_ATTEMPTS: u32 = 6;
 
@@ -47,15 +51,14 @@ pub enum SubmitError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Batch(#[from] batch::BatchError),
-    #[error("cannot read reference image {path}: {source}")]
-    Reference {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Asset(#[from] assets::AssetError),
+    #[error(transparent)]
+    Direct(#[from] DirectError),
     #[error(
-        "reference image {path} changed since it was planned; plan and submit the shot list again"
+        "no provider `{0}` is configured here (providers.yaml, --providers); nothing was sent to it"
     )]
-    ReferenceChanged { path: String },
+    NoRoute(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -80,6 +83,10 @@ pub struct SubmitReport {
     pub skipped_in_flight: usize,
     /// Requests the provider refused before for policy: the same request would fail again.
     pub skipped_rejected: usize,
+    /// Sent as direct-lane jobs by this invocation.
+    pub jobs_sent: usize,
+    /// Direct-lane requests waiting for a free slot (`harvest` and `nightly` send them).
+    pub jobs_waiting: usize,
     pub uploaded_assets: usize,
     pub reused_assets: usize,
     pub batches: Vec<SubmittedBatch>,
@@ -94,12 +101,13 @@ pub struct SubmittedBatch {
     pub adopted: bool,
 }
 
-/// Submits every request of `plan` that is not cached, in flight or done.
+/// Submits every request of `plan` that is not cached, in flight or done, each through its
+/// provider's lane.
 pub async fn submit(
     plan: &Plan,
     ledger: &mut Ledger,
     store: &LocalStore,
-    client: &ApiClient,
+    routes: &Routes,
     limits: BatchLimits,
     events: &dyn EventSink,
 ) -> Result<SubmitReport, SubmitError> {
@@ -109,14 +117,27 @@ pub async fn submit(
         resumed,
         requests: plan.requests.len(),
     });
-    let mut submitter = Submitter::new(&run, resumed, plan.requests.len(), ledger, client, events);
-    submitter.confirm_pending_intents().await?;
-    let selected = select_requests(plan, submitter.ledger, store, &mut submitter.report)?;
+    let mut report = SubmitReport {
+        run_id: run.id.clone(),
+        resumed,
+        requests: plan.requests.len(),
+        ..SubmitReport::default()
+    };
+    let selected = select_requests(plan, ledger, store, &mut report)?;
     let rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
-    submitter.ledger.insert_requests(&rows)?;
-    let outgoing: Vec<Outgoing> = rows.iter().map(Outgoing::from_row).collect();
-    submitter.send(&outgoing, limits).await?;
-    Ok(submitter.report)
+    ledger.insert_requests(&rows)?;
+    send_rows(
+        &run,
+        &plan.providers,
+        &rows,
+        ledger,
+        routes,
+        limits,
+        events,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
 }
 
 /// Resubmits the given requests (failed-but-retryable or lost ones) through the same path,
@@ -125,19 +146,100 @@ pub async fn resubmit(
     run: &RunRow,
     requests: &[RequestRow],
     ledger: &mut Ledger,
-    client: &ApiClient,
+    routes: &Routes,
     limits: BatchLimits,
     events: &dyn EventSink,
 ) -> Result<SubmitReport, SubmitError> {
-    let mut submitter = Submitter::new(run, true, requests.len(), ledger, client, events);
-    submitter.confirm_pending_intents().await?;
-    let outgoing: Vec<Outgoing> = requests
+    let mut report = SubmitReport {
+        run_id: run.id.clone(),
+        resumed: true,
+        requests: requests.len(),
+        ..SubmitReport::default()
+    };
+    let rows: Vec<RequestRow> = requests
         .iter()
         .filter(|r| !r.status.is_in_flight_or_done())
-        .map(Outgoing::from_row)
+        .cloned()
         .collect();
-    submitter.send(&outgoing, limits).await?;
-    Ok(submitter.report)
+    let mut providers: Vec<String> = Vec::new();
+    for row in &rows {
+        let id = provider_of_row(row, run);
+        if !providers.contains(&id) {
+            providers.push(id);
+        }
+    }
+    send_rows(
+        run,
+        &providers,
+        &rows,
+        ledger,
+        routes,
+        limits,
+        events,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// A request row's provider: rows from before providers were the run's.
+fn provider_of_row(row: &RequestRow, run: &RunRow) -> String {
+    if row.provider.is_empty() {
+        run.provider.clone()
+    } else {
+        row.provider.clone()
+    }
+}
+
+/// Finishes every interrupted send of each provider first, then sends `rows`: the Batch
+/// lane's in batches, the direct lane's as jobs (as many as there are free slots).
+#[allow(clippy::too_many_arguments)]
+async fn send_rows(
+    run: &RunRow,
+    providers: &[String],
+    rows: &[RequestRow],
+    ledger: &mut Ledger,
+    routes: &Routes,
+    limits: BatchLimits,
+    events: &dyn EventSink,
+    report: &mut SubmitReport,
+) -> Result<(), SubmitError> {
+    for provider in providers {
+        let route = routes
+            .get(provider)
+            .ok_or_else(|| SubmitError::NoRoute(provider.clone()))?;
+        let mine = |lane: Lane| -> Vec<&RequestRow> {
+            rows.iter()
+                .filter(|r| provider_of_row(r, run) == *provider && r.lane == lane)
+                .collect()
+        };
+        let mut submitter = Submitter {
+            run,
+            ledger: &mut *ledger,
+            route,
+            events,
+            report: &mut *report,
+        };
+        submitter.confirm_pending_intents().await?;
+        let batch: Vec<Outgoing> = mine(Lane::Batch)
+            .into_iter()
+            .map(Outgoing::from_row)
+            .collect();
+        submitter.send(&batch, limits).await?;
+        let direct: Vec<RequestKey> = mine(Lane::Direct).iter().map(|r| r.key).collect();
+        if direct.is_empty() {
+            continue;
+        }
+        direct::reconcile(route, ledger, events).await?;
+        ledger.queue_direct(&route.provider.id, &direct)?;
+        let keys = direct.iter().copied().collect();
+        let waiting = direct::waiting(route, ledger, &keys)?;
+        let pass = direct::send(route, ledger, events, &waiting, Some(&run.id)).await?;
+        report.jobs_sent += pass.sent;
+        report.submitted += pass.sent;
+        report.jobs_waiting += direct::waiting(route, ledger, &keys)?.len();
+    }
+    Ok(())
 }
 
 /// A request on its way out: its key, its body before the reference is resolved to a file id,
@@ -152,7 +254,12 @@ impl Outgoing {
     fn from_row(row: &RequestRow) -> Outgoing {
         Outgoing {
             key: row.key,
-            body: batch::video_body(&row.model, &row.size, row.seconds, &row.prompt),
+            body: batch::video_body(
+                row.served_as.as_deref().unwrap_or(&row.model),
+                &row.size,
+                row.seconds,
+                &row.prompt,
+            ),
             reference: row
                 .reference_sha
                 .zip(row.reference_path.as_ref().map(PathBuf::from)),
@@ -173,37 +280,18 @@ impl Outgoing {
     }
 }
 
-/// One submission: the ledger and API it works with, and what it has done so far.
+/// One provider's Batch-lane submission: the ledger and route it works with, and the report.
 struct Submitter<'a> {
     run: &'a RunRow,
     ledger: &'a mut Ledger,
-    client: &'a ApiClient,
+    route: &'a Route,
     events: &'a dyn EventSink,
-    report: SubmitReport,
+    report: &'a mut SubmitReport,
 }
 
-impl<'a> Submitter<'a> {
-    fn new(
-        run: &'a RunRow,
-        resumed: bool,
-        requests: usize,
-        ledger: &'a mut Ledger,
-        client: &'a ApiClient,
-        events: &'a dyn EventSink,
-    ) -> Submitter<'a> {
-        let report = SubmitReport {
-            run_id: run.id.clone(),
-            resumed,
-            requests,
-            ..SubmitReport::default()
-        };
-        Submitter {
-            run,
-            ledger,
-            client,
-            events,
-            report,
-        }
+impl Submitter<'_> {
+    fn client(&self) -> &ApiClient {
+        &self.route.client
     }
 
     /// Uploads references, compiles the parts and creates one batch per part.
@@ -220,9 +308,13 @@ impl<'a> Submitter<'a> {
         let first_part = self.ledger.next_part(&self.run.id)?;
         for (offset, part) in parts.into_iter().enumerate() {
             let number = first_part + offset as u32;
-            let row =
-                self.ledger
-                    .record_batch_intent(&self.run.id, number, &new_token(), &part.keys)?;
+            let row = self.ledger.record_batch_intent(
+                &self.run.id,
+                &self.route.provider.id,
+                number,
+                &new_token(),
+                &part.keys,
+            )?;
             failpoint::hit("submit-after-intent");
             let intent = self
                 .ledger
@@ -264,7 +356,7 @@ fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool), SubmitEr
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
-        provider: plan.provider.clone(),
+        provider: plan.provider_summary(),
         out_dir: None,
         done: false,
     };
@@ -273,6 +365,8 @@ fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool), SubmitEr
         .iter()
         .map(|r| RunItem {
             shot_id: r.shot_id.clone(),
+            provider: Some(r.provider.clone()),
+            lane: r.lane,
             take: r.take,
             takes: r.takes,
             key: r.key,
@@ -289,7 +383,7 @@ pub fn plan_hash(plan: &Plan) -> String {
     let mut lines: Vec<String> = plan
         .requests
         .iter()
-        .map(|r| format!("{}\t{}\t{}", r.shot_id, r.take, r.key))
+        .map(|r| format!("{}\t{}\t{}\t{}", r.shot_id, r.take, r.key, r.lane))
         .collect();
     lines.sort();
     let mut text = lines.join("\n");
@@ -350,67 +444,21 @@ impl Submitter<'_> {
         outgoing: &[Outgoing],
     ) -> Result<HashMap<Sha256Hex, String>, SubmitError> {
         let mut file_ids = HashMap::new();
-        let now = unix_now();
         for (sha256, path) in outgoing.iter().filter_map(|o| o.reference.as_ref()) {
             if file_ids.contains_key(sha256) {
                 continue;
             }
-            if let Some(asset) = self.ledger.asset(sha256)? {
-                let fresh = asset
-                    .expires_at
-                    .is_none_or(|t| t - now > ASSET_MIN_REMAINING_SECS);
-                if fresh {
-                    self.events.emit(Event::AssetReused {
-                        sha256: sha256.hex(),
-                        file_id: asset.file_id.clone(),
-                    });
-                    self.report.reused_assets += 1;
-                    file_ids.insert(*sha256, asset.file_id);
-                    continue;
-                }
+            let (file_id, uploaded) =
+                assets::file_id(self.client(), self.ledger, self.events, *sha256, path).await?;
+            if uploaded {
+                self.report.uploaded_assets += 1;
+            } else {
+                self.report.reused_assets += 1;
             }
-            let file = upload_reference(self.client, path, *sha256).await?;
-            self.ledger.record_asset(&AssetRow {
-                sha256: *sha256,
-                file_id: file.id.clone(),
-                bytes: file.bytes,
-                uploaded_at: file.created_at,
-                expires_at: file.expires_at,
-            })?;
-            self.events.emit(Event::AssetUploaded {
-                sha256: sha256.hex(),
-                file_id: file.id.clone(),
-                bytes: file.bytes,
-            });
-            self.report.uploaded_assets += 1;
-            file_ids.insert(*sha256, file.id);
+            file_ids.insert(*sha256, file_id);
         }
         Ok(file_ids)
     }
-}
-
-async fn upload_reference(
-    client: &ApiClient,
-    path: &Path,
-    sha256: Sha256Hex,
-) -> Result<crate::api::types::FileObject, SubmitError> {
-    // The file may have changed since it was planned (or, for a retry, since the night it was
-    // first sent): uploading other bytes under this hash would cache a video for the wrong key.
-    let actual = crate::cache::hash_file(path).map_err(|source| SubmitError::Reference {
-        path: path.display().to_string(),
-        source,
-    })?;
-    if actual != sha256 {
-        return Err(SubmitError::ReferenceChanged {
-            path: path.display().to_string(),
-        });
-    }
-    // Named by content so the provider's file list shows what each upload is.
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("img");
-    let filename = format!("{}.{extension}", &sha256.hex()[..16]);
-    Ok(client
-        .upload_file(path, &filename, FilePurpose::Vision)
-        .await?)
 }
 
 impl Submitter<'_> {
@@ -430,7 +478,7 @@ impl Submitter<'_> {
                     intent.run_id, intent.part, intent.intent
                 );
                 let file = self
-                    .client
+                    .client()
                     .upload_bytes(jsonl.into(), &filename, FilePurpose::Batch)
                     .await?;
                 self.ledger.set_batch_input_file(intent.row, &file.id)?;
@@ -461,11 +509,11 @@ impl Submitter<'_> {
         let mut attempt = 0;
         let batch = loop {
             attempt += 1;
-            if let Some(existing) = find_batch_by_intent(self.client, intent).await? {
+            if let Some(existing) = find_batch_by_intent(self.client(), intent).await? {
                 break existing;
             }
             // Never retried blindly: a lost answer may hide a created batch, so look first.
-            match self.client.without_retries().create_batch(&request).await {
+            match self.client().without_retries().create_batch(&request).await {
                 Ok(batch) => break batch,
                 Err(err) if err.is_transient() && attempt < CREATE_ATTEMPTS => {
                     tracing::warn!(
@@ -477,7 +525,7 @@ impl Submitter<'_> {
                 }
                 Err(err) if err.is_refusal() => {
                     // One last look: an earlier attempt whose answer was lost may have made it.
-                    if let Some(existing) = find_batch_by_intent(self.client, intent).await? {
+                    if let Some(existing) = find_batch_by_intent(self.client(), intent).await? {
                         break existing;
                     }
                     self.ledger
@@ -500,8 +548,10 @@ impl Submitter<'_> {
     /// Finishes what an interrupted invocation started: every recorded intent ends as exactly
     /// one batch (adopted if the provider has it, created otherwise).
     async fn confirm_pending_intents(&mut self) -> Result<(), SubmitError> {
-        for intent in self.ledger.unconfirmed_batches()? {
-            let batch = match find_batch_by_intent(self.client, &intent).await? {
+        let provider = &self.route.provider.id;
+        let intents = self.ledger.unconfirmed_batches()?;
+        for intent in intents.into_iter().filter(|b| b.provider == *provider) {
+            let batch = match find_batch_by_intent(self.client(), &intent).await? {
                 Some(batch) => {
                     self.ledger.record_batch_created(
                         intent.row,
@@ -597,6 +647,10 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
     RequestRow {
         key: request.key,
         shot_id: request.shot_id.clone(),
+        provider: request.provider.clone(),
+        lane: request.lane,
+        served_as: (request.served_as != request.model.as_str()).then(|| request.served_as.clone()),
+        job_row: None,
         model: request.model.to_string(),
         size: request.size.to_string(),
         seconds: request.seconds.0,
@@ -632,8 +686,10 @@ pub fn dry_run(
     out_dir: &Path,
 ) -> Result<Vec<(PathBuf, usize)>, SubmitError> {
     let selected = select_requests(plan, ledger, store, &mut SubmitReport::default())?;
+    // Only the Batch lane has files to write; direct jobs are sent one by one.
     let outgoing: Vec<Outgoing> = selected
         .iter()
+        .filter(|r| r.lane == Lane::Batch)
         .map(|r| Outgoing::from_row(&request_row(r)))
         .collect();
     let mut file_ids = HashMap::new();

@@ -11,6 +11,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("fsutil", 1),
     ("key", 1),
     ("money", 1),
+    ("dialect", 1),
+    ("provider", 2),
     ("api", 2),
     ("shotlist", 2),
     ("batch", 3),
@@ -18,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ledger", 3),
     ("plan", 3),
     ("harvest", 4),
+    ("lanes", 4),
     ("outputs", 4),
     ("submit", 4),
     ("sandbox", 5),
@@ -26,7 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// What the sandbox may use besides itself: it must stand apart from the pipeline it serves.
-const SANDBOX_MAY_USE: &[&str] = &["api", "catalog", "key", "money"];
+const SANDBOX_MAY_USE: &[&str] = &["api", "catalog", "dialect", "key", "money"];
 
 fn layer(module: &str) -> u8 {
     LAYERS

@@ -6,6 +6,7 @@ use render::ledger::{
     RunRow,
 };
 use render::money::Usd;
+use render::provider::Lane;
 
 fn request(n: u8) -> RequestRow {
     RequestRow {
@@ -19,9 +20,13 @@ fn request(n: u8) -> RequestRow {
         reference_path: None,
         reference_mime: None,
         cost: Usd::from_micros(400_000),
+        provider: "127.0.0.1".into(),
+        lane: Lane::Batch,
+        served_as: None,
         status: RequestStatus::Pending,
         attempts: 0,
         batch_row: None,
+        job_row: None,
         video_id: None,
         video_expires_at: None,
         error_code: None,
@@ -45,6 +50,8 @@ fn run(id: &str, plan_hash: &str, requests: &[RequestRow]) -> (RunRow, Vec<RunIt
         .iter()
         .map(|r| RunItem {
             shot_id: r.shot_id.clone(),
+            provider: Some("127.0.0.1".into()),
+            lane: Lane::Batch,
             take: 1,
             takes: 1,
             key: r.key,
@@ -111,7 +118,7 @@ fn intent_then_creation_moves_requests_in_flight() {
     ledger.insert_requests(&reqs).unwrap();
     let keys: Vec<_> = reqs.iter().map(|r| r.key).collect();
     let batch = ledger
-        .record_batch_intent("run-1", 1, "token", &keys)
+        .record_batch_intent("run-1", "127.0.0.1", 1, "token", &keys)
         .unwrap();
 
     let unconfirmed = ledger.unconfirmed_batches().unwrap();
@@ -143,7 +150,7 @@ fn abandoned_intent_returns_requests_to_pending() {
     ledger.create_run(&row, &items).unwrap();
     ledger.insert_requests(&reqs).unwrap();
     let batch = ledger
-        .record_batch_intent("run-1", 1, "t", &[reqs[0].key])
+        .record_batch_intent("run-1", "127.0.0.1", 1, "t", &[reqs[0].key])
         .unwrap();
     ledger.abandon_batch_intent(batch, "refused").unwrap();
     assert_eq!(

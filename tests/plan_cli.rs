@@ -44,10 +44,12 @@ fn a_valid_list_exits_0_with_a_priced_table() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("s07-ferry            2/2  sora-2-pro  1792x1024       16  $4.00"),
+        stdout.contains(
+            "s07-ferry            2/2  default   batch  sora-2-pro  1792x1024       16  $4.00  $4.00"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("Batch total           $15.40"), "{stdout}");
+    assert!(stdout.contains("Total                 $15.40"), "{stdout}");
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
 }
 

@@ -26,8 +26,7 @@ fn diagnose_for(provider: &str, format: Format, text: &str) -> Vec<Diagnostic> {
     let input = ShotListInput::new(path, Path::new(REFS), text.to_string(), format);
     match build(
         &[input],
-        &PlanOptions::new(provider),
-        &Catalog::builtin(),
+        &PlanOptions::single(provider, Catalog::builtin()),
         &|_| false,
     ) {
         Ok((_, warnings)) => warnings,

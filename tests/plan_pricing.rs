@@ -9,7 +9,7 @@ use render::plan::{Plan, PlanOptions, PlannedRequest, build};
 use render::shotlist::{Format, ShotListInput};
 
 fn opts() -> PlanOptions {
-    PlanOptions::new("127.0.0.1")
+    PlanOptions::single("127.0.0.1", Catalog::builtin())
 }
 
 fn input(path: &str, base: &Path, text: &str) -> ShotListInput {
@@ -22,7 +22,7 @@ fn plan_with(
     opts: &PlanOptions,
     cached: &dyn Fn(&RequestKey) -> bool,
 ) -> Plan {
-    match build(inputs, opts, &Catalog::builtin(), cached) {
+    match build(inputs, opts, cached) {
         Ok((plan, _)) => plan,
         Err(diagnostics) => panic!("invalid: {diagnostics:#?}"),
     }
@@ -132,7 +132,8 @@ fn sub_cent_rates_sum_without_rounding() {
         .unwrap();
     let text = "defaults: {model: tiny, size: 640x360, seconds: 3}\nshots:\n  - {id: a, prompt: x, takes: 7}\n";
     let list = input("t.yaml", Path::new("."), text);
-    let (plan, _) = build(&[list], &opts(), &catalog, &|_| false).unwrap();
+    let opts = PlanOptions::single("127.0.0.1", catalog);
+    let (plan, _) = build(&[list], &opts, &|_| false).unwrap();
     // 0.000167 (half of 0.000334) × 3 s × 7 takes.
     assert_eq!(plan.total(), Usd::from_micros(167 * 3 * 7));
     assert_eq!(plan.standard_total(), Usd::from_micros(334 * 3 * 7));
@@ -253,7 +254,7 @@ fn keys_change_with_everything_that_changes_the_video() {
     ];
     let key_of = |shot: &str, provider: &str| {
         let list = input("k.yaml", dir.path(), &format!("shots:\n  - {shot}\n"));
-        let opts = PlanOptions::new(provider);
+        let opts = PlanOptions::single(provider, Catalog::builtin());
         plan_with(&[list], &opts, &|_| false).requests[0].key
     };
     let original = key_of(base, "127.0.0.1");
@@ -323,7 +324,7 @@ fn several_lists_plan_together_and_ids_must_be_unique_across_them() {
     assert_eq!(plan.requests.len(), 2);
 
     let clash = input("c.csv", Path::new("."), "id,prompt\nx,again\n");
-    let errors = build(&[a, clash], &opts(), &Catalog::builtin(), &|_| false).unwrap_err();
+    let errors = build(&[a, clash], &opts(), &|_| false).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!((errors[0].path.as_str(), errors[0].line), ("c.csv", 2));
     assert_eq!(

@@ -11,8 +11,7 @@ fn run(paths: &[&str], provider: &str) -> PlanRun {
     plan_files(
         &paths,
         &mut std::io::empty(),
-        &PlanOptions::new(provider),
-        &Catalog::builtin(),
+        &PlanOptions::single(provider, Catalog::builtin()),
         &|_| false,
     )
 }
@@ -51,15 +50,14 @@ fn night_yaml_table() {
 #[test]
 fn night_yaml_json_plan() {
     let run = run(&["shotlists/night.yaml"], "127.0.0.1");
-    let json =
-        serde_json::to_value(plan_json(&run, "127.0.0.1", Some("10".parse().unwrap()))).unwrap();
+    let json = serde_json::to_value(plan_json(&run, Some("10".parse().unwrap()))).unwrap();
     snapshot!(insta::assert_json_snapshot!("night_yaml_json_plan", json));
 }
 
 #[test]
 fn invalid_json_plan_carries_the_diagnostics() {
     let run = run(&["shotlists/broken.yaml"], "127.0.0.1");
-    let json = serde_json::to_value(plan_json(&run, "127.0.0.1", None)).unwrap();
+    let json = serde_json::to_value(plan_json(&run, None)).unwrap();
     assert_eq!(json["valid"], false);
     assert_eq!(json["shots"].as_array().unwrap().len(), 0);
     let first = &json["diagnostics"][0];

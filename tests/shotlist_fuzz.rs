@@ -86,9 +86,8 @@ fn check(text: &str, format: Format) {
     let input = input(text, format);
     let (_, parse_diagnostics) = parse(&input);
     assert_positions_valid(text, &input.path, &parse_diagnostics);
-    let catalog = Catalog::builtin();
-    let options = PlanOptions::new("127.0.0.1");
-    match build(std::slice::from_ref(&input), &options, &catalog, &|_| false) {
+    let options = PlanOptions::single("127.0.0.1", Catalog::builtin());
+    match build(std::slice::from_ref(&input), &options, &|_| false) {
         Ok((plan, warnings)) => {
             assert_positions_valid(text, &input.path, &warnings);
             assert!(warnings.iter().all(|w| !w.is_error()));
@@ -271,8 +270,7 @@ fn the_unmutated_examples_plan_cleanly() {
         let input = input(&text, format);
         let result = build(
             std::slice::from_ref(&input),
-            &PlanOptions::new("127.0.0.1"),
-            &Catalog::builtin(),
+            &PlanOptions::single("127.0.0.1", Catalog::builtin()),
             &|_| false,
         );
         assert!(result.is_ok(), "{name}: {result:?}");

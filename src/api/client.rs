@@ -19,10 +19,12 @@ use tokio_util::io::ReaderStream;
 use super::error::ApiError;
 use super::retry::{self, RetryDecision, RetryPolicy, TransportFailure};
 use super::types::{
-    Batch, ContentVariant, CreateBatch, Deleted, ErrorBody, FileObject, FilePurpose, List, Video,
+    Batch, ContentVariant, CreateBatch, CreateVideo, Deleted, ErrorBody, FileObject, FilePurpose,
+    InputReference, List, Video,
 };
+use crate::dialect::{Dialect, DialectFacts};
 
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub use crate::provider::DEFAULT_BASE_URL;
 
 /// How much of an unexpected body an error quotes.
 const EXCERPT_CHARS: usize = 300;
@@ -80,7 +82,10 @@ impl Default for Timeouts {
 pub struct ClientConfig {
     /// e.g. `https://api.openai.com/v1` or the sandbox's `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
-    pub api_key: ApiKey,
+    /// No `Authorization` header at all when `None` (SGLang and vllm-omni have no auth).
+    pub api_key: Option<ApiKey>,
+    /// How the server differs from OpenAI's contract.
+    pub dialect: Dialect,
     /// Retries after the first attempt (the SDK's 2 is too few for an unattended night).
     pub max_retries: u32,
     /// The first backoff delay (doubles per retry, capped at 8 s); tests make it tiny.
@@ -95,7 +100,8 @@ impl ClientConfig {
         let policy = RetryPolicy::default();
         ClientConfig {
             base_url: base_url.into(),
-            api_key,
+            api_key: Some(api_key),
+            dialect: Dialect::Openai,
             max_retries: policy.max_retries,
             retry_base_delay: policy.base_delay,
             timeouts: Timeouts::default(),
@@ -169,7 +175,8 @@ pub struct DownloadOutcome {
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
-    key: ApiKey,
+    key: Option<ApiKey>,
+    facts: DialectFacts,
     retry: RetryPolicy,
     timeouts: Timeouts,
 }
@@ -228,6 +235,7 @@ impl ApiClient {
             http,
             base,
             key: config.api_key,
+            facts: config.dialect.facts(),
             retry: RetryPolicy {
                 max_retries: config.max_retries,
                 base_delay: config.retry_base_delay,
@@ -250,9 +258,9 @@ impl ApiClient {
         mask_url(self.base.as_str())
     }
 
-    /// The host the videos are rendered by: part of every request key.
-    pub fn provider(&self) -> String {
-        self.base.host_str().unwrap_or_default().to_string()
+    /// The dialect's facts this client follows.
+    pub fn facts(&self) -> DialectFacts {
+        self.facts
     }
 
     // ------------------------------------------------------------ files
@@ -396,6 +404,46 @@ impl ApiClient {
         self.call_json(Method::GET, &["videos", id], true, Ok).await
     }
 
+    /// One page of videos (jobs), newest first where the server orders them.
+    pub async fn list_videos(
+        &self,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<List<Video>, ApiError> {
+        let query = page_query(after, limit);
+        self.call_json(Method::GET, &["videos"], true, |req| Ok(req.query(&query)))
+            .await
+    }
+
+    pub async fn delete_video(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+        self.call_json(Method::DELETE, &["videos", id], true, Ok)
+            .await
+    }
+
+    /// `POST /videos`, the way the dialect takes it: JSON with a `file_id` reference, or a
+    /// multipart form with the image itself (`image`: path, file name and MIME type).
+    /// Retried like any call: use [`ApiClient::without_retries`] where a lost answer must be
+    /// reconciled before sending again.
+    pub async fn create_video(
+        &self,
+        body: &CreateVideo,
+        image: Option<(&Path, &str, &str)>,
+    ) -> Result<Video, ApiError> {
+        match self.facts.create_body {
+            crate::dialect::CreateBody::JsonWithFileId if image.is_none() => {
+                self.call_json(Method::POST, &["videos"], true, |req| Ok(req.json(body)))
+                    .await
+            }
+            _ => {
+                let endpoint = "POST /videos";
+                self.call_json(Method::POST, &["videos"], true, |req| {
+                    Ok(req.multipart(video_form(endpoint, body, image)?))
+                })
+                .await
+            }
+        }
+    }
+
     /// Streams a video's content into `dest`, starting at byte `resume_from` of the content
     /// (the caller has the bytes before it). Asks `Range: bytes=N-` when `N > 0`, checks the
     /// server's `Content-Range`, and resumes the same way after a connection drops mid-body.
@@ -413,8 +461,17 @@ impl ApiClient {
         let segments = ["videos", video_id, "content"];
         let endpoint = endpoint(&Method::GET, &segments);
         let mut url = self.url(&segments);
-        url.query_pairs_mut()
-            .append_pair("variant", variant.as_str());
+        // Each server names variants its own way (or not at all): ask the way it understands.
+        let query = match variant {
+            ContentVariant::Video => self.facts.video_variant(),
+            ContentVariant::Thumbnail => {
+                Some(self.facts.thumbnail_variant().unwrap_or("thumbnail"))
+            }
+            ContentVariant::Spritesheet => Some("spritesheet"),
+        };
+        if let Some(query) = query {
+            url.query_pairs_mut().append_pair("variant", query);
+        }
         let mut progress = Progress {
             offset: resume_from,
             written: 0,
@@ -559,13 +616,13 @@ impl ApiClient {
     }
 
     fn request(&self, method: Method, url: Url, whole_call_timeout: bool) -> RequestBuilder {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-key-characters"));
-        auth.set_sensitive(true);
-        let req = self
-            .http
-            .request(method, url)
-            .header(header::AUTHORIZATION, auth);
+        let mut req = self.http.request(method, url);
+        if let Some(key) = &self.key {
+            let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-key-characters"));
+            auth.set_sensitive(true);
+            req = req.header(header::AUTHORIZATION, auth);
+        }
         if whole_call_timeout {
             req.timeout(self.timeouts.request)
         } else {
@@ -700,10 +757,11 @@ impl ApiClient {
         }
     }
 
-    /// The server's `{"error":{"message"}}`, else an excerpt of the body, else the reason phrase.
+    /// The server's `{"error":{"message"}}` (or FastAPI's `{"detail"}`), else an excerpt of
+    /// the body, else the reason phrase.
     fn server_message(&self, status: StatusCode, body: &[u8]) -> String {
-        if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-            return self.scrub(&parsed.error.message);
+        if let Some(message) = error_message_of(body) {
+            return self.scrub(&message);
         }
         let excerpt = self.excerpt(body);
         if excerpt.trim().is_empty() {
@@ -724,13 +782,106 @@ impl ApiClient {
 
     /// Servers sometimes echo the key they were given; it must not reach a log or a terminal.
     fn scrub(&self, text: &str) -> String {
-        let key = self.key.expose();
+        let Some(key) = &self.key else {
+            return text.to_string();
+        };
+        let key = key.expose();
         if key.len() >= 4 && text.contains(key) {
             text.replace(key, "sk-…redacted")
         } else {
             text.to_string()
         }
     }
+}
+
+/// The message of an error body in any of the shapes servers use: OpenAI's
+/// `{"error": {"message", "code"}}` (code a string, an integer, or absent), FastAPI's
+/// `{"detail": "…"}` or `{"detail": [{"msg", "loc"}]}`, or a bare `{"message"}`.
+pub fn error_message_of(body: &[u8]) -> Option<String> {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body)
+        && !parsed.error.message.is_empty()
+    {
+        return Some(match parsed.error.code {
+            Some(code) if !parsed.error.message.contains(&code) && code.parse::<u16>().is_err() => {
+                format!("{} ({code})", parsed.error.message)
+            }
+            _ => parsed.error.message,
+        });
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    match value.get("detail") {
+        Some(serde_json::Value::String(detail)) => return Some(detail.clone()),
+        Some(serde_json::Value::Array(items)) => {
+            let parts: Vec<String> = items
+                .iter()
+                .filter_map(|item| {
+                    let msg = item.get("msg").and_then(text)?;
+                    let loc = item.get("loc").and_then(|l| l.as_array()).map(|l| {
+                        l.iter()
+                            .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    });
+                    Some(match loc {
+                        Some(loc) if !loc.is_empty() => format!("{loc}: {msg}"),
+                        _ => msg,
+                    })
+                })
+                .collect();
+            if !parts.is_empty() {
+                return Some(parts.join("; "));
+            }
+        }
+        _ => {}
+    }
+    value
+        .get("error")
+        .and_then(text)
+        .or_else(|| value.get("message").and_then(text))
+}
+
+/// The multipart form of a `POST /videos`: the text fields, and the reference image as a file.
+fn video_form(
+    endpoint: &str,
+    body: &CreateVideo,
+    image: Option<(&Path, &str, &str)>,
+) -> Result<reqwest::multipart::Form, ApiError> {
+    let mut form = reqwest::multipart::Form::new().text("prompt", body.prompt.clone());
+    for (name, value) in [
+        ("model", &body.model),
+        ("size", &body.size),
+        ("seconds", &body.seconds),
+    ] {
+        if let Some(value) = value {
+            form = form.text(name, value.clone());
+        }
+    }
+    match (&body.input_reference, image) {
+        (_, Some((path, filename, mime))) => {
+            // Reference images are small (a first frame): read whole, so a retry can resend.
+            let bytes = std::fs::read(path).map_err(|source| ApiError::Io {
+                endpoint: endpoint.to_string(),
+                action: format!("cannot read {}", path.display()),
+                source,
+            })?;
+            let part = reqwest::multipart::Part::bytes(bytes)
+                .file_name(filename.to_string())
+                .mime_str(mime)
+                .map_err(|e| ApiError::InvalidConfig {
+                    message: format!("reference MIME type {mime}: {e}"),
+                })?;
+            form = form.part("input_reference", part);
+        }
+        (Some(InputReference::FileId { file_id }), None) => {
+            form = form.text("input_reference[file_id]", file_id.clone());
+        }
+        (Some(InputReference::ImageUrl { image_url }), None) => {
+            form = form.text("input_reference[image_url]", image_url.clone());
+        }
+        (None, None) => {}
+    }
+    Ok(form)
 }
 
 struct Progress {
@@ -861,7 +1012,7 @@ mod tests {
     fn key_never_shows_in_debug_or_display() {
         let config = ClientConfig::new(DEFAULT_BASE_URL, ApiKey::new("sk-live-SECRET123"));
         assert!(!format!("{config:?}").contains("SECRET123"));
-        assert_eq!(config.api_key.to_string(), "sk-…redacted");
+        assert_eq!(config.api_key.unwrap().to_string(), "sk-…redacted");
     }
 
     #[test]

@@ -184,6 +184,18 @@ impl ApiError {
         }
     }
 
+    /// The server said the content is gone for good: 410, or a 404 whose error names expiry
+    /// (`video_expired`). Any other 404 proves nothing on its own.
+    pub fn says_expired(&self) -> bool {
+        match self.status() {
+            Some(410) => true,
+            Some(404) => self
+                .server_message()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("expired")),
+            _ => false,
+        }
+    }
+
     /// The provider definitely refused the request: sending it again unchanged cannot help,
     /// and nothing was created.
     pub fn is_refusal(&self) -> bool {

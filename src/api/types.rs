@@ -33,13 +33,71 @@ pub struct ErrorBody {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
+    #[serde(default)]
     pub message: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "lenient::opt_text")]
     pub kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_text")]
     pub param: Option<String>,
-    #[serde(default)]
+    /// A string in OpenAI's contract; an integer on vllm-omni, absent on SGLang.
+    #[serde(default, deserialize_with = "lenient::opt_text")]
     pub code: Option<String>,
+}
+
+/// Servers that copy OpenAI's shapes do not always copy their types: a code may be an
+/// integer, seconds a number, progress a float. These read either.
+pub mod lenient {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+
+    impl Scalar {
+        fn text(self) -> String {
+            match self {
+                Scalar::Text(t) => t,
+                Scalar::Int(n) => n.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            }
+        }
+    }
+
+    /// A string, number or boolean as text; `null` (or anything else) as `None`.
+    pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<serde_json::Value>::deserialize(d)?
+            .and_then(|v| Scalar::deserialize(v).ok())
+            .map(Scalar::text))
+    }
+
+    /// [`opt_text`], empty when absent.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(opt_text(d)?.unwrap_or_default())
+    }
+
+    /// A whole number from an integer, a float or digits in text.
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Ok(opt_text(d)?
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(|f| f.clamp(0.0, u32::MAX as f64) as u32))
+    }
+
+    /// A unix time from an integer or a float.
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Ok(opt_text(d)?
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(|f| f as i64))
+    }
+
+    pub fn i64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        Ok(opt_i64(d)?.unwrap_or(0))
+    }
 }
 
 // ---------------------------------------------------------------- Files
@@ -290,9 +348,12 @@ pub enum VideoStatus {
     Unknown,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoError {
+    /// Empty where the server sends none (SGLang); an integer's digits (vllm-omni).
+    #[serde(default, deserialize_with = "lenient::text")]
     pub code: String,
+    #[serde(default, deserialize_with = "lenient::text")]
     pub message: String,
 }
 
@@ -302,20 +363,22 @@ pub struct Video {
     #[serde(default = "video_object")]
     pub object: String,
     pub status: VideoStatus,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
     pub progress: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_text")]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_text")]
     pub prompt: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_text")]
     pub size: Option<String>,
-    #[serde(default)]
+    /// A string in OpenAI's contract; some servers send a number.
+    #[serde(default, deserialize_with = "lenient::opt_text")]
     pub seconds: Option<String>,
+    #[serde(default, deserialize_with = "lenient::i64_or_zero")]
     pub created_at: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
     pub completed_at: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub error: Option<VideoError>,
@@ -378,6 +441,27 @@ mod tests {
         assert!(!s.is_terminal());
         let v: VideoStatus = serde_json::from_str("\"rendering\"").unwrap();
         assert_eq!(v, VideoStatus::Unknown);
+    }
+
+    #[test]
+    fn other_servers_shapes_decode() {
+        // SGLang: no `code`, seconds as a string, floats for times.
+        let sglang: Video = serde_json::from_str(
+            r#"{"id":"0b4c","object":"video","status":"failed","seconds":"5",
+                "created_at":1733000000.5,"expires_at":null,"error":{"message":"OOM"}}"#,
+        )
+        .unwrap();
+        assert_eq!(sglang.error.unwrap().code, "");
+        assert_eq!(sglang.created_at, 1733000000);
+        // vllm-omni: an integer code; a number of seconds.
+        let vllm: ErrorBody =
+            serde_json::from_str(r#"{"error":{"message":"boom","code":500}}"#).unwrap();
+        assert_eq!(vllm.error.code.as_deref(), Some("500"));
+        let v: Video = serde_json::from_str(
+            r#"{"id":"v","status":"queued","seconds":5,"progress":12.5,"created_at":1}"#,
+        )
+        .unwrap();
+        assert_eq!((v.seconds.as_deref(), v.progress), (Some("5"), Some(12)));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::state::{api_client, open_state, runtime};
+use super::state::{open_state, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome};
 use crate::harvest::{HarvestOptions, HarvestReport, harvest};
+use crate::lanes::direct::MissingRule;
 use crate::report::progress::Progress;
 
 #[derive(Debug, clap::Args)]
@@ -21,22 +22,46 @@ pub struct Args {
     /// Output folder (default: renders/<project>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Only the work sent to this provider (default: every provider configured here).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    #[command(flatten)]
+    pub missing: MissingArgs,
+}
+
+/// When a server's "not found" is believed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MissingArgs {
+    /// How long a server must keep answering "not found" for a batch, job or video (on 3
+    /// polls or more) before its requests are taken as lost.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub missing_grace: u64,
+}
+
+impl MissingArgs {
+    pub fn rule(&self) -> MissingRule {
+        MissingRule {
+            grace: Duration::from_secs(self.missing_grace),
+            ..MissingRule::default()
+        }
+    }
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let routes = reachable_routes(&providers(global)?, args.provider.as_deref())?;
     let mut state = open_state(global)?;
-    let client = api_client()?;
     let options = HarvestOptions {
         jobs: args.jobs,
         watch: args.watch,
         out_dir: args.out,
         max_poll_interval: Duration::from_secs(60),
+        missing: args.missing.rule(),
     };
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(harvest(
         &args.runs,
         &mut state.ledger,
-        &client,
+        &routes,
         &state.store,
         &options,
         &progress,

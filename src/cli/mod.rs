@@ -67,6 +67,10 @@ pub struct GlobalArgs {
     /// Output for people (tables, progress) or for scripts (JSON on stdout).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// A providers file (default: `<state-dir>/providers.yaml` when it exists); the server of
+    /// OPENAI_BASE_URL is always there too, as `default`.
+    #[arg(long, global = true, env = "RENDER_PROVIDERS", value_name = "FILE")]
+    pub providers: Option<PathBuf>,
     /// More log output (-v info, -vv debug); RENDER_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -80,7 +84,7 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate and price shot lists at Batch rates, showing what is already cached.
+    /// Validate and price shot lists per provider and lane, showing what is already cached.
     Plan(plan::Args),
     /// Upload references once, compile the JSONL batches and create them, exactly once.
     Submit(submit::Args),
@@ -135,10 +139,22 @@ pub struct UsageError(pub String);
 
 fn exit_status_of(err: &anyhow::Error) -> Outcome {
     use crate::harvest::HarvestError;
+    use crate::submit::SubmitError;
     let usage = err.downcast_ref::<UsageError>().is_some()
         || matches!(
             err.downcast_ref::<HarvestError>(),
             Some(HarvestError::UnknownRun(_) | HarvestError::OtherProvider { .. })
+        )
+        || matches!(
+            err.downcast_ref::<SubmitError>(),
+            Some(SubmitError::NoRoute(_))
+        )
+        || matches!(
+            err.downcast_ref::<crate::api::error::ApiError>(),
+            Some(
+                crate::api::error::ApiError::MissingApiKey
+                    | crate::api::error::ApiError::InvalidConfig { .. }
+            )
         );
     if usage {
         Outcome::Usage

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::plan::{PlanArgs, prepare, prepare_for, provider_of};
-use super::state::{api_client, api_client_for, open_state, runtime};
+use super::harvest::MissingArgs;
+use super::plan::{PlanArgs, Prepared, prepare, prepare_with};
+use super::state::{load_providers, open_state, route_with_key, routes_for, runtime};
 use super::submit::{LimitArgs, checked_plan};
 use super::{Format, GlobalArgs, Outcome};
-use crate::api::client::ApiClient;
-use crate::harvest::{HarvestOptions, HarvestReport, harvest};
+use crate::harvest::{HarvestOptions, HarvestReport, harvest, run_providers};
+use crate::lanes::Routes;
+use crate::provider::Provider;
 use crate::report::progress::Progress;
 use crate::sandbox::{SandboxConfig, SandboxHandle};
 use crate::submit::submit;
@@ -56,34 +58,33 @@ pub struct Args {
     pub max_poll_interval: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub missing: MissingArgs,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // Kept alive for the whole night when --sandbox is given.
-    let sandbox = args
-        .sandbox
-        .then(|| {
-            crate::sandbox::spawn(SandboxConfig::default().video_bytes(args.sandbox_video_bytes))
-        })
-        .transpose()
-        .context("cannot start the sandbox")?;
-    let (prepared, client) = match &sandbox {
-        Some(sandbox) => sandbox_plan(&args, global, sandbox)?,
-        None => match prepare(&args.plan, global) {
-            Ok(prepared) => (prepared, None),
+    let (prepared, sandbox_routes, _sandboxes) = if args.sandbox {
+        match sandbox_night(&args, global)? {
+            Ok(night) => night,
+            Err(outcome) => return Ok(outcome),
+        }
+    } else {
+        match prepare(&args.plan, global) {
+            Ok(prepared) => (prepared, None, Vec::new()),
             Err(usage) => {
                 crate::report::plan::print_diagnostics(&[usage], &[])?;
                 return Ok(Outcome::Usage);
             }
-        },
+        }
     };
-    let plan = match checked_plan(prepared, &args.plan)? {
-        Ok(plan) => plan,
+    let (plan, providers) = match checked_plan(prepared, &args.plan)? {
+        Ok(planned) => planned,
         Err(outcome) => return Ok(outcome),
     };
-    let client = match client {
-        Some(client) => client,
-        None => api_client()?,
+    let routes = match sandbox_routes {
+        Some(routes) => routes,
+        None => routes_for(&providers, &plan.providers)?,
     };
     let mut state = open_state(global)?;
     let progress = Progress::new(global.format == Format::Json);
@@ -92,13 +93,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         watch: true,
         out_dir: args.out.clone(),
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
+        missing: args.missing.rule(),
     };
     let report = runtime()?.block_on(async {
         let submitted = submit(
             &plan,
             &mut state.ledger,
             &state.store,
-            &client,
+            &routes,
             args.limits.limits(),
             &progress,
         )
@@ -107,7 +109,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         collect_leftovers(
             &submitted.run_id,
             &mut state,
-            &client,
+            &routes,
             &harvest_options,
             &progress,
         )
@@ -115,7 +117,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         let report = harvest(
             std::slice::from_ref(&submitted.run_id),
             &mut state.ledger,
-            &client,
+            &routes,
             &state.store,
             &harvest_options,
             &progress,
@@ -137,15 +139,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
 async fn collect_leftovers(
     tonight: &str,
     state: &mut super::state::State,
-    client: &ApiClient,
+    routes: &Routes,
     options: &HarvestOptions,
     progress: &Progress,
 ) {
-    let provider = client.provider();
+    let served =
+        |run: &crate::ledger::RunRow| run_providers(run).iter().any(|p| routes.get(p).is_some());
     let earlier: Vec<String> = match state.ledger.runs() {
         Ok(runs) => runs
             .into_iter()
-            .filter(|r| !r.done && r.id != tonight && r.provider == provider)
+            .filter(|r| !r.done && r.id != tonight && served(r))
             .map(|r| r.id)
             .collect(),
         Err(err) => {
@@ -164,7 +167,7 @@ async fn collect_leftovers(
     let result = harvest(
         &earlier,
         &mut state.ledger,
-        client,
+        routes,
         &state.store,
         &leftovers,
         progress,
@@ -175,18 +178,74 @@ async fn collect_leftovers(
     }
 }
 
-/// Plans against an in-process sandbox: its host is the provider, its URL the API.
-fn sandbox_plan(
+/// What `--sandbox` plans with: the plan, the routes to the sandboxes, and the sandboxes.
+type SandboxNight = (Prepared, Option<Routes>, Vec<SandboxHandle>);
+
+/// Plans against in-process sandboxes: one per configured provider, speaking its dialect and
+/// rendering its catalog, so a night with several providers rehearses each. Identities become
+/// `sandbox:<name>` (stable, so an unchanged rehearsal is cached); every sandbox starts from a
+/// fresh seed, so no two rehearsals share a batch, file or video id.
+fn sandbox_night(
     args: &Args,
     global: &GlobalArgs,
-    sandbox: &SandboxHandle,
-) -> anyhow::Result<(super::plan::Prepared, Option<ApiClient>)> {
-    let provider = provider_of(sandbox.base_url()).context("the sandbox URL has a host")?;
-    let client = api_client_for(sandbox.base_url(), "sk-sandbox")?;
-    if global.format == Format::Human {
-        eprintln!("sandbox serving at {}", sandbox.base_url());
+) -> anyhow::Result<Result<SandboxNight, Outcome>> {
+    let catalog = crate::plan::load_catalog(&global.state_dir, &args.plan.catalogs)?;
+    let providers = load_providers(global, &catalog)?;
+    let mut sandboxes = Vec::new();
+    let mut routes = Vec::new();
+    let mut failure = None;
+    let providers = providers.map(|provider| {
+        let key = provider
+            .facts()
+            .requires_key
+            .then(|| "sk-sandbox".to_string());
+        let config = SandboxConfig::default()
+            .seed(rand::random())
+            .video_bytes(args.sandbox_video_bytes)
+            .catalog(provider.catalog.clone());
+        let config = match &key {
+            Some(key) => config.api_key(key.clone()),
+            None => config,
+        };
+        match crate::sandbox::spawn(config) {
+            Ok(sandbox) => {
+                let rehearsed = Provider {
+                    id: format!("sandbox:{}", provider.name),
+                    base_url: sandbox.base_url().to_string(),
+                    api_key_env: None,
+                    ..provider
+                };
+                match route_with_key(&rehearsed, key) {
+                    Ok(route) => routes.push(route),
+                    Err(err) => failure = Some(err),
+                }
+                if global.format == Format::Human {
+                    eprintln!(
+                        "sandbox for {} ({}) serving at {}",
+                        rehearsed.name,
+                        rehearsed.dialect,
+                        sandbox.base_url()
+                    );
+                }
+                sandboxes.push(sandbox);
+                rehearsed
+            }
+            Err(err) => {
+                failure = Some(anyhow::Error::from(err).context("cannot start the sandbox"));
+                provider
+            }
+        }
+    });
+    if let Some(err) = failure {
+        return Err(err);
     }
-    Ok((prepare_for(&args.plan, global, provider), Some(client)))
+    match prepare_with(&args.plan, global, providers) {
+        Ok(prepared) => Ok(Ok((prepared, Some(Routes::new(routes)), sandboxes))),
+        Err(usage) => {
+            crate::report::plan::print_diagnostics(&[usage], &[])?;
+            Ok(Err(Outcome::Usage))
+        }
+    }
 }
 
 /// Runs --on-complete or --on-failure with the manifest path.

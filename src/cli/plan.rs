@@ -11,7 +11,8 @@ use crate::key::RequestKey;
 use crate::ledger::Ledger;
 use crate::money::Usd;
 use crate::outputs::cached_output;
-use crate::plan::{COMMAND_LINE, DEFAULT_BASE_URL, PlanOptions, PlanRun};
+use crate::plan::{COMMAND_LINE, PlanOptions, PlanRun};
+use crate::provider::Providers;
 use crate::report;
 use crate::shotlist::{Diagnostic, Pos};
 
@@ -36,9 +37,13 @@ pub struct PlanArgs {
     /// `<state-dir>/catalog.yaml` is merged first when it exists.
     #[arg(long = "catalog", value_name = "FILE")]
     pub catalogs: Vec<PathBuf>,
-    /// Refuse (exit status 3) when the Batch total exceeds this many dollars.
+    /// Refuse (exit status 3) when the total exceeds this many dollars.
     #[arg(long, value_name = "USD")]
     pub budget: Option<Usd>,
+    /// The provider of shots that name none (a list's `defaults` take precedence)
+    /// [default: `default`, the server of OPENAI_BASE_URL].
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,15 +61,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         }
     };
     let json = global.format == Format::Json;
-    report::plan::print_run(&prepared.run, &prepared.provider, args.plan.budget, json)?;
+    report::plan::print_run(&prepared.run, args.plan.budget, json)?;
     Ok(prepared.outcome(args.plan.budget))
 }
 
-/// A planning run with the provider it was priced for.
+/// A planning run with the providers it was priced for.
 #[derive(Debug)]
 pub struct Prepared {
     pub run: PlanRun,
-    pub provider: String,
+    pub providers: Providers,
 }
 
 impl Prepared {
@@ -80,65 +85,64 @@ impl Prepared {
     }
 }
 
-/// Loads the catalog (built-in, `<state-dir>/catalog.yaml`, `--catalog`), reads the shot lists
-/// (`-` from standard input) and plans them. Invalid lists or catalogs come back as
-/// diagnostics in the run; `Err` is a usage problem (a bad `OPENAI_BASE_URL`).
+/// Loads the catalog (built-in, `<state-dir>/catalog.yaml`, `--catalog`) and the providers
+/// (`OPENAI_BASE_URL`, then `--providers` or `<state-dir>/providers.yaml`), reads the shot lists
+/// (`-` from standard input) and plans them. Invalid lists or catalogs come back as diagnostics
+/// in the run; `Err` is a usage problem (a bad providers file or `OPENAI_BASE_URL`, an unknown
+/// `--provider`).
 pub fn prepare(args: &PlanArgs, global: &GlobalArgs) -> Result<Prepared, Diagnostic> {
-    Ok(prepare_for(args, global, provider_from_env()?))
-}
-
-/// [`prepare`] for a known provider (the API host), e.g. the in-process sandbox's.
-pub fn prepare_for(args: &PlanArgs, global: &GlobalArgs, provider: String) -> Prepared {
-    let opts = PlanOptions {
-        provider: provider.clone(),
-        model: args.model.clone().map(Model),
-        size: args.size,
-        seconds: args.seconds.map(Seconds),
-    };
     let catalog = match crate::plan::load_catalog(&global.state_dir, &args.catalogs) {
         Ok(catalog) => catalog,
         Err(err) => {
             let diagnostic = Diagnostic::error(COMMAND_LINE, Pos::NONE, err.to_string())
                 .with_help("fix the catalog file, or leave out --catalog");
-            let run = PlanRun {
-                inputs: Vec::new(),
-                plan: None,
-                diagnostics: vec![diagnostic],
-            };
-            return Prepared { run, provider };
+            return Ok(invalid(diagnostic));
         }
     };
-    let is_cached = cache_probe(&global.state_dir);
-    let run = crate::plan::plan_files(
-        &args.files,
-        &mut std::io::stdin().lock(),
-        &opts,
-        &catalog,
-        &is_cached,
-    );
-    Prepared { run, provider }
-}
-
-/// The API host requests go to: part of every cache key, and where retirements apply.
-pub fn provider_from_env() -> Result<String, Diagnostic> {
-    let base = std::env::var("OPENAI_BASE_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-    provider_of(&base).ok_or_else(|| {
-        Diagnostic::error(
-            "OPENAI_BASE_URL",
-            Pos::NONE,
-            format!("`{base}` is not a URL with a host"),
+    // A configuration mistake, like a bad flag: a usage error.
+    let providers = super::state::load_providers(global, &catalog).map_err(|err| {
+        Diagnostic::error(COMMAND_LINE, Pos::NONE, err.to_string()).with_help(
+            "fix OPENAI_BASE_URL or the providers file (see the README's Providers section)",
         )
-        .with_help("e.g. OPENAI_BASE_URL=http://127.0.0.1:8080/v1")
-    })
+    })?;
+    prepare_with(args, global, providers)
 }
 
-/// The host of a base URL (`https://api.openai.com/v1` → `api.openai.com`).
-pub fn provider_of(base_url: &str) -> Option<String> {
-    let url = reqwest::Url::parse(base_url.trim()).ok()?;
-    url.host_str().map(str::to_ascii_lowercase)
+fn invalid(diagnostic: Diagnostic) -> Prepared {
+    Prepared {
+        run: PlanRun {
+            inputs: Vec::new(),
+            plan: None,
+            diagnostics: vec![diagnostic],
+        },
+        providers: Providers::of(Vec::new()),
+    }
+}
+
+/// [`prepare`] for known providers (the in-process sandbox's).
+pub fn prepare_with(
+    args: &PlanArgs,
+    global: &GlobalArgs,
+    mut providers: Providers,
+) -> Result<Prepared, Diagnostic> {
+    if let Some(name) = &args.provider {
+        providers.set_default(name).map_err(|err| {
+            Diagnostic::error("--provider", Pos::NONE, err.to_string())
+                .with_help("name a provider of providers.yaml (or `default`)")
+        })?;
+    }
+    let opts = PlanOptions {
+        providers,
+        model: args.model.clone().map(Model),
+        size: args.size,
+        seconds: args.seconds.map(Seconds),
+    };
+    let is_cached = cache_probe(&global.state_dir);
+    let run = crate::plan::plan_files(&args.files, &mut std::io::stdin().lock(), &opts, &is_cached);
+    Ok(Prepared {
+        run,
+        providers: opts.providers,
+    })
 }
 
 /// Whether the local cache holds a key's output: recorded in the ledger and present in the
@@ -157,23 +161,5 @@ pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
     move |key: &RequestKey| match &state {
         Some((ledger, store)) => cached_output(ledger, store, key).is_ok_and(|o| o.is_some()),
         None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_is_the_host_of_the_base_url() {
-        let cases = [
-            ("https://api.openai.com/v1", Some("api.openai.com")),
-            ("http://127.0.0.1:8080/v1", Some("127.0.0.1")),
-            ("http://LOCALHOST:1/", Some("localhost")),
-            ("not a url", None),
-        ];
-        for (url, host) in cases {
-            assert_eq!(provider_of(url).as_deref(), host, "{url}");
-        }
     }
 }

@@ -1,6 +1,6 @@
 //! `render retry RUN`: resubmit the run's failed-but-retryable and lost requests, and only those.
 
-use super::state::{api_client, open_state, runtime};
+use super::state::{open_state, providers, reachable_routes, runtime};
 use super::submit::print_report;
 use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::ledger::RequestStatus;
@@ -18,6 +18,9 @@ pub struct Args {
     #[command(flatten)]
     pub limits: super::submit::LimitArgs,
 }
+
+// The run's requests go back to the providers they were sent to: routes are the providers
+// configured here, and a request whose provider is not is reported, never sent elsewhere.
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let mut state = open_state(global)?;
@@ -55,14 +58,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if retryable.is_empty() && global.format == Format::Human {
         println!("run {}: nothing to retry", run.id);
     }
-    let client = api_client()?;
-    if run.provider != client.provider() {
+    let routes = reachable_routes(&providers(global)?, None)?;
+    let unreachable: std::collections::BTreeSet<&str> = retryable
+        .iter()
+        .map(|r| match r.provider.as_str() {
+            "" => run.provider.as_str(),
+            provider => provider,
+        })
+        .filter(|p| routes.get(p).is_none())
+        .collect();
+    if !unreachable.is_empty() {
+        let names: Vec<&str> = unreachable.into_iter().collect();
         return Err(UsageError(format!(
-            "run {} was submitted to {}, but OPENAI_BASE_URL points at {}; point it at {} to retry this run",
+            "run {} was submitted to {}, which is not configured here; add it to providers.yaml (or point OPENAI_BASE_URL at it) to retry this run",
             run.id,
-            run.provider,
-            client.provider(),
-            run.provider
+            names.join(", ")
         ))
         .into());
     }
@@ -71,7 +81,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         &run,
         &retryable,
         &mut state.ledger,
-        &client,
+        &routes,
         args.limits.limits(),
         &progress,
     ));

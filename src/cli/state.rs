@@ -4,7 +4,10 @@ use anyhow::Context;
 
 use crate::api::client::{ApiClient, ApiKey, ClientConfig};
 use crate::cache::LocalStore;
+use crate::catalog::Catalog;
+use crate::lanes::{Route, Routes};
 use crate::ledger::Ledger;
+use crate::provider::{PROVIDERS_FILE, Provider, ProviderError, Providers};
 
 use super::GlobalArgs;
 
@@ -57,17 +60,76 @@ fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// The API client from `OPENAI_BASE_URL` and `OPENAI_API_KEY`.
-pub fn api_client() -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::new(ClientConfig::from_env()?)?)
+/// The providers of this invocation: the default one from `OPENAI_BASE_URL`, then those of
+/// `--providers FILE` or, without it, `<state-dir>/providers.yaml` when it exists.
+pub fn load_providers(global: &GlobalArgs, catalog: &Catalog) -> Result<Providers, ProviderError> {
+    let state_file = global.state_dir.join(PROVIDERS_FILE);
+    let file = match &global.providers {
+        Some(path) => Some(path.as_path()),
+        None => state_file.is_file().then_some(state_file.as_path()),
+    };
+    Providers::load(file, catalog, &|name| std::env::var(name).ok())
 }
 
-/// The API client for a known server (the in-process sandbox).
-pub fn api_client_for(base_url: &str, key: &str) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::new(ClientConfig::new(
-        base_url,
-        ApiKey::new(key),
-    ))?)
+/// The providers, for commands that do not plan (their catalogs do not matter there).
+pub fn providers(global: &GlobalArgs) -> anyhow::Result<Providers> {
+    load_providers(global, &Catalog::builtin()).map_err(|e| super::UsageError(e.to_string()).into())
+}
+
+/// The route (client) of one provider, with its key from the environment.
+pub fn route(provider: &Provider) -> anyhow::Result<Route> {
+    let key = provider
+        .api_key(&|name| std::env::var(name).ok())
+        .map_err(|e| super::UsageError(e.to_string()))?;
+    route_with_key(provider, key)
+}
+
+/// The route of a provider whose key is known (the in-process sandbox's).
+pub fn route_with_key(provider: &Provider, key: Option<String>) -> anyhow::Result<Route> {
+    let mut config = ClientConfig::new(provider.base_url.clone(), ApiKey::new(""));
+    config.api_key = key.map(ApiKey::new);
+    config.dialect = provider.dialect;
+    Ok(Route {
+        provider: provider.clone(),
+        client: ApiClient::new(config)?,
+    })
+}
+
+/// The routes of the providers `ids` names (a plan's): each must be configured, with its key.
+pub fn routes_for(providers: &Providers, ids: &[String]) -> anyhow::Result<Routes> {
+    let mut routes = Vec::new();
+    for id in ids {
+        let provider = providers
+            .for_record(id)
+            .ok_or_else(|| super::UsageError(format!("provider {id} is not configured here")))?;
+        routes.push(route(provider)?);
+    }
+    Ok(Routes::new(routes))
+}
+
+/// Routes to every provider that can be reached from here (`only` narrows them to one), for
+/// commands that collect what earlier commands sent: a provider whose key is missing is left
+/// out with a warning, and its work left alone.
+pub fn reachable_routes(providers: &Providers, only: Option<&str>) -> anyhow::Result<Routes> {
+    if let Some(name) = only {
+        let provider = providers
+            .named(name)
+            .map_err(|e| super::UsageError(e.to_string()))?;
+        return Ok(Routes::new(vec![route(provider)?]));
+    }
+    let mut routes = Vec::new();
+    for provider in providers.iter() {
+        match route(provider) {
+            Ok(route) => routes.push(route),
+            Err(err) => tracing::debug!("provider {} left out: {err}", provider.name),
+        }
+    }
+    if routes.is_empty() {
+        anyhow::bail!(super::UsageError(
+            "no provider can be reached: set OPENAI_API_KEY (or the key of a provider in providers.yaml)".into()
+        ));
+    }
+    Ok(Routes::new(routes))
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use super::plan::{PlanArgs, Prepared, prepare};
-use super::state::{api_client, open_state, runtime};
+use super::state::{open_state, routes_for, runtime};
 use super::{Format, GlobalArgs, Outcome};
 use crate::batch::BatchLimits;
 use crate::plan::Plan;
+use crate::provider::Providers;
 use crate::report::progress::Progress;
 use crate::submit::{SubmitReport, dry_run, submit};
 
@@ -57,8 +58,8 @@ impl LimitArgs {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let plan = match plan_or_exit(&args.plan, global)? {
-        Ok(plan) => plan,
+    let (plan, providers) = match plan_or_exit(&args.plan, global)? {
+        Ok(planned) => planned,
         Err(outcome) => return Ok(outcome),
     };
     let limits = args.limits.limits();
@@ -85,14 +86,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Success);
     }
+    let routes = routes_for(&providers, &plan.providers)?;
     let mut state = open_state(global)?;
-    let client = api_client()?;
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(submit(
         &plan,
         &mut state.ledger,
         &state.store,
-        &client,
+        &routes,
         limits,
         &progress,
     ));
@@ -103,7 +104,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
 
 /// Plans as `render plan` does, printing its diagnostics (and the budget refusal). `Err` is the
 /// outcome to exit with when there is nothing to send: usage error, invalid, over budget.
-pub fn plan_or_exit(args: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<Result<Plan, Outcome>> {
+pub fn plan_or_exit(
+    args: &PlanArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<Result<(Plan, Providers), Outcome>> {
     match prepare(args, global) {
         Ok(prepared) => checked_plan(prepared, args),
         Err(usage) => {
@@ -114,15 +118,18 @@ pub fn plan_or_exit(args: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<Resu
 }
 
 /// Prints a prepared plan's diagnostics (and the budget refusal); the plan when it may be sent.
-pub fn checked_plan(prepared: Prepared, args: &PlanArgs) -> anyhow::Result<Result<Plan, Outcome>> {
+pub fn checked_plan(
+    prepared: Prepared,
+    args: &PlanArgs,
+) -> anyhow::Result<Result<(Plan, Providers), Outcome>> {
     crate::report::plan::print_diagnostics(&prepared.run.diagnostics, &prepared.run.inputs)?;
     let outcome = prepared.outcome(args.budget);
     match (prepared.run.plan, outcome) {
-        (Some(plan), Outcome::Success) => Ok(Ok(plan)),
+        (Some(plan), Outcome::Success) => Ok(Ok((plan, prepared.providers))),
         (Some(plan), Outcome::OverBudget) => {
             let budget = args.budget.unwrap_or_default();
             eprintln!(
-                "error: the plan costs {} at Batch rates, over the budget of {budget}; nothing was uploaded",
+                "error: the plan costs {}, over the budget of {budget}; nothing was uploaded",
                 plan.total()
             );
             Ok(Err(outcome))
@@ -136,8 +143,15 @@ pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()>
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
+    let jobs = match (report.jobs_sent, report.jobs_waiting) {
+        (0, 0) => String::new(),
+        (sent, 0) => format!(", {sent} as direct jobs"),
+        (sent, waiting) => format!(
+            ", {sent} as direct jobs with {waiting} more waiting for a slot (harvest sends them)"
+        ),
+    };
     println!(
-        "run {}: {} requests submitted in {} batches ({} cached, {} already in flight{})",
+        "run {}: {} requests submitted in {} batches{jobs} ({} cached, {} already in flight{})",
         report.run_id,
         report.submitted,
         report.batches.iter().filter(|b| !b.adopted).count(),

@@ -100,16 +100,27 @@ fn byte_range(source: &str, offset: u32, len: u32) -> std::ops::Range<usize> {
 /// The table of requests, then totals by model and size, the Batch total, the standard-rate
 /// total and the saving.
 pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
-    let mut rows: Vec<[String; 7]> =
-        vec![["shot", "take", "model", "size", "seconds", "cost", "cached"].map(String::from)];
+    let mut rows: Vec<[String; 10]> = vec![
+        [
+            "shot", "take", "provider", "lane", "model", "size", "seconds", "cost", "batch",
+            "cached",
+        ]
+        .map(String::from),
+    ];
     for r in &plan.requests {
         rows.push([
             r.shot_id.clone(),
             format!("{}/{}", r.take, r.takes),
+            r.provider_name.clone(),
+            lane_label(r),
             r.model.to_string(),
             r.size.to_string(),
             r.seconds.0.to_string(),
             r.cost.to_string(),
+            // The Batch price where the provider offers one, to compare with what applies.
+            r.batch_cost
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             if r.cached {
                 "cached".into()
             } else {
@@ -117,7 +128,12 @@ pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
             },
         ]);
     }
-    let mut out = columns(&rows, &[false, true, false, false, true, true, false]);
+    let mut out = columns(
+        &rows,
+        &[
+            false, true, false, false, false, false, true, true, true, false,
+        ],
+    );
     out.push('\n');
     let mut totals: Vec<[String; 7]> = vec![
         [
@@ -139,13 +155,21 @@ pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
         plan.requests.len(),
         plan.cached_count()
     ));
-    out.push_str(&label("Batch total", plan.total()));
+    out.push_str(&label("Total", plan.total()));
     out.push_str(&label("At standard rates", plan.standard_total()));
     out.push_str(&label("Saving", plan.saving()));
     if let Some(budget) = budget {
         out.push_str(&label("Budget", budget));
     }
     out
+}
+
+/// `batch`, `direct`, or `direct (rush)` for a rush shot that could have gone by Batch.
+fn lane_label(r: &crate::plan::PlannedRequest) -> String {
+    match (r.lane, r.priority) {
+        (crate::provider::Lane::Direct, crate::shotlist::Priority::Rush) => "direct (rush)".into(),
+        (lane, _) => lane.to_string(),
+    }
 }
 
 fn subtotal_row(s: &Subtotal) -> [String; 7] {
@@ -192,10 +216,11 @@ fn columns<const N: usize>(rows: &[[String; N]], right: &[bool; N]) -> String {
 pub struct PlanJson<'a> {
     pub valid: bool,
     pub project: Option<&'a str>,
-    pub provider: &'a str,
+    /// The identities of the providers the plan uses, comma-separated.
+    pub provider: String,
     pub requests: usize,
     pub cached: usize,
-    /// Batch price of what is not cached.
+    /// What is not cached, each request at the price of its lane.
     pub total_usd: Usd,
     /// The same work at standard rates, cached or not.
     pub standard_usd: Usd,
@@ -223,12 +248,20 @@ pub struct RequestJson<'a> {
     pub id: &'a str,
     pub take: u32,
     pub takes: u32,
+    /// The provider's name, and the identity its cache key holds.
+    pub provider: &'a str,
+    pub provider_id: &'a str,
+    pub lane: crate::provider::Lane,
+    pub priority: crate::shotlist::Priority,
     pub model: &'a Model,
     pub size: Size,
     pub seconds: u32,
     pub key: RequestKey,
+    /// At the price of its lane; zero when cached.
     pub cost_usd: Usd,
     pub standard_cost_usd: Usd,
+    /// At the Batch price, where the provider offers a Batch lane.
+    pub batch_cost_usd: Option<Usd>,
     pub cached: bool,
     pub reference: Option<ReferenceJson<'a>>,
     pub tags: &'a [String],
@@ -243,14 +276,14 @@ pub struct ReferenceJson<'a> {
     pub bytes: u64,
 }
 
-pub fn plan_json<'a>(run: &'a PlanRun, provider: &'a str, budget: Option<Usd>) -> PlanJson<'a> {
+pub fn plan_json(run: &PlanRun, budget: Option<Usd>) -> PlanJson<'_> {
     let empty = Plan::default();
     let plan = run.plan.as_ref().unwrap_or(&empty);
     let over_budget = budget.is_some_and(|b| plan.check_budget(b).is_err());
     PlanJson {
         valid: run.is_valid(),
         project: run.plan.as_ref().and_then(|p| p.project.as_deref()),
-        provider,
+        provider: plan.provider_summary(),
         requests: plan.requests.len(),
         cached: plan.cached_count(),
         total_usd: plan.total(),
@@ -279,12 +312,17 @@ pub fn plan_json<'a>(run: &'a PlanRun, provider: &'a str, budget: Option<Usd>) -
                 id: &r.shot_id,
                 take: r.take,
                 takes: r.takes,
+                provider: &r.provider_name,
+                provider_id: &r.provider,
+                lane: r.lane,
+                priority: r.priority,
                 model: &r.model,
                 size: r.size,
                 seconds: r.seconds.0,
                 key: r.key,
                 cost_usd: r.cost,
                 standard_cost_usd: r.standard_cost,
+                batch_cost_usd: r.batch_cost,
                 cached: r.cached,
                 reference: r.reference.as_ref().map(|f| ReferenceJson {
                     path: f.path.display().to_string(),
@@ -302,14 +340,9 @@ pub fn plan_json<'a>(run: &'a PlanRun, provider: &'a str, budget: Option<Usd>) -
 
 /// Prints a planning run: diagnostics (on stderr) and the table (on stdout), or one JSON
 /// document on stdout. Over budget, says so on stderr.
-pub fn print_run(
-    run: &PlanRun,
-    provider: &str,
-    budget: Option<Usd>,
-    json: bool,
-) -> std::io::Result<()> {
+pub fn print_run(run: &PlanRun, budget: Option<Usd>, json: bool) -> std::io::Result<()> {
     if json {
-        let doc = plan_json(run, provider, budget);
+        let doc = plan_json(run, budget);
         let mut stdout = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut stdout, &doc)?;
         return writeln!(stdout);

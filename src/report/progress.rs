@@ -164,6 +164,18 @@ fn line_for(event: &Event) -> Option<String> {
             requests,
             ..
         } => format!("created batch {batch_id} (part {part}, {requests} requests)"),
+        Event::JobCreated {
+            provider,
+            shot_id,
+            video_id,
+            adopted,
+            ..
+        } => match adopted {
+            false => format!("sent {shot_id} to {provider} as job {video_id}"),
+            true => format!(
+                "found job {video_id} of {shot_id} on {provider}, sent by an interrupted run"
+            ),
+        },
         Event::BatchAdopted { part, batch_id, .. } => {
             format!("found batch {batch_id} (part {part}) created by an interrupted run")
         }

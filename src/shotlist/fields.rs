@@ -5,21 +5,23 @@ use crate::catalog::Size;
 
 use super::diagnostic::{Diagnostic, closest};
 use super::node::Node;
-use super::{Defaults, Pos, Shot, Sp};
+use super::{Defaults, Pos, Priority, Shot, Sp};
 
 /// The fields a shot may have, in the order the docs list them.
-pub const SHOT_FIELDS: [&str; 8] = [
+pub const SHOT_FIELDS: [&str; 10] = [
     "id",
     "prompt",
+    "provider",
     "model",
     "size",
     "seconds",
     "reference",
     "takes",
+    "priority",
     "tags",
 ];
 
-const DEFAULT_FIELDS: [&str; 4] = ["model", "size", "seconds", "takes"];
+const DEFAULT_FIELDS: [&str; 6] = ["provider", "model", "size", "seconds", "takes", "priority"];
 
 /// More takes than this is almost certainly a typo, and would spend real money.
 pub const MAX_TAKES: u32 = 100;
@@ -132,11 +134,13 @@ impl<'a> FieldReader<'a> {
         match key.value.as_str() {
             "id" => shot.id = self.id(&key, value),
             "prompt" => shot.prompt = self.prompt(&key, value),
+            "provider" => shot.provider = self.optional_text(&key, value),
             "model" => shot.model = self.optional_text(&key, value),
             "size" => shot.size = self.size(&key, value),
             "seconds" => shot.seconds = self.whole_number(&key, value),
             "reference" => shot.reference = self.optional_text(&key, value),
             "takes" => shot.takes = self.takes(&key, value),
+            "priority" => shot.priority = self.priority(&key, value),
             "tags" => shot.tags = self.tags(&key, value),
             _ => self.unknown_key(&key, "a shot", &SHOT_FIELDS),
         }
@@ -159,10 +163,12 @@ impl<'a> FieldReader<'a> {
         };
         for (key, value) in self.without_repeats(entries) {
             match key.value.as_str() {
+                "provider" => defaults.provider = self.optional_text(&key, value),
                 "model" => defaults.model = self.optional_text(&key, value),
                 "size" => defaults.size = self.size(&key, value),
                 "seconds" => defaults.seconds = self.whole_number(&key, value),
                 "takes" => defaults.takes = self.takes(&key, value),
+                "priority" => defaults.priority = self.priority(&key, value),
                 _ => self.unknown_key(&key, "`defaults`", &DEFAULT_FIELDS),
             }
         }
@@ -336,6 +342,23 @@ impl<'a> FieldReader<'a> {
             return None;
         }
         Some(takes)
+    }
+
+    /// `rush` (send at once, through the direct lane, at the standard price) or `normal`.
+    fn priority(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<Priority>> {
+        let text = self.optional_text(key, value)?;
+        match text.value.to_ascii_lowercase().as_str() {
+            "rush" => Some(Sp::new(Priority::Rush, text.pos)),
+            "normal" => Some(Sp::new(Priority::Normal, text.pos)),
+            other => {
+                self.help(
+                    text.pos,
+                    format!("`priority` is `{other}`; expected `rush` or `normal`"),
+                    "`priority: rush` sends the shot at once at the standard price, without waiting for a batch",
+                );
+                None
+            }
+        }
     }
 
     fn tags(&mut self, key: &Sp<String>, value: Sp<Node>) -> Vec<String> {

@@ -143,10 +143,23 @@ fn utf8(path: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
 /// Defaults a YAML shot list sets for its shots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Defaults {
+    pub provider: Option<Sp<String>>,
     pub model: Option<Sp<String>>,
     pub size: Option<Sp<Size>>,
     pub seconds: Option<Sp<u32>>,
     pub takes: Option<Sp<u32>>,
+    pub priority: Option<Sp<Priority>>,
+}
+
+/// How soon a shot is wanted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Through the cheapest lane the provider offers (Batch where it has one).
+    #[default]
+    Normal,
+    /// A director's note that cannot wait for a 24-hour batch: the direct lane, at once.
+    Rush,
 }
 
 /// One shot as written: each field is `None` when absent, empty, or invalid (then a diagnostic
@@ -158,12 +171,15 @@ pub struct Shot {
     pub id: Option<Sp<String>>,
     /// Trimmed of surrounding whitespace: this is the prompt sent and keyed.
     pub prompt: Option<Sp<String>>,
+    /// A provider's name (`providers.yaml`); its catalog decides the rest.
+    pub provider: Option<Sp<String>>,
     pub model: Option<Sp<String>>,
     pub size: Option<Sp<Size>>,
     pub seconds: Option<Sp<u32>>,
     /// As written, relative to the shot list's folder.
     pub reference: Option<Sp<String>>,
     pub takes: Option<Sp<u32>>,
+    pub priority: Option<Sp<Priority>>,
     pub tags: Vec<String>,
 }
 
@@ -173,11 +189,13 @@ impl Shot {
             at,
             id: None,
             prompt: None,
+            provider: None,
             model: None,
             size: None,
             seconds: None,
             reference: None,
             takes: None,
+            priority: None,
             tags: Vec::new(),
         }
     }

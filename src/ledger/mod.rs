@@ -14,9 +14,14 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use crate::api::types::Batch;
 use crate::key::{RequestKey, Sha256Hex};
 use crate::money::Usd;
+use crate::provider::Lane;
+
+mod jobs;
+pub use jobs::{JobRow, JobStatus};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id          TEXT PRIMARY KEY,
     created_at  INTEGER NOT NULL,
@@ -102,7 +107,46 @@ CREATE TABLE outputs (
     video_id        TEXT,
     harvested_at    INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Providers and lanes: every request, batch and run item knows who renders it and how it
+-- travels; direct-lane jobs (one POST /v1/videos each) get a table like batches.
+ALTER TABLE requests ADD COLUMN provider TEXT;
+ALTER TABLE requests ADD COLUMN lane TEXT NOT NULL DEFAULT 'batch';
+ALTER TABLE requests ADD COLUMN served_as TEXT;
+ALTER TABLE requests ADD COLUMN job_row INTEGER;
+-- Answers of "no such video" in a row, and when the first came: one 404 proves nothing.
+ALTER TABLE requests ADD COLUMN missing_polls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN first_missing_at INTEGER;
+ALTER TABLE batches ADD COLUMN provider TEXT;
+ALTER TABLE batches ADD COLUMN missing_polls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN first_missing_at INTEGER;
+ALTER TABLE run_items ADD COLUMN provider TEXT;
+ALTER TABLE run_items ADD COLUMN lane TEXT;
+UPDATE batches SET provider = (SELECT runs.provider FROM runs WHERE runs.id = batches.run_id);
+UPDATE requests SET provider = (SELECT b.provider FROM batches b WHERE b.row = requests.batch_row);
+UPDATE run_items SET provider = (SELECT runs.provider FROM runs WHERE runs.id = run_items.run_id),
+    lane = 'batch';
+
+CREATE TABLE jobs (
+    row             INTEGER PRIMARY KEY AUTOINCREMENT,
+    key             TEXT NOT NULL,
+    run_id          TEXT,
+    provider        TEXT NOT NULL,
+    intent          TEXT NOT NULL UNIQUE,
+    intent_at       INTEGER NOT NULL,
+    video_id        TEXT,
+    status          TEXT NOT NULL DEFAULT 'intent',
+    server_status   TEXT,
+    progress        INTEGER,
+    sent_at         INTEGER,
+    finished_at     INTEGER,
+    error           TEXT
+);
+CREATE INDEX jobs_open ON jobs(provider, status);
+CREATE INDEX requests_lane ON requests(provider, lane, status);
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -198,6 +242,9 @@ pub struct RunRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunItem {
     pub shot_id: String,
+    /// The provider's identity (`None` in ledgers from before providers: the run's).
+    pub provider: Option<String>,
+    pub lane: Lane,
     pub take: u32,
     pub takes: u32,
     pub key: RequestKey,
@@ -218,9 +265,16 @@ pub struct RequestRow {
     pub reference_path: Option<String>,
     pub reference_mime: Option<String>,
     pub cost: Usd,
+    /// Who renders it (empty for rows from before providers, which were batch rows).
+    pub provider: String,
+    pub lane: Lane,
+    /// The `model` string sent, when it differs from `model`.
+    pub served_as: Option<String>,
     pub status: RequestStatus,
     pub attempts: u32,
     pub batch_row: Option<i64>,
+    /// The direct-lane job rendering it.
+    pub job_row: Option<i64>,
     pub video_id: Option<String>,
     pub video_expires_at: Option<i64>,
     pub error_code: Option<String>,
@@ -241,6 +295,8 @@ pub struct AssetRow {
 pub struct BatchRow {
     pub row: i64,
     pub run_id: String,
+    /// The provider's identity (older ledgers: the run's provider).
+    pub provider: String,
     pub part: u32,
     pub intent: String,
     pub intent_at: i64,
@@ -472,23 +528,29 @@ impl Ledger {
 
     pub fn run_items(&self, run_id: &str) -> Result<Vec<RunItem>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT shot_id, take, takes, key, cost_micros, tags FROM run_items
+            "SELECT shot_id, take, takes, key, cost_micros, tags, provider, lane FROM run_items
              WHERE run_id = ?1 ORDER BY rowid",
         )?;
         let rows = stmt.query_map([run_id], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
         rows.map(|row| {
-            let (shot_id, take, takes, key, cost, tags) = row?;
+            let ((shot_id, take, takes, key, cost, tags), provider, lane) = row?;
             Ok(RunItem {
                 shot_id,
+                provider,
+                lane: parse_lane(lane.as_deref())?,
                 take,
                 takes,
                 key: parse_sha(&key)?,
@@ -500,6 +562,17 @@ impl Ledger {
         .collect()
     }
 
+    /// The newest run that holds `key`.
+    pub fn newest_run_of(&self, key: &RequestKey) -> Result<Option<String>> {
+        Ok(self
+            .query_one(
+                "SELECT run_id FROM run_items WHERE key = ?1 ORDER BY rowid DESC LIMIT 1",
+                [key.hex()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     // ------------------------------------------------------------ requests
 
     /// Records requests not seen before; a known key keeps its row (and its history).
@@ -509,11 +582,24 @@ impl Ledger {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO requests (key, shot_id, model, size, seconds, prompt,
                     reference_sha, reference_path, reference_mime, cost_micros, status, attempts,
-                    updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
+                    updated_at, provider, lane, served_as)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15)",
+            )?;
+            // A known request nobody is rendering takes tonight's lane and price (a shot
+            // marked rush since, or a lost batch request sent direct).
+            let mut relane = tx.prepare_cached(
+                "UPDATE requests SET lane = ?2, cost_micros = ?3, provider = ?4, served_as = ?5
+                 WHERE key = ?1 AND status IN ('pending', 'lost', 'failed')",
             )?;
             let now = unix_now();
             for r in rows {
+                relane.execute(params![
+                    r.key.hex(),
+                    r.lane.as_str(),
+                    r.cost.micros(),
+                    r.provider,
+                    r.served_as
+                ])?;
                 stmt.execute(params![
                     r.key.hex(),
                     r.shot_id,
@@ -527,6 +613,9 @@ impl Ledger {
                     r.cost.micros(),
                     RequestStatus::Pending.as_str(),
                     now,
+                    r.provider,
+                    r.lane.as_str(),
+                    r.served_as,
                 ])?;
             }
         }
@@ -550,6 +639,50 @@ impl Ledger {
         ))?;
         let rows = stmt.query_map([batch_row], request_from_row)?;
         rows.map(|r| r?).collect()
+    }
+
+    /// The provider answered "no such video" about a request it should have: counts the
+    /// streak and returns it (answers in a row, seconds since the first).
+    pub fn request_missing(&self, key: &RequestKey, now: i64) -> Result<(u32, i64)> {
+        self.conn.execute(
+            "UPDATE requests SET missing_polls = missing_polls + 1,
+             first_missing_at = COALESCE(first_missing_at, ?2) WHERE key = ?1",
+            params![key.hex(), now],
+        )?;
+        let (polls, first): (u32, Option<i64>) = self.conn.query_row(
+            "SELECT missing_polls, first_missing_at FROM requests WHERE key = ?1",
+            [key.hex()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((polls, now - first.unwrap_or(now)))
+    }
+
+    /// The provider knows the request's video after all: the streak is over.
+    pub fn request_seen(&self, key: &RequestKey) -> Result<()> {
+        self.conn.execute(
+            "UPDATE requests SET missing_polls = 0, first_missing_at = NULL
+             WHERE key = ?1 AND missing_polls > 0",
+            [key.hex()],
+        )?;
+        Ok(())
+    }
+
+    /// Puts requests that nobody is rendering in line for the direct lane of `provider`.
+    pub fn queue_direct(&mut self, provider: &str, keys: &[RequestKey]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE requests SET status = 'pending', lane = 'direct', provider = ?2,
+                 batch_row = NULL, job_row = NULL, updated_at = ?3
+                 WHERE key = ?1 AND status IN ('pending', 'lost', 'failed', 'harvested')",
+            )?;
+            let now = unix_now();
+            for key in keys {
+                stmt.execute(params![key.hex(), provider, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Records what the provider said about a request. Idempotent: reading the same output
@@ -642,15 +775,16 @@ impl Ledger {
     pub fn record_batch_intent(
         &mut self,
         run_id: &str,
+        provider: &str,
         part: u32,
         intent: &str,
         keys: &[RequestKey],
     ) -> Result<i64> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO batches (run_id, part, intent, intent_at, request_count)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run_id, part, intent, unix_now(), keys.len()],
+            "INSERT INTO batches (run_id, part, intent, intent_at, request_count, provider)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run_id, part, intent, unix_now(), keys.len(), provider],
         )?;
         let row = tx.last_insert_rowid();
         {
@@ -750,6 +884,42 @@ impl Ledger {
     /// Created batches whose outputs are not all collected, nearest deadline first.
     pub fn unharvested_batches(&self) -> Result<Vec<BatchRow>> {
         self.batches_where("batch_id IS NOT NULL AND harvested = 0", [])
+    }
+
+    /// The provider answered 404 for a batch: counts the streak and returns it (answers in a
+    /// row, seconds since the first).
+    pub fn batch_missing(&self, row: i64, now: i64) -> Result<(u32, i64)> {
+        self.conn.execute(
+            "UPDATE batches SET missing_polls = missing_polls + 1,
+             first_missing_at = COALESCE(first_missing_at, ?2) WHERE row = ?1",
+            params![row, now],
+        )?;
+        let (polls, first): (u32, Option<i64>) = self.conn.query_row(
+            "SELECT missing_polls, first_missing_at FROM batches WHERE row = ?1",
+            [row],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((polls, now - first.unwrap_or(now)))
+    }
+
+    /// The provider knows the batch after all: the streak is over.
+    pub fn batch_seen(&self, row: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE batches SET missing_polls = 0, first_missing_at = NULL
+             WHERE row = ?1 AND missing_polls > 0",
+            [row],
+        )?;
+        Ok(())
+    }
+
+    /// Completed direct-lane requests of `provider` whose videos are not downloaded yet.
+    pub fn completed_direct(&self, provider: &str) -> Result<Vec<RequestRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests
+             WHERE provider = ?1 AND lane = 'direct' AND status = 'completed' ORDER BY rowid"
+        ))?;
+        let rows = stmt.query_map([provider], request_from_row)?;
+        rows.map(|r| r?).collect()
     }
 
     pub fn set_results_read(&self, row: i64) -> Result<()> {
@@ -856,8 +1026,9 @@ fn objects_of<'a>(outputs: impl Iterator<Item = &'a OutputRow>) -> HashSet<Sha25
 
 fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO run_items (run_id, shot_id, take, takes, key, cost_micros, tags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO run_items (run_id, shot_id, take, takes, key, cost_micros, tags,
+            provider, lane)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for item in items {
         stmt.execute(params![
@@ -868,6 +1039,8 @@ fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Re
             item.key.hex(),
             item.cost.micros(),
             serde_json::to_string(&item.tags).expect("strings serialize"),
+            item.provider,
+            item.lane.as_str(),
         ])?;
     }
     Ok(())
@@ -918,7 +1091,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
 
 const REQUEST_COLUMNS: &str = "key, shot_id, model, size, seconds, prompt, reference_sha,
     reference_path, reference_mime, cost_micros, status, attempts, batch_row, video_id,
-    video_expires_at, error_code, error_message, retryable";
+    video_expires_at, error_code, error_message, retryable, provider, lane, served_as, job_row";
 
 fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
     let key: String = r.get(0)?;
@@ -944,6 +1117,10 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
             error_code: r.get(15)?,
             error_message: r.get(16)?,
             retryable: r.get(17)?,
+            provider: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
+            lane: parse_lane(r.get::<_, Option<String>>(19)?.as_deref())?,
+            served_as: r.get(20)?,
+            job_row: r.get(21)?,
         })
     };
     Ok(build())
@@ -951,7 +1128,8 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
 
 const BATCH_COLUMNS: &str = "row, run_id, part, intent, intent_at, input_file_id, batch_id, status,
     request_count, completed, failed, created_at, expires_at, completed_at, output_file_id,
-    error_file_id, results_read, harvested, error";
+    error_file_id, results_read, harvested, error,
+    COALESCE(provider, (SELECT runs.provider FROM runs WHERE runs.id = batches.run_id), '')";
 
 fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
     Ok(BatchRow {
@@ -974,6 +1152,7 @@ fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
         results_read: r.get(16)?,
         harvested: r.get(17)?,
         error: r.get(18)?,
+        provider: r.get(19)?,
     })
 }
 
@@ -992,6 +1171,16 @@ fn output_from_row(r: &Row<'_>) -> rusqlite::Result<Result<OutputRow>> {
         })
     };
     Ok(build())
+}
+
+/// A stored lane; rows from before lanes were all Batch.
+fn parse_lane(text: Option<&str>) -> Result<Lane> {
+    match text {
+        None => Ok(Lane::Batch),
+        Some(text) => {
+            Lane::parse(text).ok_or_else(|| LedgerError::Corrupt(format!("lane `{text}`")))
+        }
+    }
 }
 
 fn parse_sha(text: &str) -> Result<Sha256Hex> {

@@ -1,0 +1,81 @@
+//! How requests reach a provider: the Batch lane (one JSONL batch per night, in `submit` and
+//! `harvest`) and the direct lane ([`direct`]: one job per request), over a [`Route`] — a
+//! provider with the client that speaks its dialect.
+
+pub mod assets;
+pub mod direct;
+
+use crate::api::client::ApiClient;
+use crate::provider::Provider;
+
+/// A provider and the client that talks to it.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub provider: Provider,
+    pub client: ApiClient,
+}
+
+/// The routes of this invocation, found by the identity the ledger records.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    pub fn new(routes: Vec<Route>) -> Routes {
+        Routes { routes }
+    }
+
+    /// The route of a provider identity, or of a pre-provider ledger's bare host when exactly
+    /// one route serves that host.
+    pub fn get(&self, recorded: &str) -> Option<&Route> {
+        if let Some(route) = self.routes.iter().find(|r| r.provider.id == recorded) {
+            return Some(route);
+        }
+        if recorded.is_empty() || recorded.contains("://") {
+            return None;
+        }
+        let mut on_host = self.routes.iter().filter(|r| r.provider.host() == recorded);
+        match (on_host.next(), on_host.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+use crate::ledger::RequestResult;
+
+/// Sorts a provider's failure of one request: never run (its batch expired or was cancelled
+/// first) is lost; a policy rejection or an invalid request fails again if resubmitted
+/// unchanged; the rest may succeed. The one classifier of both lanes.
+pub fn classify_failure(
+    code: Option<String>,
+    message: String,
+    status: Option<u16>,
+) -> RequestResult {
+    let code = code.filter(|c| !c.is_empty());
+    let code_text = code.as_deref().unwrap_or_default();
+    if matches!(code_text, "batch_expired" | "batch_cancelled") {
+        return RequestResult::Lost { reason: message };
+    }
+    let policy = is_policy_code(code_text) || message.to_lowercase().contains("moderation");
+    let invalid =
+        status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 409 && s != 429);
+    RequestResult::Failed {
+        code,
+        message,
+        retryable: !policy && !invalid,
+    }
+}
+
+fn is_policy_code(code: &str) -> bool {
+    code.contains("moderation") || code.contains("policy") || code == "content_filter"
+}

@@ -1,0 +1,240 @@
+//! The direct lane (one `POST /v1/videos` per request) against the sandbox: every request sent
+//! once, whatever crashes in between; slots kept full but never overfilled; a rerun sends nothing.
+
+mod common;
+
+use common::*;
+use render::sandbox::SandboxConfig;
+
+/// A night of ten requests: one shot with a reference image, one the server refuses, two takes
+/// of one shot.
+pub const NIGHT: &str = r#"project: direct-night
+defaults: { provider: lab, model: sora-2, size: 1280x720, seconds: 4 }
+shots:
+  - { id: d01-ref, prompt: "A harbour at dusk, from the first frame", reference: first.png }
+  - { id: d02-takes, prompt: "Gulls over the breakwater", takes: 2 }
+  - { id: d03-refused, prompt: "Taylor Swift walking along the pier" }
+  - { id: d04, prompt: "Nets drying on the quay" }
+  - { id: d05, prompt: "A ferry leaving at night" }
+  - { id: d06, prompt: "Rain on the lighthouse glass" }
+  - { id: d07, prompt: "Fishermen mending a sail" }
+  - { id: d08, prompt: "Lamps coming on along the harbour" }
+  - { id: d09, prompt: "Waves against the old stone steps" }
+"#;
+
+/// A providers file naming the night's sandbox `lab`, on the direct lane.
+fn lab(night: &Night, max_in_flight: usize) {
+    night.write(
+        "providers.yaml",
+        format!(
+            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: {max_in_flight}\n",
+            night.sandbox.base_url()
+        ),
+    );
+    night.write("first.png", png_of(1280, 720, 7));
+    night.write("night.yaml", NIGHT);
+}
+
+fn posts(night: &Night) -> u64 {
+    night.sandbox.stats().requests_to("POST /v1/videos")
+}
+
+fn created(night: &Night) -> u64 {
+    night.sandbox.stats().videos_created
+}
+
+/// Every harvested entry's file equals, byte for byte, what the sandbox rendered.
+fn assert_byte_exact(night: &Night, out_dir: &str) -> usize {
+    let manifest = night.manifest(out_dir);
+    let mut checked = 0;
+    for entry in manifest["requests"].as_array().unwrap() {
+        if entry["status"] != "harvested" {
+            continue;
+        }
+        let video_id = entry["video_id"].as_str().unwrap();
+        let served = night.sandbox.video_digest(video_id).expect("a known video");
+        let path = night
+            .path(out_dir)
+            .join(entry["video_path"].as_str().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            render::key::Sha256Hex::of(&bytes).hex(),
+            served.sha256,
+            "{}",
+            path.display()
+        );
+        checked += 1;
+    }
+    checked
+}
+
+const NIGHTLY: &[&str] = &[
+    "--providers",
+    "providers.yaml",
+    "nightly",
+    "night.yaml",
+    "--max-poll-interval",
+    "1",
+];
+
+#[test]
+fn a_direct_night_renders_each_request_once_and_a_rerun_sends_nothing() {
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(64 * 1024)
+            .concurrency(3),
+    );
+    lab(&night, 3);
+    let out = night.render(NIGHTLY);
+    // One request refused for policy: exit 4, everything else harvested.
+    assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+    let manifest = night.manifest("renders/direct-night");
+    let entries = manifest["requests"].as_array().unwrap();
+    assert_eq!(entries.len(), 10);
+    let refused: Vec<_> = entries.iter().filter(|e| e["status"] == "failed").collect();
+    assert_eq!(refused.len(), 1, "{manifest}");
+    assert_eq!(refused[0]["shot_id"], "d03-refused");
+    let message = refused[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Taylor Swift") || message.contains("moderation"),
+        "{message}"
+    );
+    assert_eq!(refused[0]["error"]["kind"], "policy");
+    assert_eq!(assert_byte_exact(&night, "renders/direct-night"), 9);
+    // Ten POSTs (the refusal among them), nine videos, no batch.
+    assert_eq!((posts(&night), created(&night)), (10, 9));
+    assert_eq!(night.sandbox.stats().batches_created, 0);
+    // The reference travelled once, as an uploaded file (OpenAI's dialect names it by id).
+    assert_eq!(night.sandbox.stats().files_uploaded.get("vision"), Some(&1));
+
+    let again = night.render(NIGHTLY);
+    assert_eq!(again.status.code(), Some(4), "{}", stderr_of(&again));
+    assert_eq!(
+        (posts(&night), created(&night)),
+        (10, 9),
+        "a rerun sends nothing"
+    );
+}
+
+#[test]
+fn submit_fills_the_slots_and_harvest_refills_them() {
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(16 * 1024)
+            .concurrency(2),
+    );
+    lab(&night, 2);
+    let submitted = night.json(&["--providers", "providers.yaml", "submit", "night.yaml"]);
+    assert_eq!(submitted["jobs_sent"], 2, "{submitted}");
+    assert_eq!(submitted["jobs_waiting"], 8, "{submitted}");
+    assert_eq!(created(&night), 2, "no more than max_in_flight at once");
+    let out = night.render(&[
+        "--providers",
+        "providers.yaml",
+        "harvest",
+        "--watch",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "one refusal: {}",
+        stderr_of(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["runs"][0]["harvested"], 9, "{report}");
+    assert_eq!(report["runs"][0]["failed"], 1, "{report}");
+    assert_eq!(posts(&night), 10);
+}
+
+/// Kills at `failpoint` on the first attempt, then reruns the night to the end.
+fn killed_then_rerun(failpoint: &str) -> Night {
+    let night = Night::with(SandboxConfig::default().video_bytes(2 * 1024 * 1024));
+    lab(&night, 2);
+    let killed = night.render_with(NIGHTLY, &[("RENDER_FAILPOINT", failpoint)]);
+    assert!(
+        !killed.status.success(),
+        "{failpoint} must kill the process"
+    );
+    let rerun = night.render(NIGHTLY);
+    assert_eq!(rerun.status.code(), Some(4), "{}", stderr_of(&rerun));
+    assert_eq!(assert_byte_exact(&night, "renders/direct-night"), 9);
+    night
+}
+
+#[test]
+fn a_kill_between_intent_and_post_sends_the_request_once() {
+    let night = killed_then_rerun("direct-after-intent");
+    assert_eq!((posts(&night), created(&night)), (10, 9));
+}
+
+#[test]
+fn a_kill_between_post_and_record_adopts_the_job_instead_of_sending_it_again() {
+    let night = killed_then_rerun("direct-after-post");
+    // The job the killed process created was found in the server's list and adopted.
+    assert_eq!((posts(&night), created(&night)), (10, 9));
+}
+
+#[test]
+fn a_kill_mid_download_resumes_and_renders_nothing_twice() {
+    let night = killed_then_rerun("harvest-mid-download");
+    assert_eq!((posts(&night), created(&night)), (10, 9));
+    assert!(
+        night
+            .sandbox
+            .stats()
+            .requests_with("GET /v1/videos/{id}/content", 206)
+            > 0,
+        "the partial download was resumed by Range"
+    );
+    let verify = night.json(&["cache", "verify"]);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
+}
+
+#[test]
+fn a_rush_shot_goes_direct_at_the_standard_price_while_the_rest_batch() {
+    let night = Night::new();
+    night.write(
+        "night.yaml",
+        "project: mixed\nshots:\n  - { id: m1, prompt: \"Slow night\", seconds: 4 }\n  - { id: m2, prompt: \"Director wants it now\", seconds: 4, priority: rush }\n",
+    );
+    let plan = night.json(&["plan", "night.yaml"]);
+    let shots = plan["shots"].as_array().unwrap();
+    assert_eq!(
+        (shots[0]["lane"].as_str(), shots[0]["cost_usd"].as_str()),
+        (Some("batch"), Some("0.20"))
+    );
+    assert_eq!(
+        (shots[1]["lane"].as_str(), shots[1]["cost_usd"].as_str()),
+        (Some("direct"), Some("0.40"))
+    );
+    assert_eq!(
+        shots[1]["batch_cost_usd"], "0.20",
+        "the Batch price it could have had"
+    );
+    let out = night.render(&["nightly", "night.yaml", "--max-poll-interval", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stats = night.sandbox.stats();
+    assert_eq!(stats.batches_created, 1);
+    assert_eq!(stats.requests_to("POST /v1/videos"), 1);
+    assert_eq!(stats.videos_created, 2);
+}
+
+#[test]
+fn an_unknown_provider_is_a_diagnostic_at_its_place_with_the_known_names() {
+    let night = Night::new();
+    lab(&night, 1);
+    night.write(
+        "bad.yaml",
+        "shots:\n  - { id: a, prompt: x, provider: wan-frm }\n",
+    );
+    let out = night.render(&["--providers", "providers.yaml", "plan", "bad.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("bad.yaml:2:35: error: unknown provider `wan-frm`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("default, lab"), "{stderr}");
+}

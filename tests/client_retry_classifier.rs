@@ -81,6 +81,15 @@ fn server_delays_up_to_two_minutes_are_used_and_longer_ones_stop() {
             headers(&[("retry-after-ms", "1500")]),
             Some(Duration::from_millis(1500)),
         ),
+        // A LiteLLM proxy renames its upstream's Retry-After.
+        (
+            headers(&[("llm_provider-retry-after-ms", "3000")]),
+            Some(Duration::from_secs(3)),
+        ),
+        (
+            headers(&[("llm_provider-retry-after", "2")]),
+            Some(Duration::from_secs(2)),
+        ),
         (headers(&[("retry-after", "120")]), Some(MAX_SERVER_DELAY)),
         (headers(&[("retry-after", "not a number")]), None),
     ];

@@ -741,7 +741,13 @@ impl ApiClient {
             } => {
                 let asked = retry_after
                     .or_else(|| retry::server_delay(&headers, std::time::SystemTime::now()));
-                ApiError::from_status(endpoint, status.as_u16(), message, attempts, asked)
+                // A LiteLLM proxy without a database answers a key it does not know with a 400
+                // "No connected db.": that is a refused key, not a refused request.
+                let refused_key = self.facts.dialect == Dialect::Litellm
+                    && status == StatusCode::BAD_REQUEST
+                    && message.contains("No connected db");
+                let status = if refused_key { 401 } else { status.as_u16() };
+                ApiError::from_status(endpoint, status, message, attempts, asked)
             }
             Failure::Transport(source) => {
                 let source = source.without_url();

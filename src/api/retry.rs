@@ -132,13 +132,17 @@ fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
 
 /// The delay the server asks for: `retry-after-ms`, else `Retry-After` in seconds or as a date.
 pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+    // A LiteLLM proxy passes its upstream's wait on under its own names.
+    let ms = header_str(headers, "retry-after-ms")
+        .or_else(|| header_str(headers, "llm_provider-retry-after-ms"));
+    if let Some(ms) = ms.and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
     {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    let value = header_str(headers, "retry-after")?;
+    let value = header_str(headers, "retry-after")
+        .or_else(|| header_str(headers, "llm_provider-retry-after"))?;
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }

@@ -365,13 +365,7 @@ impl LocalStore {
             self.touch(id)?;
             return Ok(Placement::Linked);
         }
-        let tmp = dir.join(format!(
-            ".{}.render-{:016x}.tmp",
-            dest.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("output"),
-            rand::random::<u64>()
-        ));
+        let tmp = fsutil::temp_path_beside(dest);
         let placement = match fs::hard_link(&src, &tmp) {
             Ok(()) => Placement::Linked,
             Err(_) => {

@@ -10,6 +10,10 @@ use crate::key::Sha256Hex;
 use crate::ledger::{Ledger, LedgerError, OutputRow, RequestRow, RequestStatus, RunItem, RunRow};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// One manifest per run lives here (`manifests/<run>.json`); `manifest.json` is the latest.
+pub const MANIFESTS_DIR: &str = "manifests";
+/// Held while a run is laid out: two state directories laying out into one folder take turns.
+const LAYOUT_LOCK: &str = ".render-layout.lock";
 const MANIFEST_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,9 @@ pub struct ManifestEntry {
     pub shot_id: String,
     pub take: u32,
     pub key: String,
+    /// Who rendered it (the provider's identity) and how it travelled.
+    pub provider: Option<String>,
+    pub lane: crate::provider::Lane,
     pub model: Option<String>,
     pub size: Option<String>,
     pub seconds: Option<u32>,
@@ -98,17 +105,30 @@ pub fn is_safe_file_stem(stem: &str) -> bool {
     crate::shotlist::check_id(stem).is_ok()
 }
 
-/// Links every harvested video of the run into `out_dir` and writes the manifest.
+/// Links every harvested video of the run into `out_dir` and writes its manifest (its own,
+/// and `manifest.json` as the latest), holding the folder's lock so that runs of other state
+/// directories laying out into the same folder take turns.
 pub fn lay_out(
     run: &RunRow,
     ledger: &Ledger,
     store: &LocalStore,
     out_dir: &Path,
 ) -> Result<Manifest, LayoutError> {
-    std::fs::create_dir_all(out_dir).map_err(|source| LayoutError::Write {
-        path: out_dir.display().to_string(),
-        source,
-    })?;
+    let write_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| LayoutError::Write { path, source }
+    };
+    std::fs::create_dir_all(out_dir).map_err(write_error(out_dir))?;
+    let lock_path = out_dir.join(LAYOUT_LOCK);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(write_error(&lock_path))?;
+    lock.lock().map_err(write_error(&lock_path))?;
+    // Holding the lock, nobody else is writing here: what a kill left half-written goes.
+    crate::fsutil::sweep_temps(out_dir).map_err(write_error(out_dir))?;
     let mut entries = Vec::new();
     let mut total = crate::money::Usd::ZERO;
     let mut names = OutputNames::default();
@@ -131,12 +151,11 @@ pub fn lay_out(
         total_cost_usd: plain_usd(total),
         requests: entries,
     };
-    let path = out_dir.join(MANIFEST_NAME);
     let json = serde_json::to_vec_pretty(&manifest).expect("the manifest always serializes");
-    crate::fsutil::atomic_write(&path, &json).map_err(|source| LayoutError::Write {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let own = out_dir.join(MANIFESTS_DIR).join(format!("{}.json", run.id));
+    crate::fsutil::atomic_write(&own, &json).map_err(write_error(&own))?;
+    let latest = out_dir.join(MANIFEST_NAME);
+    crate::fsutil::atomic_write(&latest, &json).map_err(write_error(&latest))?;
     Ok(manifest)
 }
 
@@ -169,6 +188,8 @@ fn entry(
         shot_id: item.shot_id.clone(),
         take: item.take,
         key: item.key.hex(),
+        provider: item.provider.clone(),
+        lane: item.lane,
         model: request.map(|r| r.model.clone()),
         size: request.map(|r| r.size.clone()),
         seconds: request.map(|r| r.seconds),

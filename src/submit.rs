@@ -126,17 +126,13 @@ pub async fn submit(
     let selected = select_requests(plan, ledger, store, &mut report)?;
     let rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
     ledger.insert_requests(&rows)?;
-    send_rows(
-        &run,
-        &plan.providers,
-        &rows,
-        ledger,
-        routes,
-        limits,
-        events,
-        &mut report,
-    )
-    .await?;
+    let keys: HashSet<RequestKey> = plan.requests.iter().map(|r| r.key).collect();
+    let sending = Sending {
+        providers: &plan.providers,
+        rows: &rows,
+        keys: &keys,
+    };
+    send_rows(&run, sending, ledger, routes, limits, events, &mut report).await?;
     Ok(report)
 }
 
@@ -168,17 +164,17 @@ pub async fn resubmit(
             providers.push(id);
         }
     }
-    send_rows(
-        run,
-        &providers,
-        &rows,
-        ledger,
-        routes,
-        limits,
-        events,
-        &mut report,
-    )
-    .await?;
+    let keys: HashSet<RequestKey> = ledger
+        .run_items(&run.id)?
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    let sending = Sending {
+        providers: &providers,
+        rows: &rows,
+        keys: &keys,
+    };
+    send_rows(run, sending, ledger, routes, limits, events, &mut report).await?;
     Ok(report)
 }
 
@@ -191,19 +187,31 @@ fn provider_of_row(row: &RequestRow, run: &RunRow) -> String {
     }
 }
 
-/// Finishes every interrupted send of each provider first, then sends `rows`: the Batch
-/// lane's in batches, the direct lane's as jobs (as many as there are free slots).
-#[allow(clippy::too_many_arguments)]
+/// What one invocation sends: its requests, the providers they go to, and every key of the
+/// run (whose interrupted sends it finishes first).
+struct Sending<'a> {
+    providers: &'a [String],
+    rows: &'a [RequestRow],
+    keys: &'a HashSet<RequestKey>,
+}
+
+/// Finishes the interrupted sends of this run (and of any batch holding one of its requests)
+/// first, then sends the rows: the Batch lane's in batches, the direct lane's as jobs (as many
+/// as there are free slots). Other runs' leftovers are theirs to collect.
 async fn send_rows(
     run: &RunRow,
-    providers: &[String],
-    rows: &[RequestRow],
+    sending: Sending<'_>,
     ledger: &mut Ledger,
     routes: &Routes,
     limits: BatchLimits,
     events: &dyn EventSink,
     report: &mut SubmitReport,
 ) -> Result<(), SubmitError> {
+    let Sending {
+        providers,
+        rows,
+        keys,
+    } = sending;
     for provider in providers {
         let route = routes
             .get(provider)
@@ -220,7 +228,7 @@ async fn send_rows(
             events,
             report: &mut *report,
         };
-        submitter.confirm_pending_intents().await?;
+        submitter.confirm_pending_intents(keys).await?;
         let batch: Vec<Outgoing> = mine(Lane::Batch)
             .into_iter()
             .map(Outgoing::from_row)
@@ -547,10 +555,24 @@ impl Submitter<'_> {
 
     /// Finishes what an interrupted invocation started: every recorded intent ends as exactly
     /// one batch (adopted if the provider has it, created otherwise).
-    async fn confirm_pending_intents(&mut self) -> Result<(), SubmitError> {
+    async fn confirm_pending_intents(
+        &mut self,
+        keys: &HashSet<RequestKey>,
+    ) -> Result<(), SubmitError> {
         let provider = &self.route.provider.id;
-        let intents = self.ledger.unconfirmed_batches()?;
-        for intent in intents.into_iter().filter(|b| b.provider == *provider) {
+        let mut mine = Vec::new();
+        for intent in self.ledger.unconfirmed_batches()? {
+            let holds_ours = intent.run_id == self.run.id
+                || self
+                    .ledger
+                    .batch_requests(intent.row)?
+                    .iter()
+                    .any(|r| keys.contains(&r.key));
+            if intent.provider == *provider && holds_ours {
+                mine.push(intent);
+            }
+        }
+        for intent in mine {
             let batch = match find_batch_by_intent(self.client(), &intent).await? {
                 Some(batch) => {
                     self.ledger.record_batch_created(

@@ -26,6 +26,9 @@ use crate::dialect::{Dialect, DialectFacts};
 
 pub use crate::provider::DEFAULT_BASE_URL;
 
+/// A 20-second 1080p video at a generous 100 Mbit/s is 250 MB; eight times that is no video.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// How much of an unexpected body an error quotes.
 const EXCERPT_CHARS: usize = 300;
 
@@ -82,6 +85,8 @@ impl Default for Timeouts {
 pub struct ClientConfig {
     /// e.g. `https://api.openai.com/v1` or the sandbox's `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
+    /// The most bytes one download may bring (a body that never ends must not fill the disk).
+    pub max_download_bytes: u64,
     /// No `Authorization` header at all when `None` (SGLang and vllm-omni have no auth).
     pub api_key: Option<ApiKey>,
     /// How the server differs from OpenAI's contract.
@@ -100,6 +105,7 @@ impl ClientConfig {
         let policy = RetryPolicy::default();
         ClientConfig {
             base_url: base_url.into(),
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             api_key: Some(api_key),
             dialect: Dialect::Openai,
             max_retries: policy.max_retries,
@@ -177,6 +183,10 @@ pub struct ApiClient {
     base: Url,
     key: Option<ApiKey>,
     facts: DialectFacts,
+    max_download_bytes: u64,
+    /// The server's clock as its last `Date` header told it, and when that was heard: its
+    /// deadlines are in its time, which may not be this machine's.
+    server_date: std::sync::Arc<std::sync::Mutex<Option<(i64, std::time::Instant)>>>,
     retry: RetryPolicy,
     timeouts: Timeouts,
 }
@@ -236,6 +246,8 @@ impl ApiClient {
             base,
             key: config.api_key,
             facts: config.dialect.facts(),
+            max_download_bytes: config.max_download_bytes,
+            server_date: Default::default(),
             retry: RetryPolicy {
                 max_retries: config.max_retries,
                 base_delay: config.retry_base_delay,
@@ -256,6 +268,25 @@ impl ApiClient {
     /// The base URL with credentials masked, for logs and reports.
     pub fn base_url_masked(&self) -> String {
         mask_url(self.base.as_str())
+    }
+
+    /// The server's "now" (unix seconds), from its last `Date` header plus the time since;
+    /// `None` before any answer carried one.
+    pub fn server_now(&self) -> Option<i64> {
+        let heard = *self.server_date.lock().unwrap_or_else(|e| e.into_inner());
+        heard.map(|(at, when)| at + when.elapsed().as_secs() as i64)
+    }
+
+    fn note_date(&self, headers: &HeaderMap) {
+        let date = headers
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        if let Some(date) = date {
+            *self.server_date.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((date.as_secs() as i64, std::time::Instant::now()));
+        }
     }
 
     /// The dialect's facts this client follows.
@@ -317,21 +348,19 @@ impl ApiClient {
             .await
     }
 
-    /// A whole file's content (batch output and error files), in memory.
-    pub async fn file_content(&self, id: &str) -> Result<Bytes, ApiError> {
-        let endpoint = endpoint(&Method::GET, &["files", id, "content"]);
-        let url = self.url(&["files", id, "content"]);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let req = self.request(Method::GET, url.clone(), true);
-            let failure = match self.send_and_read(req).await {
-                Ok((_, body)) => return Ok(body),
-                Err(failure) => failure,
-            };
-            self.pause_or_fail(&endpoint, failure, attempts, attempts)
-                .await?;
-        }
+    /// Streams a file's content (batch output and error files) into `dest`, resuming by
+    /// Range after a drop; at most `max_bytes`. Memory stays flat however large the file.
+    pub async fn file_content_to<W>(
+        &self,
+        id: &str,
+        dest: &mut W,
+        max_bytes: u64,
+    ) -> Result<DownloadOutcome, ApiError>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        self.download(&["files", id, "content"], None, dest, 0, max_bytes)
+            .await
     }
 
     pub async fn list_files(
@@ -458,9 +487,6 @@ impl ApiClient {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
-        let segments = ["videos", video_id, "content"];
-        let endpoint = endpoint(&Method::GET, &segments);
-        let mut url = self.url(&segments);
         // Each server names variants its own way (or not at all): ask the way it understands.
         let query = match variant {
             ContentVariant::Video => self.facts.video_variant(),
@@ -469,13 +495,34 @@ impl ApiClient {
             }
             ContentVariant::Spritesheet => Some("spritesheet"),
         };
-        if let Some(query) = query {
-            url.query_pairs_mut().append_pair("variant", query);
+        let segments = ["videos", video_id, "content"];
+        self.download(&segments, query, dest, resume_from, self.max_download_bytes)
+            .await
+    }
+
+    /// The one streaming download: `segments` (with `variant` when given) into `dest` from
+    /// byte `resume_from`, resuming by Range after drops, refusing more than `max_bytes`.
+    async fn download<W>(
+        &self,
+        segments: &[&str],
+        variant: Option<&str>,
+        dest: &mut W,
+        resume_from: u64,
+        max_bytes: u64,
+    ) -> Result<DownloadOutcome, ApiError>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let endpoint = endpoint(&Method::GET, segments);
+        let mut url = self.url(segments);
+        if let Some(variant) = variant {
+            url.query_pairs_mut().append_pair("variant", variant);
         }
         let mut progress = Progress {
             offset: resume_from,
             written: 0,
             total: None,
+            max: max_bytes,
         };
         let (mut attempts, mut tries_without_progress) = (0, 0);
         loop {
@@ -521,6 +568,7 @@ impl ApiClient {
             req = req.header(header::RANGE, format!("bytes={}-", progress.offset));
         }
         let resp = req.send().await.map_err(Failure::Transport)?;
+        self.note_date(resp.headers());
         let mut skip = match resp.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let range = content_range(resp.headers())
@@ -570,6 +618,9 @@ impl ApiClient {
             }
             _ => return Err(self.status_failure(resp).await),
         };
+        if progress.total.is_some_and(|total| total > progress.max) {
+            return Err(too_large(endpoint, progress.max));
+        }
         let mut resp = resp;
         while let Some(chunk) = resp.chunk().await.map_err(Failure::Transport)? {
             let mut chunk = &chunk[..];
@@ -583,6 +634,9 @@ impl ApiClient {
                 .map_err(|source| write_failure(endpoint, source))?;
             progress.offset += chunk.len() as u64;
             progress.written += chunk.len() as u64;
+            if progress.offset > progress.max {
+                return Err(too_large(endpoint, progress.max));
+            }
         }
         dest.flush()
             .await
@@ -650,6 +704,9 @@ impl ApiClient {
             let req = build(self.request(method.clone(), url.clone(), whole_call_timeout))?;
             let failure = match self.send_and_read(req).await {
                 Ok((_, body)) => {
+                    // Whatever the server echoes (in a job's error, a batch's errors) is
+                    // stored and printed: the key goes before anything reads the answer.
+                    let body = self.redact_bytes(body.to_vec());
                     return serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
                         endpoint: endpoint.clone(),
                         detail: e.to_string(),
@@ -667,6 +724,7 @@ impl ApiClient {
     /// Sends and reads the whole body; a non-success status becomes a failure with its message.
     async fn send_and_read(&self, req: RequestBuilder) -> Result<(StatusCode, Bytes), Failure> {
         let resp = req.send().await.map_err(Failure::Transport)?;
+        self.note_date(resp.headers());
         let status = resp.status();
         if !status.is_success() {
             return Err(self.status_failure(resp).await);
@@ -786,6 +844,21 @@ impl ApiClient {
         self.scrub(&excerpt)
     }
 
+    /// `bytes` with every occurrence of the key masked (for text read outside `call_json`,
+    /// such as batch result files).
+    pub fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let Some(key) = self.key.as_ref().map(|k| k.expose().as_bytes()) else {
+            return bytes;
+        };
+        if key.len() < 4 || !bytes.windows(key.len()).any(|w| w == key) {
+            return bytes;
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => self.scrub(&text).into_bytes(),
+            Err(e) => e.into_bytes(),
+        }
+    }
+
     /// Servers sometimes echo the key they were given; it must not reach a log or a terminal.
     fn scrub(&self, text: &str) -> String {
         let Some(key) = &self.key else {
@@ -896,6 +969,8 @@ struct Progress {
     /// Bytes written by this call.
     written: u64,
     total: Option<u64>,
+    /// The most the content may be.
+    max: u64,
 }
 
 struct ContentRange {
@@ -988,6 +1063,13 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+fn too_large(endpoint: &str, limit: u64) -> Failure {
+    Failure::Fatal(ApiError::TooLarge {
+        endpoint: endpoint.to_string(),
+        limit,
+    })
 }
 
 fn protocol_error(endpoint: &str, attempts: u32, detail: String) -> ApiError {

@@ -106,6 +106,12 @@ pub enum ApiError {
         attempts: u32,
     },
 
+    #[error(
+        "{endpoint}: the content is larger than {limit} bytes, more than any video; abandoned \
+         (raise --max-video-bytes if it really is that large)"
+    )]
+    TooLarge { endpoint: String, limit: u64 },
+
     #[error("{endpoint}: {action}: {source}")]
     Io {
         endpoint: String,
@@ -136,7 +142,10 @@ impl ApiError {
             | ApiError::Transport { attempts, .. }
             | ApiError::Decode { attempts, .. }
             | ApiError::Protocol { attempts, .. } => *attempts,
-            ApiError::MissingApiKey | ApiError::InvalidConfig { .. } | ApiError::Io { .. } => 0,
+            ApiError::MissingApiKey
+            | ApiError::InvalidConfig { .. }
+            | ApiError::Io { .. }
+            | ApiError::TooLarge { .. } => 0,
         }
     }
 

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::state::open_state;
 use super::{Format, GlobalArgs, Outcome};
+use crate::cache::LocalStore;
 use crate::cache::{ObjectStore, VerifyProblem};
 
 #[derive(Debug, clap::Args)]
@@ -39,11 +40,14 @@ struct Entry {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let state = open_state(global)?;
+    // Looking creates nothing: without a state directory, the cache is empty.
+    let Some(ledger) = super::state::existing_ledger(global)? else {
+        return empty(&args.command, global.format);
+    };
     match args.command {
         CacheCommand::Ls => {
-            let entries: Vec<Entry> = state
-                .ledger
+            let store = LocalStore::open(&global.state_dir)?;
+            let entries: Vec<Entry> = ledger
                 .outputs()?
                 .into_iter()
                 .map(|o| Entry {
@@ -51,7 +55,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                     sha256: o.video_sha.hex(),
                     bytes: o.video_bytes,
                     video_id: o.video_id,
-                    present: state.store.has(&o.video_sha),
+                    present: store.has(&o.video_sha),
                 })
                 .collect();
             if global.format == Format::Json {
@@ -71,6 +75,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         CacheCommand::Verify => {
+            drop(ledger);
+            let state = open_state(global)?;
             let problems = state.store.verify_all(true)?;
             let lines: Vec<String> = problems.iter().map(describe).collect();
             if global.format == Format::Json {
@@ -87,13 +93,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             Ok(if problems.is_empty() {
                 Outcome::Success
             } else {
-                Outcome::Failure
+                Outcome::Corrupt
             })
         }
         CacheCommand::Gc {
             max_size,
             keep_runs,
         } => {
+            drop(ledger);
+            let state = open_state(global)?;
             let keep = match keep_runs {
                 Some(n) => state.ledger.objects_of_newest_runs(n)?,
                 None => state.ledger.referenced_objects()?,
@@ -128,6 +136,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
     }
+}
+
+/// What each subcommand says about a state directory that does not exist.
+fn empty(command: &CacheCommand, format: Format) -> anyhow::Result<Outcome> {
+    let json = format == Format::Json;
+    match command {
+        CacheCommand::Ls if json => println!("[]"),
+        CacheCommand::Ls => println!("0 outputs"),
+        CacheCommand::Verify if json => println!("{}", serde_json::json!({ "problems": [] })),
+        CacheCommand::Verify => println!("0 problems"),
+        CacheCommand::Gc { .. } if json => println!(
+            "{}",
+            serde_json::json!({"removed": 0, "freed_bytes": 0, "kept_objects": 0, "kept_bytes": 0})
+        ),
+        CacheCommand::Gc { .. } => println!("removed 0 objects (0 bytes); kept 0 (0 bytes)"),
+    }
+    Ok(Outcome::Success)
 }
 
 fn describe(problem: &VerifyProblem) -> String {

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::state::{open_state, providers, reachable_routes, runtime};
+use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome};
+use crate::api::client::DEFAULT_MAX_DOWNLOAD_BYTES;
 use crate::harvest::{HarvestOptions, HarvestReport, harvest};
 use crate::lanes::direct::MissingRule;
 use crate::report::progress::Progress;
@@ -26,36 +27,55 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub provider: Option<String>,
     #[command(flatten)]
-    pub missing: MissingArgs,
+    pub trust: TrustArgs,
 }
 
-/// When a server's "not found" is believed.
+/// How far a server's answers are believed, and how much of them is read.
 #[derive(Debug, Clone, clap::Args)]
-pub struct MissingArgs {
+pub struct TrustArgs {
     /// How long a server must keep answering "not found" for a batch, job or video (on 3
     /// polls or more) before its requests are taken as lost.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub missing_grace: u64,
+    /// The most bytes one video may be; a longer body is abandoned (default: 2 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DOWNLOAD_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_video_bytes: u64,
+    /// The longest silence while a video downloads before the attempt is given up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: u64,
 }
 
-impl MissingArgs {
+impl TrustArgs {
     pub fn rule(&self) -> MissingRule {
         MissingRule {
             grace: Duration::from_secs(self.missing_grace),
             ..MissingRule::default()
         }
     }
+
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            max_download_bytes: self.max_video_bytes,
+            stall: Duration::from_secs(self.stall_timeout),
+        }
+    }
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let routes = reachable_routes(&providers(global)?, args.provider.as_deref())?;
+    let routes = reachable_routes(
+        &providers(global)?,
+        args.provider.as_deref(),
+        args.trust.bounds(),
+    )?;
     let mut state = open_state(global)?;
     let options = HarvestOptions {
         jobs: args.jobs,
         watch: args.watch,
         out_dir: args.out,
         max_poll_interval: Duration::from_secs(60),
-        missing: args.missing.rule(),
+        missing: args.trust.rule(),
     };
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(harvest(

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::report::terminal::ColorChoice;
+
 mod cache;
 mod harvest;
 mod nightly;
@@ -30,6 +32,8 @@ pub enum Outcome {
     SomeFailed = 4,
     /// Some requests were lost: their outputs expired before harvest (`render retry`).
     SomeLost = 5,
+    /// `cache verify` found damaged objects (quarantined; the requests render again).
+    Corrupt = 6,
     /// A runtime failure: the API, the network, the disk or the ledger. Rerun to continue.
     Failure = 10,
 }
@@ -42,6 +46,7 @@ Exit status:
   3   the plan exceeds --budget (nothing was spent)
   4   some requests failed (see the manifest)
   5   some requests were lost: expired before harvest (see `render retry`)
+  6   `render cache verify` found damaged objects (quarantined; they render again)
   10  runtime failure (API, network, disk); rerun the same command to continue";
 
 #[derive(Debug, Parser)]
@@ -71,6 +76,9 @@ pub struct GlobalArgs {
     /// OPENAI_BASE_URL is always there too, as `default`.
     #[arg(long, global = true, env = "RENDER_PROVIDERS", value_name = "FILE")]
     pub providers: Option<PathBuf>,
+    /// Colour on stderr: auto (a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     /// More log output (-v info, -vv debug); RENDER_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -104,8 +112,14 @@ enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
-    init_logging(cli.global.verbose, state_log(&cli.command, &cli.global));
+    let color = crate::report::terminal::init_color(cli.global.color);
+    init_logging(
+        cli.global.verbose,
+        color,
+        state_log(&cli.command, &cli.global),
+    );
     let result = match cli.command {
         Command::Plan(args) => plan::run(args, &cli.global),
         Command::Submit(args) => submit::run(args, &cli.global),
@@ -125,6 +139,16 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(exit_status_of(&err) as u8)
         }
+    }
+}
+
+/// A closed stdout (`render status | head -1`) ends the process quietly, as it does `cat`
+/// and `grep`, instead of a panic or an error: Rust ignores SIGPIPE unless told otherwise.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -163,7 +187,7 @@ fn exit_status_of(err: &anyhow::Error) -> Outcome {
     }
 }
 
-fn init_logging(verbose: u8, log_file: Option<std::fs::File>) {
+fn init_logging(verbose: u8, color: bool, log_file: Option<std::fs::File>) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
     let default = match verbose {
@@ -174,6 +198,7 @@ fn init_logging(verbose: u8, log_file: Option<std::fs::File>) {
     let filter = EnvFilter::try_from_env("RENDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .with_target(false)
         .with_filter(filter);
     let file = log_file.map(|file| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::harvest::MissingArgs;
+use super::harvest::TrustArgs;
 use super::plan::{PlanArgs, Prepared, prepare, prepare_with};
 use super::state::{load_providers, open_state, route_with_key, routes_for, runtime};
 use super::submit::{LimitArgs, checked_plan};
@@ -59,7 +59,7 @@ pub struct Args {
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
-    pub missing: MissingArgs,
+    pub trust: TrustArgs,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
@@ -84,7 +84,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     };
     let routes = match sandbox_routes {
         Some(routes) => routes,
-        None => routes_for(&providers, &plan.providers)?,
+        None => routes_for(&providers, &plan.providers, args.trust.bounds())?,
     };
     let mut state = open_state(global)?;
     let progress = Progress::new(global.format == Format::Json);
@@ -93,7 +93,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         watch: true,
         out_dir: args.out.clone(),
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
-        missing: args.missing.rule(),
+        missing: args.trust.rule(),
     };
     let report = runtime()?.block_on(async {
         let submitted = submit(
@@ -129,7 +129,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let report = report?;
     super::harvest::print_report(&report, global.format)?;
     let outcome = super::harvest::outcome(&report, true);
-    run_hook(&args, &report, outcome)?;
+    let secrets: Vec<String> = providers
+        .iter()
+        .filter_map(|p| p.api_key_env.clone())
+        .chain(["OPENAI_API_KEY".to_string()])
+        .collect();
+    run_hook(&args, &report, outcome, &secrets)?;
     Ok(outcome)
 }
 
@@ -173,7 +178,6 @@ async fn collect_leftovers(
         progress,
     );
     if let Err(err) = result.await {
-        tracing::warn!("collecting earlier nights' videos: {err}");
         eprintln!("warning: collecting earlier nights' videos: {err}");
     }
 }
@@ -215,7 +219,7 @@ fn sandbox_night(
                     api_key_env: None,
                     ..provider
                 };
-                match route_with_key(&rehearsed, key) {
+                match route_with_key(&rehearsed, key, args.trust.bounds()) {
                     Ok(route) => routes.push(route),
                     Err(err) => failure = Some(err),
                 }
@@ -248,23 +252,37 @@ fn sandbox_night(
     }
 }
 
-/// Runs --on-complete or --on-failure with the manifest path.
-fn run_hook(args: &Args, report: &HarvestReport, outcome: Outcome) -> anyhow::Result<()> {
+/// Runs --on-complete or --on-failure with the manifest path. The hook gets what it needs —
+/// the manifest, the run, the outcome — and none of the API keys; its output goes to stderr,
+/// so stdout stays the one JSON document under `--format json`.
+fn run_hook(
+    args: &Args,
+    report: &HarvestReport,
+    outcome: Outcome,
+    secrets: &[String],
+) -> anyhow::Result<()> {
     let hook = match outcome {
         Outcome::Success => args.on_complete.as_deref(),
         _ => args.on_failure.as_deref(),
     };
-    let (Some(hook), Some(manifest)) = (
-        hook,
-        report.runs.first().and_then(|r| r.manifest.as_deref()),
-    ) else {
+    let (Some(hook), Some(run)) = (hook, report.runs.first()) else {
         return Ok(());
     };
-    let status = hook_command(hook, manifest)
+    let Some(manifest) = run.manifest.as_deref() else {
+        return Ok(());
+    };
+    let mut command = hook_command(hook, manifest);
+    command
+        .env("RENDER_RUN_ID", &run.run_id)
+        .env("RENDER_OUTCOME", (outcome as u8).to_string())
+        .stdout(std::process::Stdio::from(std::io::stderr()));
+    for secret in secrets {
+        command.env_remove(secret);
+    }
+    let status = command
         .status()
         .with_context(|| format!("cannot run hook `{hook}`"))?;
     if !status.success() {
-        tracing::warn!("hook `{hook}` exited with {status}");
         eprintln!("warning: hook `{hook}` exited with {status}");
     }
     Ok(())

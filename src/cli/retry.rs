@@ -1,6 +1,6 @@
 //! `render retry RUN`: resubmit the run's failed-but-retryable and lost requests, and only those.
 
-use super::state::{open_state, providers, reachable_routes, runtime};
+use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
 use super::submit::print_report;
 use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::ledger::RequestStatus;
@@ -58,7 +58,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if retryable.is_empty() && global.format == Format::Human {
         println!("run {}: nothing to retry", run.id);
     }
-    let routes = reachable_routes(&providers(global)?, None)?;
+    let routes = reachable_routes(&providers(global)?, None, Bounds::default())?;
     let unreachable: std::collections::BTreeSet<&str> = retryable
         .iter()
         .map(|r| match r.provider.as_str() {

@@ -39,6 +39,15 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
     })
 }
 
+/// The ledger, when the state directory has one: commands that only look must not create it.
+pub fn existing_ledger(global: &GlobalArgs) -> anyhow::Result<Option<Ledger>> {
+    let path = global.state_dir.join(LEDGER_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(Ledger::open(&path)?))
+}
+
 fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join("lock");
     let file = std::fs::OpenOptions::new()
@@ -76,19 +85,43 @@ pub fn providers(global: &GlobalArgs) -> anyhow::Result<Providers> {
     load_providers(global, &Catalog::builtin()).map_err(|e| super::UsageError(e.to_string()).into())
 }
 
+/// How much a client reads and waits before it gives a server up.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// The most bytes one video (or result file) may be.
+    pub max_download_bytes: u64,
+    /// The longest silence while reading an answer.
+    pub stall: std::time::Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            max_download_bytes: crate::api::client::DEFAULT_MAX_DOWNLOAD_BYTES,
+            stall: crate::api::client::Timeouts::default().read,
+        }
+    }
+}
+
 /// The route (client) of one provider, with its key from the environment.
-pub fn route(provider: &Provider) -> anyhow::Result<Route> {
+pub fn route(provider: &Provider, bounds: Bounds) -> anyhow::Result<Route> {
     let key = provider
         .api_key(&|name| std::env::var(name).ok())
         .map_err(|e| super::UsageError(e.to_string()))?;
-    route_with_key(provider, key)
+    route_with_key(provider, key, bounds)
 }
 
 /// The route of a provider whose key is known (the in-process sandbox's).
-pub fn route_with_key(provider: &Provider, key: Option<String>) -> anyhow::Result<Route> {
+pub fn route_with_key(
+    provider: &Provider,
+    key: Option<String>,
+    bounds: Bounds,
+) -> anyhow::Result<Route> {
     let mut config = ClientConfig::new(provider.base_url.clone(), ApiKey::new(""));
     config.api_key = key.map(ApiKey::new);
     config.dialect = provider.dialect;
+    config.max_download_bytes = bounds.max_download_bytes;
+    config.timeouts.read = bounds.stall;
     Ok(Route {
         provider: provider.clone(),
         client: ApiClient::new(config)?,
@@ -96,13 +129,13 @@ pub fn route_with_key(provider: &Provider, key: Option<String>) -> anyhow::Resul
 }
 
 /// The routes of the providers `ids` names (a plan's): each must be configured, with its key.
-pub fn routes_for(providers: &Providers, ids: &[String]) -> anyhow::Result<Routes> {
+pub fn routes_for(providers: &Providers, ids: &[String], bounds: Bounds) -> anyhow::Result<Routes> {
     let mut routes = Vec::new();
     for id in ids {
         let provider = providers
             .for_record(id)
             .ok_or_else(|| super::UsageError(format!("provider {id} is not configured here")))?;
-        routes.push(route(provider)?);
+        routes.push(route(provider, bounds)?);
     }
     Ok(Routes::new(routes))
 }
@@ -110,16 +143,20 @@ pub fn routes_for(providers: &Providers, ids: &[String]) -> anyhow::Result<Route
 /// Routes to every provider that can be reached from here (`only` narrows them to one), for
 /// commands that collect what earlier commands sent: a provider whose key is missing is left
 /// out with a warning, and its work left alone.
-pub fn reachable_routes(providers: &Providers, only: Option<&str>) -> anyhow::Result<Routes> {
+pub fn reachable_routes(
+    providers: &Providers,
+    only: Option<&str>,
+    bounds: Bounds,
+) -> anyhow::Result<Routes> {
     if let Some(name) = only {
         let provider = providers
             .named(name)
             .map_err(|e| super::UsageError(e.to_string()))?;
-        return Ok(Routes::new(vec![route(provider)?]));
+        return Ok(Routes::new(vec![route(provider, bounds)?]));
     }
     let mut routes = Vec::new();
     for provider in providers.iter() {
-        match route(provider) {
+        match route(provider, bounds) {
             Ok(route) => routes.push(route),
             Err(err) => tracing::debug!("provider {} left out: {err}", provider.name),
         }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::harvest::human_duration;
 use crate::ledger::{BatchRow, Ledger, RunRow, unix_now};
+use crate::report::terminal::escape_controls;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +21,21 @@ struct RunStatus {
     done: bool,
     sources: Vec<String>,
     requests: usize,
+    /// How many of the run's requests stand where: harvested, failed, lost, pending, …
+    by_status: std::collections::BTreeMap<&'static str, usize>,
     batches: Vec<BatchStatus>,
+    /// The run's direct-lane jobs still rendering (or sent and not yet confirmed).
+    jobs: Vec<JobStatus>,
+}
+
+#[derive(Serialize)]
+struct JobStatus {
+    shot_id: String,
+    provider: String,
+    video_id: Option<String>,
+    /// `intent` (sent, not yet confirmed) or the server's last word (`queued`, `in_progress`).
+    status: String,
+    progress: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -37,7 +52,21 @@ struct BatchStatus {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let ledger = Ledger::open(&global.state_dir.join(super::state::LEDGER_FILE))?;
+    // Asking is not changing: no state directory is created to answer.
+    let Some(ledger) = super::state::existing_ledger(global)? else {
+        if let Some(id) = &args.run {
+            return Err(UsageError(format!(
+                "no run named {id} (no ledger in {})",
+                global.state_dir.display()
+            ))
+            .into());
+        }
+        match global.format {
+            Format::Json => println!("[]"),
+            Format::Human => print_human(&[]),
+        }
+        return Ok(Outcome::Success);
+    };
     let runs = match &args.run {
         Some(id) => vec![ledger.run(id)?.ok_or_else(|| {
             UsageError(format!("no run named {id} (`render status` lists them)"))
@@ -71,14 +100,46 @@ fn run_status(run: &RunRow, ledger: &Ledger) -> anyhow::Result<RunStatus> {
             harvested: b.harvested,
         })
         .collect();
+    let items = ledger.run_items(&run.id)?;
+    let mut by_status = std::collections::BTreeMap::new();
+    let mut keys = std::collections::HashSet::new();
+    for item in &items {
+        let status = ledger
+            .request(&item.key)?
+            .map_or("pending", |r| r.status.as_str());
+        *by_status.entry(status).or_insert(0) += 1;
+        keys.insert(item.key);
+    }
+    let mut jobs = Vec::new();
+    for job in ledger
+        .open_jobs()?
+        .into_iter()
+        .filter(|j| keys.contains(&j.key))
+    {
+        let shot_id = ledger
+            .request(&job.key)?
+            .map(|r| r.shot_id)
+            .unwrap_or_default();
+        jobs.push(JobStatus {
+            shot_id,
+            provider: job.provider,
+            video_id: job.video_id,
+            status: job
+                .server_status
+                .unwrap_or_else(|| job.status.as_str().to_string()),
+            progress: job.progress,
+        });
+    }
     Ok(RunStatus {
         run_id: run.id.clone(),
         project: run.project.clone(),
         created_at: run.created_at,
         done: run.done,
         sources: run.sources.clone(),
-        requests: ledger.run_items(&run.id)?.len(),
+        requests: items.len(),
+        by_status,
         batches,
+        jobs,
     })
 }
 
@@ -88,14 +149,30 @@ fn print_human(runs: &[RunStatus]) {
     }
     for run in runs {
         let state = if run.done { "done" } else { "open" };
+        let counts: Vec<String> = run
+            .by_status
+            .iter()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
         println!(
-            "{}  {}  {} requests  {}  [{}]",
+            "{}  {}  {} requests ({})  {}  [{}]",
             run.run_id,
             run.project.as_deref().unwrap_or("-"),
             run.requests,
+            counts.join(", "),
             run.sources.join(", "),
             state
         );
+        for job in &run.jobs {
+            let progress = job.progress.map(|p| format!(" {p}%")).unwrap_or_default();
+            println!(
+                "  job  {:<20} {:<12} {} {}{progress}",
+                job.shot_id,
+                job.provider,
+                escape_controls(job.video_id.as_deref().unwrap_or("(not confirmed)")),
+                escape_controls(&job.status),
+            );
+        }
         for b in &run.batches {
             let expiry = match (b.harvested, b.outputs_expire_in) {
                 (true, _) => "harvested".to_string(),
@@ -106,8 +183,8 @@ fn print_human(runs: &[RunStatus]) {
             println!(
                 "  part {:<3} {:<28} {:<12} {:>5} done {:>5} failed of {:<5} {expiry}",
                 b.part,
-                b.batch_id.as_deref().unwrap_or("(not created)"),
-                b.status,
+                escape_controls(b.batch_id.as_deref().unwrap_or("(not created)")),
+                escape_controls(&b.status),
                 b.completed,
                 b.failed,
                 b.requests,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::plan::{PlanArgs, Prepared, prepare};
-use super::state::{open_state, routes_for, runtime};
+use super::state::{Bounds, open_state, routes_for, runtime};
 use super::{Format, GlobalArgs, Outcome};
 use crate::batch::BatchLimits;
 use crate::plan::Plan;
@@ -86,7 +86,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Success);
     }
-    let routes = routes_for(&providers, &plan.providers)?;
+    let routes = routes_for(&providers, &plan.providers, Bounds::default())?;
     let mut state = open_state(global)?;
     let progress = Progress::new(global.format == Format::Json);
     let report = runtime()?.block_on(submit(
@@ -167,7 +167,9 @@ pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()>
         let note = if batch.adopted { " (recovered)" } else { "" };
         println!(
             "  part {}: {} ({} requests){note}",
-            batch.part, batch.batch_id, batch.requests
+            batch.part,
+            crate::report::terminal::escape_controls(&batch.batch_id),
+            batch.requests
         );
     }
     println!(

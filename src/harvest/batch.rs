@@ -41,8 +41,11 @@ impl Harvester<'_> {
         ledger.batch_seen(batch.row)?;
         let update = BatchUpdate::from(&remote);
         ledger.update_batch(batch.row, &update)?;
-        let outputs_expire_at = remote.completed_at.map(|t| t + 24 * 3600);
-        let expire_in = outputs_expire_at.map(|t| t - server_now(&remote));
+        // The server's clock (its Date header), not this machine's: the sandbox's runs fast,
+        // and a real server's may simply differ.
+        let now = client.server_now().unwrap_or_else(unix_now);
+        let outputs_expire_at = remote.completed_at.map(|t| t + OUTPUTS_LIFETIME_SECS);
+        let expire_in = outputs_expire_at.map(|t| t - now);
         events.emit(Event::BatchStatus {
             batch_id: batch_id.to_string(),
             status: update.status.clone(),
@@ -68,6 +71,14 @@ impl Harvester<'_> {
                      not know; treating the batch as still running"
                 ),
             );
+        }
+        let overdue = remote
+            .expires_at
+            .is_some_and(|expires| now > expires + UNKNOWN_STATUS_GRACE_SECS);
+        if remote.status == BatchStatus::Unknown && overdue {
+            // An hour past its own deadline in a status nobody knows: nothing more will come.
+            abandon_overdue(batch, &remote, ledger, events)?;
+            return Ok(true);
         }
         if !remote.status.is_terminal() {
             return Ok(false);
@@ -187,26 +198,70 @@ fn forget_missing_batch(
     Ok(())
 }
 
-/// The provider's notion of "now": batches carry their own timestamps, so compare with those
-/// rather than this machine's clock (the sandbox runs a fast clock).
-fn server_now(batch: &crate::api::types::Batch) -> i64 {
-    [
-        batch.completed_at,
-        batch.finalizing_at,
-        batch.expired_at,
-        batch.cancelled_at,
-        batch.failed_at,
-        batch.in_progress_at,
-        Some(batch.created_at),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or_else(unix_now)
+/// How long a batch's videos stay downloadable after it completes.
+const OUTPUTS_LIFETIME_SECS: i64 = 24 * 3600;
+/// How long past its `expires_at` a batch in a status nobody knows is still waited for.
+const UNKNOWN_STATUS_GRACE_SECS: i64 = 3600;
+
+/// A batch still in an unknown status past its deadline and the grace: its unanswered
+/// requests are lost (and resubmittable), and it is no longer polled.
+fn abandon_overdue(
+    batch: &BatchRow,
+    remote: &crate::api::types::Batch,
+    ledger: &mut Ledger,
+    events: &dyn EventSink,
+) -> Result<(), HarvestError> {
+    let reason = format!(
+        "batch {} still reports status `unknown` an hour past its deadline; nothing more will come",
+        remote.id
+    );
+    warn(
+        events,
+        format!("{reason}; its unfinished requests are marked lost"),
+    );
+    for request in ledger.batch_requests(batch.row)? {
+        if matches!(
+            request.status,
+            RequestStatus::Submitted | RequestStatus::Queued
+        ) {
+            events.emit(Event::RequestLost {
+                shot_id: request.shot_id.clone(),
+                key: request.key.hex(),
+                reason: reason.clone(),
+            });
+            let lost = RequestResult::Lost {
+                reason: reason.clone(),
+            };
+            ledger.record_result(&request.key, &lost)?;
+        }
+    }
+    ledger.set_results_read(batch.row)?;
+    ledger.set_batch_harvested(batch.row)?;
+    Ok(())
 }
 
-/// Reads the output and error files and records every line against its request. Lines whose
-/// `custom_id` is not one of this batch's requests are reported and ignored.
+/// A result line longer than this is not one of ours (a video object is about a kilobyte).
+const MAX_RESULT_LINE: usize = 1 << 20;
+/// A result file larger than this is not one of ours (50,000 lines of a few kilobytes).
+const MAX_RESULT_FILE: u64 = 1 << 30;
+
+/// What reading a batch's result files found, beyond the results themselves.
+#[derive(Debug, Default)]
+struct Reading {
+    answered: HashSet<RequestKey>,
+    /// Keys answered with a video: a later failure line for one of them is a contradiction.
+    rendered: HashSet<RequestKey>,
+    unreadable: u64,
+    foreign: u64,
+    contradictions: u64,
+    /// The first line of each kind, for the one warning that counts them.
+    first_unreadable: Option<String>,
+    first_foreign: Option<String>,
+}
+
+/// Reads the output and error files (streamed through a temporary file: memory stays flat
+/// however large they are) and records every line against its request. Lines that are not
+/// results of this batch are counted and reported once.
 async fn read_results(
     batch: &BatchRow,
     remote: &crate::api::types::Batch,
@@ -219,80 +274,57 @@ async fn read_results(
         .into_iter()
         .map(|r| (r.key, r))
         .collect();
-    let mut answered = HashSet::new();
-    let (mut unreadable, mut foreign) = (0u64, 0u64);
+    let mut reading = Reading::default();
     for file_id in [&remote.output_file_id, &remote.error_file_id]
         .into_iter()
         .flatten()
     {
-        let content = client.file_content(file_id).await?;
-        for (number, line) in content.split(|b| *b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let parsed: BatchOutputLine = match serde_json::from_slice(line) {
-                Ok(parsed) => parsed,
-                Err(err) => {
-                    warn(
-                        events,
-                        format!(
-                            "file {file_id} line {}: not a batch result ({err}); ignored",
-                            number + 1
-                        ),
-                    );
-                    unreadable += 1;
-                    continue;
+        let file = fetch_to_temp(client, file_id).await?;
+        let mut lines = std::io::BufReader::new(file);
+        let mut number = 0;
+        while let Some(line) =
+            next_line(&mut lines, MAX_RESULT_LINE).map_err(|e| temp_error(file_id, e))?
+        {
+            number += 1;
+            let at = format!("file {file_id} line {number}");
+            match line {
+                Line::TooLong => reading.unreadable(at),
+                // Servers echo what they were sent, the key included: it must not reach the
+                // ledger, the manifest or a log.
+                Line::Text(line) => {
+                    let line = client.redact_bytes(line);
+                    record_line(&line, at, &requests, &mut reading, ledger, events)?
                 }
-            };
-            let Some(key) = parse_custom_id(&parsed.custom_id).filter(|k| requests.contains_key(k))
-            else {
-                warn(
-                    events,
-                    format!(
-                        "file {file_id} line {}: custom_id {:?} is not a request of this batch; ignored",
-                        number + 1,
-                        truncate(&parsed.custom_id, 80)
-                    ),
-                );
-                foreign += 1;
-                continue;
-            };
-            let result = line_result(&parsed);
-            if let RequestResult::Failed { code, message, .. } = &result {
-                events.emit(Event::RequestFailed {
-                    shot_id: requests[&key].shot_id.clone(),
-                    key: key.hex(),
-                    code: code.clone(),
-                    message: message.clone(),
-                });
             }
-            ledger.record_result(&key, &result)?;
-            answered.insert(key);
         }
     }
+    reading.warn(remote, events);
+    let unanswered: Vec<(&RequestKey, &RequestRow)> = requests
+        .iter()
+        .filter(|(k, r)| {
+            !reading.answered.contains(*k)
+                && matches!(r.status, RequestStatus::Submitted | RequestStatus::Queued)
+        })
+        .collect();
     // A damaged file (cut short in transit, say) must not make rendered requests look unrun:
-    // they would be marked lost and paid for again.
+    // they would be marked lost and paid for again. Once every request of ours is answered,
+    // lines that could not be read cannot hide one.
     let reported = remote
         .request_counts
         .map_or(0, |counts| counts.completed + counts.failed);
-    // Lines that are well-formed but not ours are in the provider's counts too.
-    if unreadable > 0 || answered.len() as u64 + foreign < reported {
+    let answered = reading.answered.len() as u64;
+    let short = reading.unreadable > 0 || answered + reading.foreign < reported;
+    if !unanswered.is_empty() && short {
         return Err(HarvestError::IncompleteResults {
             batch_id: remote.id.clone(),
-            answered: answered.len() as u64,
+            answered,
             reported,
-            unreadable,
+            unreadable: reading.unreadable,
         });
     }
     // Whatever the files did not mention never ran: lost (resubmittable) when the batch expired
     // or was cancelled, failed (retryable) with the batch's own error when it failed validation.
-    for (key, request) in requests.iter().filter(|(k, _)| !answered.contains(*k)) {
-        if !matches!(
-            request.status,
-            RequestStatus::Submitted | RequestStatus::Queued
-        ) {
-            continue;
-        }
+    for (key, request) in unanswered {
         let result = unanswered_result(remote);
         if let RequestResult::Lost { reason } = &result {
             events.emit(Event::RequestLost {
@@ -304,6 +336,165 @@ async fn read_results(
         ledger.record_result(key, &result)?;
     }
     Ok(())
+}
+
+/// Records one result line. A request answered both with a video and with a failure keeps
+/// the video: it was rendered (and billed), and its download must not be skipped.
+fn record_line(
+    line: &[u8],
+    at: String,
+    requests: &HashMap<RequestKey, RequestRow>,
+    reading: &mut Reading,
+    ledger: &mut Ledger,
+    events: &dyn EventSink,
+) -> Result<(), HarvestError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let parsed: BatchOutputLine = match serde_json::from_slice(line) {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            reading.unreadable(at);
+            return Ok(());
+        }
+    };
+    let Some(key) = parse_custom_id(&parsed.custom_id).filter(|k| requests.contains_key(k)) else {
+        reading.foreign += 1;
+        reading.first_foreign.get_or_insert_with(|| {
+            format!("{at}: custom_id {:?}", truncate(&parsed.custom_id, 80))
+        });
+        return Ok(());
+    };
+    let result = line_result(&parsed);
+    let is_video = matches!(result, RequestResult::Completed { .. });
+    if !is_video && reading.rendered.contains(&key) {
+        reading.contradictions += 1;
+        return Ok(());
+    }
+    if is_video && reading.answered.contains(&key) {
+        reading.contradictions += 1;
+    }
+    if let RequestResult::Failed { code, message, .. } = &result {
+        events.emit(Event::RequestFailed {
+            shot_id: requests[&key].shot_id.clone(),
+            key: key.hex(),
+            code: code.clone(),
+            message: message.clone(),
+        });
+    }
+    ledger.record_result(&key, &result)?;
+    reading.answered.insert(key);
+    if is_video {
+        reading.rendered.insert(key);
+    }
+    Ok(())
+}
+
+impl Reading {
+    fn unreadable(&mut self, at: String) {
+        self.unreadable += 1;
+        self.first_unreadable.get_or_insert(at);
+    }
+
+    /// One warning per kind of oddity, with its count: never one per line.
+    fn warn(&self, remote: &crate::api::types::Batch, events: &dyn EventSink) {
+        let id = &remote.id;
+        if let Some(first) = &self.first_unreadable {
+            warn(
+                events,
+                format!(
+                    "batch {id}: {} result line(s) could not be read and were ignored (the first: {first})",
+                    self.unreadable
+                ),
+            );
+        }
+        if let Some(first) = &self.first_foreign {
+            warn(
+                events,
+                format!(
+                    "batch {id}: {} result line(s) are not requests of this batch and were ignored (the first: {first})",
+                    self.foreign
+                ),
+            );
+        }
+        if self.contradictions > 0 {
+            warn(
+                events,
+                format!(
+                    "batch {id}: {} request(s) were answered both with a video and with a failure; the video is kept",
+                    self.contradictions
+                ),
+            );
+        }
+    }
+}
+
+/// A batch result file, downloaded into an anonymous temporary file and rewound.
+async fn fetch_to_temp(
+    client: &crate::api::client::ApiClient,
+    file_id: &str,
+) -> Result<std::fs::File, HarvestError> {
+    use std::io::Seek;
+    let file = tempfile::tempfile().map_err(|e| temp_error(file_id, e))?;
+    let mut dest = tokio::fs::File::from_std(file);
+    client
+        .file_content_to(file_id, &mut dest, MAX_RESULT_FILE)
+        .await?;
+    let mut file = dest.into_std().await;
+    file.rewind().map_err(|e| temp_error(file_id, e))?;
+    Ok(file)
+}
+
+fn temp_error(file_id: &str, source: std::io::Error) -> HarvestError {
+    HarvestError::Cache(crate::cache::CacheError::Io {
+        action: "keep a temporary copy of result file",
+        path: std::path::PathBuf::from(file_id),
+        source,
+    })
+}
+
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+}
+
+/// The next line (without its newline), read at most `max` bytes at a time: a line longer
+/// than that is skipped whole and reported as such.
+fn next_line(reader: &mut impl std::io::BufRead, max: usize) -> std::io::Result<Option<Line>> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(max as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Some(Line::Text(line)));
+    }
+    if line.len() <= max {
+        return Ok(Some(Line::Text(line)));
+    }
+    // Skip to the end of the over-long line.
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                break;
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+    Ok(Some(Line::TooLong))
 }
 
 fn unanswered_result(remote: &crate::api::types::Batch) -> RequestResult {

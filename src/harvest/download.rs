@@ -114,7 +114,8 @@ pub(super) async fn download(
             }
             // Keep harvesting the others: one stubborn download must not cost the rest.
             Err(DownloadFailure::Other(err)) => {
-                tracing::error!(shot = %request.shot_id, "download failed: {err}");
+                // Reported once, with the rest of the harvest's outcome.
+                tracing::info!(shot = %request.shot_id, "download failed: {err}");
                 first_error.get_or_insert(err);
             }
         }
@@ -255,6 +256,11 @@ async fn download_variant(
         Err(err) if err.status() == Some(404) => {
             pending.abandon().await?;
             return Err(DownloadFailure::NotFound(err));
+        }
+        // A body past the bound is no video: what it wrote must not be resumed.
+        Err(err @ ApiError::TooLarge { .. }) => {
+            pending.abandon().await?;
+            return Err(err.into());
         }
         Err(err) => return Err(err.into()),
     };

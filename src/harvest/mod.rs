@@ -503,8 +503,8 @@ fn finish_run(
     Ok(summary)
 }
 
+/// A warning goes out as an event only: the reporter shows it once and logs it to the file.
 fn warn(events: &dyn EventSink, message: String) {
-    tracing::warn!("{message}");
     events.emit(Event::Warning { message });
 }
 

@@ -57,7 +57,9 @@ pub async fn file_id(
         let fresh = asset
             .expires_at
             .is_none_or(|t| t - unix_now() > ASSET_MIN_REMAINING_SECS);
-        if fresh {
+        // The ledger's word is not enough: a restarted server or an expired file forgets an
+        // upload, and every request naming it would fail. Ask before reuse.
+        if fresh && still_there(client, &asset.file_id).await? {
             events.emit(Event::AssetReused {
                 sha256: sha256.hex(),
                 file_id: asset.file_id.clone(),
@@ -79,6 +81,15 @@ pub async fn file_id(
         bytes: file.bytes,
     });
     Ok((file.id, true))
+}
+
+/// Whether the provider still has an upload (a 404 says it does not; other errors are errors).
+async fn still_there(client: &ApiClient, file_id: &str) -> Result<bool, AssetError> {
+    match client.get_file(file_id).await {
+        Ok(file) => Ok(file.status.as_deref() != Some("deleted")),
+        Err(err) if matches!(err.status(), Some(404 | 410)) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }
 
 async fn upload(

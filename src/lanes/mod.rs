@@ -66,13 +66,18 @@ pub fn classify_failure(
     if matches!(code_text, "batch_expired" | "batch_cancelled") {
         return RequestResult::Lost { reason: message };
     }
-    let policy = is_policy_code(code_text) || message.to_lowercase().contains("moderation");
+    let lower = message.to_lowercase();
+    let policy = is_policy_code(code_text) || lower.contains("moderation");
+    // Our own upload (a reference image) gone from the provider is its loss, not a fault of
+    // the request: uploaded again, the same request succeeds.
+    let lost_upload =
+        lower.contains("file") && (lower.contains("not found") || lower.contains("no such"));
     let invalid =
         status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 409 && s != 429);
     RequestResult::Failed {
         code,
         message,
-        retryable: !policy && !invalid,
+        retryable: !policy && (lost_upload || !invalid),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Rendering functions return strings (so tests can snapshot them); `print_*` write them.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
@@ -369,7 +369,7 @@ pub fn print_diagnostics(
     sources: &[ShotListInput],
 ) -> std::io::Result<()> {
     let stderr = std::io::stderr();
-    let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = super::terminal::color();
     stderr
         .lock()
         .write_all(render_diagnostics(diagnostics, sources, color).as_bytes())

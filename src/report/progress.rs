@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::terminal::escape_controls;
 use crate::events::{Event, EventSink};
 use crate::harvest::human_duration;
 
@@ -106,7 +107,6 @@ impl Bars {
             Event::DownloadsPlanned { videos } => self.videos.inc_length(*videos),
             Event::DownloadProgress { bytes } => self.bytes.inc(*bytes),
             Event::VideoHarvested { .. } => self.videos.inc(1),
-            Event::Warning { message } => self.status.println(format!("warning: {message}")),
             other => {
                 if let Some(line) = line_for(other) {
                     self.status.println(line);
@@ -135,7 +135,12 @@ impl EventSink for Progress {
 }
 
 /// The plain-text line for an event, or `None` for events too frequent to log one by one.
+/// Ids and messages come from servers: their control characters are shown escaped.
 fn line_for(event: &Event) -> Option<String> {
+    describe(event).map(|line| escape_controls(&line).into_owned())
+}
+
+fn describe(event: &Event) -> Option<String> {
     Some(match event {
         Event::RunStarted {
             run_id,

@@ -209,7 +209,7 @@ pub async fn virtual_date(
     if let Ok(value) = HeaderValue::from_str(&date) {
         response.headers_mut().insert(header::DATE, value);
     }
-    let request_id = lock(&state.store).new_id("req_");
+    let request_id = lock(&state.store).new_request_id();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }

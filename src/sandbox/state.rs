@@ -207,6 +207,9 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct Store {
     ids: ChaCha8Rng,
+    /// Draws the `x-request-id` of every answer, apart from `ids`: how often a client polls
+    /// must not change the ids a seed gives its videos, files and batches.
+    request_ids: ChaCha8Rng,
     pub files: Table<FileRecord>,
     pub videos: Table<VideoRecord>,
     pub batches: Table<BatchRecord>,
@@ -218,6 +221,7 @@ impl Store {
     pub fn new(seed: u64, concurrency: usize) -> Store {
         Store {
             ids: ChaCha8Rng::seed_from_u64(seed ^ 0x1D5_1D5),
+            request_ids: ChaCha8Rng::seed_from_u64(seed ^ 0x5E0_0E5),
             files: Table::default(),
             videos: Table::default(),
             batches: Table::default(),
@@ -238,6 +242,12 @@ impl Store {
         let bytes: [u8; 16] = self.ids.random();
         let digits = if prefix == "file-" { 11 } else { 16 };
         format!("{prefix}{}", hex::encode(&bytes[..digits]))
+    }
+
+    /// The `x-request-id` of an answer (`req_…`).
+    pub fn new_request_id(&mut self) -> String {
+        let bytes: [u8; 16] = self.request_ids.random();
+        format!("req_{}", hex::encode(bytes))
     }
 }
 

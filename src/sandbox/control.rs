@@ -17,7 +17,7 @@ use super::stats::Stats;
 use super::videos;
 
 pub async fn stats(State(state): State<Arc<SandboxState>>) -> Json<Stats> {
-    Json(lock(&state.stats).clone())
+    Json(state.stats_snapshot())
 }
 
 pub async fn get_faults(State(state): State<Arc<SandboxState>>) -> Json<FaultConfig> {

@@ -320,8 +320,9 @@ impl SandboxHandle {
         self.addr
     }
 
+    /// The counters, with the render slots' accounting as of now.
     pub fn stats(&self) -> Stats {
-        state::lock(&self.state.stats).clone()
+        self.state.stats_snapshot()
     }
 
     /// Replaces the fault configuration (counters and generator start afresh).

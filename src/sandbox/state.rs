@@ -54,6 +54,34 @@ impl SandboxState {
     pub fn count_fault(&self, name: &str) {
         lock(&self.stats).count_fault(name);
     }
+
+    /// Notes that a job (a video or a batch) was accepted now, for the utilisation figures.
+    pub fn note_accepted(&self) {
+        let now = self.clock.real_ms();
+        lock(&self.stats).first_create_ms.get_or_insert(now);
+    }
+
+    /// The counters, with the render slots' accounting as of now.
+    pub fn stats_snapshot(&self) -> Stats {
+        let (busy, last_finish, peak) = {
+            let store = lock(&self.store);
+            let now = self.clock.now_f64();
+            // Renders still running count up to now.
+            let running: f64 = store
+                .slots
+                .iter()
+                .filter_map(|s| s.running.as_ref())
+                .map(|r| (now.min(r.done_at) - r.started_at).max(0.0))
+                .sum();
+            (store.busy + running, store.last_finish, store.peak_running)
+        };
+        let mut stats = lock(&self.stats).clone();
+        stats.render_slots = self.config.concurrency.max(1);
+        stats.render_busy_ms = self.clock.real_span(busy).as_millis() as u64;
+        stats.last_finish_ms = last_finish.map(|at| self.clock.real_ms_at(at));
+        stats.peak_renders = peak;
+        stats
+    }
 }
 
 /// Rows in creation order, found by id. Deleted rows stay (ids are never reused).
@@ -215,6 +243,12 @@ pub struct Store {
     pub batches: Table<BatchRecord>,
     pub queue: VecDeque<Queued>,
     pub slots: Vec<Slot>,
+    /// Virtual seconds render slots spent rendering, counting finished and aborted renders.
+    pub busy: f64,
+    /// Virtual time the last render ended.
+    pub last_finish: Option<f64>,
+    /// Most renders ever in progress at once.
+    pub peak_running: usize,
 }
 
 impl Store {
@@ -233,7 +267,31 @@ impl Store {
                 };
                 concurrency.max(1)
             ],
+            busy: 0.0,
+            last_finish: None,
+            peak_running: 0,
         }
+    }
+
+    /// Puts `running` in slot `index` (its render started at `running.started_at`).
+    pub fn occupy(&mut self, index: usize, running: Running) {
+        self.slots[index].running = Some(running);
+        let busy = self.slots.iter().filter(|s| s.running.is_some()).count();
+        self.peak_running = self.peak_running.max(busy);
+    }
+
+    /// Frees slot `index` at virtual time `at` (its render's end, or an abort), accounting the
+    /// time it rendered.
+    pub fn release(&mut self, index: usize, at: f64) -> Option<Running> {
+        let slot = &mut self.slots[index];
+        let running = slot.running.take()?;
+        let end = at.min(running.done_at).max(running.started_at);
+        slot.free_since = at;
+        if end > running.started_at {
+            self.busy += end - running.started_at;
+            self.last_finish = Some(self.last_finish.map_or(end, |last| last.max(end)));
+        }
+        Some(running)
     }
 
     /// A fresh id like the real ones (`file-…`, `batch_…`, `video_…`, `batch_req_…`, `req_…`),
@@ -312,6 +370,29 @@ mod tests {
         assert_eq!(asc, [&"c", &"d", &"e"]);
         let (unknown, more) = page(ids.iter(), |s| id(s), Some("zz"), 10, true);
         assert!(unknown.is_empty() && !more);
+    }
+
+    #[test]
+    fn slots_account_the_time_they_render() {
+        let mut store = Store::new(1, 2);
+        let running = |at: f64| Running {
+            job: Job::Video {
+                video_id: "video_a".into(),
+            },
+            started_at: at,
+            done_at: at + 10.0,
+            result: RenderResult::Existing,
+        };
+        store.occupy(0, running(100.0));
+        store.occupy(1, running(102.0));
+        assert_eq!(store.peak_running, 2);
+        assert!(store.release(0, 110.0).is_some());
+        // An abort counts the part that ran.
+        assert!(store.release(1, 105.0).is_some());
+        assert!(store.release(1, 105.0).is_none());
+        assert_eq!(store.busy, 13.0);
+        assert_eq!(store.last_finish, Some(110.0));
+        assert_eq!(store.slots[1].free_since, 105.0);
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub async fn create(
     });
     drop(store);
     lock(&state.stats).videos_created += 1;
+    state.note_accepted();
     state.wake.notify_one();
     Ok(Json(video))
 }

@@ -52,6 +52,11 @@ impl Clock {
         Duration::from_secs_f64((virtual_seconds / self.scale).max(0.0))
     }
 
+    /// Virtual unix time at which the clock started.
+    pub fn origin(&self) -> i64 {
+        self.origin_virtual as i64
+    }
+
     /// Real milliseconds since the clock started.
     pub fn real_ms(&self) -> u64 {
         self.origin_real.elapsed().as_millis() as u64

@@ -263,7 +263,9 @@ fn start_job(state: &SandboxState, store: &mut Store, job: Job, start: f64) -> O
     let span = render_span(state);
     match &job {
         Job::Video { video_id } => {
-            let record = store.videos.get_mut(video_id).filter(|v| !v.deleted)?;
+            // A deleted video still renders where `DELETE` does not abort (its job stays
+            // queued; where it aborts, the job is gone already).
+            let record = store.videos.get_mut(video_id)?;
             record.video.status = VideoStatus::InProgress;
             record.started_at = Some(start);
             record.done_at = Some(start + span);
@@ -391,7 +393,10 @@ fn finish_video(state: &SandboxState, store: &mut Store, video_id: &str, at: f64
         record.video.status = VideoStatus::Completed;
         record.video.progress = Some(100);
         record.video.completed_at = Some(at as i64);
-        record.video.expires_at = Some(at as i64 + DAY);
+        // Only OpenAI's service closes the download window; a self-hosted server keeps files.
+        if state.profile.renders_at_openai {
+            record.video.expires_at = Some(at as i64 + DAY);
+        }
     }
 }
 

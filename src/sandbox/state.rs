@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::SandboxConfig;
 use super::clock::Clock;
+use super::dialect::Profile;
 use super::faults::{FaultEngine, FaultSpecError};
 use super::media::VideoSpec;
 use super::stats::Stats;
@@ -26,6 +27,8 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Everything a request handler or the engine needs.
 pub struct SandboxState {
     pub config: SandboxConfig,
+    /// How the configured dialect behaves.
+    pub profile: Profile,
     pub clock: Clock,
     pub faults: Mutex<FaultEngine>,
     pub stats: Mutex<Stats>,
@@ -41,6 +44,7 @@ impl SandboxState {
     pub fn new(config: SandboxConfig) -> Result<Arc<SandboxState>, FaultSpecError> {
         let faults = FaultEngine::new(config.faults.clone(), config.seed)?;
         Ok(Arc::new(SandboxState {
+            profile: Profile::of(config.dialect),
             clock: Clock::new(config.start_time, config.day),
             faults: Mutex::new(faults),
             stats: Mutex::new(Stats::default()),
@@ -81,6 +85,19 @@ impl SandboxState {
         stats.last_finish_ms = last_finish.map(|at| self.clock.real_ms_at(at));
         stats.peak_renders = peak;
         stats
+    }
+
+    /// The names the server serves: the configured one, or every model of the catalog.
+    pub fn served_models(&self) -> Vec<String> {
+        match &self.config.served_model {
+            Some(model) => vec![model.clone()],
+            None => self
+                .config
+                .catalog
+                .models()
+                .map(|m| m.name.to_string())
+                .collect(),
+        }
     }
 }
 
@@ -294,18 +311,52 @@ impl Store {
         Some(running)
     }
 
-    /// A fresh id like the real ones (`file-…`, `batch_…`, `video_…`, `batch_req_…`, `req_…`),
-    /// drawn from the seed so a replayed run gets the same ids.
-    pub fn new_id(&mut self, prefix: &str) -> String {
-        let bytes: [u8; 16] = self.ids.random();
-        let digits = if prefix == "file-" { 11 } else { 16 };
-        format!("{prefix}{}", hex::encode(&bytes[..digits]))
+    /// Forgets every video, and every direct render queued or in progress, as a server that
+    /// keeps its jobs in memory does when it restarts. Returns how many videos it forgot.
+    pub fn forget_videos(&mut self, at: f64) -> usize {
+        let forgotten = self.videos.iter().filter(|v| !v.deleted).count();
+        self.videos = Table::default();
+        self.queue.retain(|q| !matches!(q.job, Job::Video { .. }));
+        for index in 0..self.slots.len() {
+            let direct = matches!(
+                self.slots[index].running.as_ref().map(|r| &r.job),
+                Some(Job::Video { .. })
+            );
+            if direct {
+                self.release(index, at);
+            }
+        }
+        forgotten
     }
 
     /// The `x-request-id` of an answer (`req_…`).
     pub fn new_request_id(&mut self) -> String {
         let bytes: [u8; 16] = self.request_ids.random();
         format!("req_{}", hex::encode(bytes))
+    }
+
+    /// A uuid4 drawn from the seed (`xxxxxxxx-xxxx-4xxx-Nxxx-xxxxxxxxxxxx`).
+    pub fn new_uuid(&mut self) -> String {
+        let mut bytes: [u8; 16] = self.ids.random();
+        bytes[6] = (bytes[6] & 0x0F) | 0x40;
+        bytes[8] = (bytes[8] & 0x3F) | 0x80;
+        let hex = hex::encode(bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    }
+
+    /// A fresh id like the real ones (`file-…`, `batch_…`, `video_…`, `batch_req_…`, `req_…`),
+    /// drawn from the seed so a replayed run gets the same ids.
+    pub fn new_id(&mut self, prefix: &str) -> String {
+        let bytes: [u8; 16] = self.ids.random();
+        let digits = if prefix == "file-" { 11 } else { 16 };
+        format!("{prefix}{}", hex::encode(&bytes[..digits]))
     }
 }
 

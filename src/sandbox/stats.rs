@@ -40,6 +40,9 @@ pub struct Stats {
     /// with `/sandbox/clock/advance` are not real time: they are counted as if made first).
     #[serde(default)]
     pub last_finish_ms: Option<u64>,
+    /// Times the sandbox was restarted with `POST /sandbox/restart` (every video forgotten).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 impl Stats {

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::{GlobalArgs, Outcome};
 use crate::catalog::Catalog;
-use crate::sandbox::{self, FaultConfig, SandboxConfig, Trigger};
+use crate::sandbox::{self, Dialect, FaultConfig, SandboxConfig, Trigger};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,7 +52,8 @@ pub struct Options {
     #[arg(long = "catalog")]
     pub catalogs: Vec<PathBuf>,
     /// An HTTP fault: `[METHOD /path:] KIND [key=value]...`, KIND one of rate_limit
-    /// (retry_after_ms), server_error (status), drop (after_bytes), slow (delay_ms), malformed
+    /// (retry_after_ms), server_error (status), not_found (a 404 in the dialect's shape), drop
+    /// (after_bytes), slow (delay_ms), malformed
     /// (shape=truncated_json|longer_content_length|unknown_status); trigger keys rate, nth (1,2,…),
     /// limit. E.g. `GET /v1/videos/*/content: drop after_bytes=65536 rate=0.1`.
     #[arg(long = "fault")]
@@ -72,6 +73,14 @@ pub struct Options {
     /// Virtual unix time to start at (default: now).
     #[arg(long)]
     pub start_time: Option<i64>,
+    /// The server whose contract to speak: openai, sglang, vllm-omni or litellm (routes, auth,
+    /// ids, request bodies, errors and downloads as that server has them).
+    #[arg(long, default_value = "openai")]
+    pub dialect: Dialect,
+    /// The one model served (default: every model of the catalog). vllm-omni refuses any
+    /// other; SGLang echoes it when a request names none.
+    #[arg(long)]
+    pub served_model: Option<String>,
 }
 
 pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
@@ -127,7 +136,11 @@ fn config_from(args: Options) -> anyhow::Result<SandboxConfig> {
         .max_batch_requests(args.max_batch_requests)
         .max_batch_bytes(args.max_batch_bytes)
         .catalog(catalog)
-        .faults(faults);
+        .faults(faults)
+        .dialect(args.dialect);
+    if let Some(model) = args.served_model {
+        config = config.served_model(model);
+    }
     if let Some(key) = args.api_key {
         config = config.api_key(key);
     }

@@ -318,6 +318,7 @@ pub async fn create(
         batch
     };
     lock(&state.stats).batches_created += 1;
+    state.note_accepted();
     state.wake.notify_one();
     Ok(Json(batch))
 }

@@ -52,6 +52,24 @@ impl Clock {
         Duration::from_secs_f64((virtual_seconds / self.scale).max(0.0))
     }
 
+    /// Virtual unix time at which the clock started.
+    pub fn origin(&self) -> i64 {
+        self.origin_virtual as i64
+    }
+
+    /// Real milliseconds since the clock started.
+    pub fn real_ms(&self) -> u64 {
+        self.origin_real.elapsed().as_millis() as u64
+    }
+
+    /// Real milliseconds since the clock started at which it read (or will read) virtual time
+    /// `at`, taking the jumps made so far as if they had been made before `at`.
+    pub fn real_ms_at(&self, at: f64) -> u64 {
+        let jumped = *self.jumped.lock().unwrap_or_else(|e| e.into_inner());
+        let real = (at - self.origin_virtual - jumped) / self.scale;
+        (real.max(0.0) * 1000.0).round() as u64
+    }
+
     /// Jumps virtual time forward (negative values are ignored: time never runs back).
     pub fn advance(&self, seconds: f64) {
         if seconds > 0.0 {

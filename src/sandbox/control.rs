@@ -1,4 +1,5 @@
-//! `/sandbox/*`: the test harness's side door (no auth): stats, faults, clock, video digests.
+//! `/sandbox/*`: the test harness's side door (no auth): stats, faults, clock, video digests,
+//! and a restart that forgets every video.
 
 use std::sync::Arc;
 
@@ -17,7 +18,65 @@ use super::stats::Stats;
 use super::videos;
 
 pub async fn stats(State(state): State<Arc<SandboxState>>) -> Json<Stats> {
-    Json(lock(&state.stats).clone())
+    Json(state.stats_snapshot())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Restarted {
+    /// Videos the restart forgot.
+    forgotten: usize,
+}
+
+/// Restarts the server as one that keeps its jobs in memory: every video, and every direct
+/// render queued or running, is forgotten (their ids then answer 404). Files, batches and the
+/// clock stay.
+pub async fn restart(State(state): State<Arc<SandboxState>>) -> Json<Restarted> {
+    Json(Restarted {
+        forgotten: restart_now(&state),
+    })
+}
+
+pub fn restart_now(state: &SandboxState) -> usize {
+    engine::tick(state);
+    let now = state.clock.now_f64();
+    let forgotten = lock(&state.store).forget_videos(now);
+    lock(&state.images).clear();
+    lock(&state.stats).restarts += 1;
+    state.wake.notify_one();
+    forgotten
+}
+
+#[derive(Debug, Serialize)]
+pub struct Model {
+    id: String,
+    object: &'static str,
+    created: i64,
+    owned_by: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Models {
+    object: &'static str,
+    data: Vec<Model>,
+}
+
+/// `GET /v1/models`: the models the server serves, in OpenAI's list shape (every dialect).
+pub async fn models(State(state): State<Arc<SandboxState>>) -> Json<Models> {
+    let created = state.clock.origin();
+    let data = state
+        .served_models()
+        .into_iter()
+        .map(|id| Model {
+            id,
+            object: "model",
+            created,
+            owned_by: state.profile.model_owner,
+        })
+        .collect();
+    Json(Models {
+        object: "list",
+        data,
+    })
 }
 
 pub async fn get_faults(State(state): State<Arc<SandboxState>>) -> Json<FaultConfig> {

@@ -205,10 +205,10 @@ fn expire_batch(store: &mut Store, batch_id: &str, at: f64) {
 pub fn drop_jobs_of(store: &mut Store, batch_id: &str, at: f64, running: bool) {
     store.queue.retain(|q| q.job.batch_id() != Some(batch_id));
     if running {
-        for slot in &mut store.slots {
+        for index in 0..store.slots.len() {
+            let slot = &store.slots[index];
             if slot.running.as_ref().and_then(|r| r.job.batch_id()) == Some(batch_id) {
-                slot.running = None;
-                slot.free_since = at;
+                store.release(index, at);
             }
         }
     }
@@ -228,9 +228,7 @@ fn run_slots(state: &SandboxState, store: &mut Store, now: f64) {
         let Some((index, done_at)) = next else {
             return;
         };
-        let slot = &mut store.slots[index];
-        slot.free_since = done_at;
-        if let Some(running) = slot.running.take() {
+        if let Some(running) = store.release(index, done_at) {
             finish_job(state, store, running);
         }
     }
@@ -256,7 +254,7 @@ fn start_ready_jobs(state: &SandboxState, store: &mut Store, now: f64) {
             return;
         };
         if let Some(running) = start_job(state, store, queued.job, start) {
-            store.slots[index].running = Some(running);
+            store.occupy(index, running);
         }
     }
 }
@@ -265,7 +263,9 @@ fn start_job(state: &SandboxState, store: &mut Store, job: Job, start: f64) -> O
     let span = render_span(state);
     match &job {
         Job::Video { video_id } => {
-            let record = store.videos.get_mut(video_id).filter(|v| !v.deleted)?;
+            // A deleted video still renders where `DELETE` does not abort (its job stays
+            // queued; where it aborts, the job is gone already).
+            let record = store.videos.get_mut(video_id)?;
             record.video.status = VideoStatus::InProgress;
             record.started_at = Some(start);
             record.done_at = Some(start + span);
@@ -393,7 +393,10 @@ fn finish_video(state: &SandboxState, store: &mut Store, video_id: &str, at: f64
         record.video.status = VideoStatus::Completed;
         record.video.progress = Some(100);
         record.video.completed_at = Some(at as i64);
-        record.video.expires_at = Some(at as i64 + DAY);
+        // Only OpenAI's service closes the download window; a self-hosted server keeps files.
+        if state.profile.renders_at_openai {
+            record.video.expires_at = Some(at as i64 + DAY);
+        }
     }
 }
 

@@ -1,9 +1,14 @@
 //! Errors in the API's own shape: `{"error": {"message", "type", "param", "code"}}` with the
 //! status codes and headers the real service uses, so clients (and the SDK) classify them alike.
+//!
+//! Other dialects write errors their own way: a failure built here in OpenAI's words is
+//! rewritten on its way out by [`super::dialect::Profile::reshape`] (FastAPI's `{"detail"}`,
+//! LiteLLM's wrapping), and one built with [`ApiFailure::verbatim`] is sent exactly as built.
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 
 use crate::api::types::{ApiError, ErrorBody};
 
@@ -14,6 +19,9 @@ pub struct ApiFailure {
     /// Boxed (as are the headers) so `Result<_, ApiFailure>` stays small.
     pub error: Box<ApiError>,
     pub headers: Box<HeaderMap>,
+    /// The exact body to send, in a dialect's own shape (`None`: `{"error": error}`, which a
+    /// dialect may reshape).
+    pub body: Option<Box<Value>>,
 }
 
 /// The message of the real service's content-policy rejections.
@@ -34,7 +42,33 @@ impl ApiFailure {
             status,
             error: Box::new(error),
             headers: Box::default(),
+            body: None,
         }
+    }
+
+    /// A failure whose body is sent exactly as given, whatever the dialect (`message` is what
+    /// the sandbox's own code and logs see).
+    pub fn verbatim(status: StatusCode, message: impl Into<String>, body: Value) -> ApiFailure {
+        let mut failure = ApiFailure::new(
+            status,
+            api_error("invalid_request_error", None, None, message.into()),
+        );
+        failure.body = Some(Box::new(body));
+        failure
+    }
+
+    /// FastAPI's `{"detail": "…"}` (what `raise HTTPException(status, detail)` answers).
+    pub fn detail(status: StatusCode, detail: impl Into<String>) -> ApiFailure {
+        let detail = detail.into();
+        let body = json!({ "detail": detail });
+        ApiFailure::verbatim(status, detail, body)
+    }
+
+    /// FastAPI's 422 for a request that fails validation:
+    /// `{"detail": [{"type", "loc", "msg", "input"}]}`.
+    pub fn unprocessable(kind: &str, loc: &[&str], msg: &str, input: Value) -> ApiFailure {
+        let body = json!({ "detail": [{ "type": kind, "loc": loc, "msg": msg, "input": input }] });
+        ApiFailure::verbatim(StatusCode::UNPROCESSABLE_ENTITY, msg.to_string(), body)
     }
 
     /// 400 `invalid_request_error`.
@@ -179,15 +213,19 @@ impl ApiFailure {
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let body = self.body();
-        let mut response = (self.status, Json(body)).into_response();
-        response.headers_mut().extend(*self.headers);
+        let mut response = match &self.body {
+            Some(body) => (self.status, Json(body.as_ref().clone())).into_response(),
+            None => (self.status, Json(self.body())).into_response(),
+        };
+        response.headers_mut().extend((*self.headers).clone());
+        // The dialect layer finds the failure here and may write it in its own shape.
+        response.extensions_mut().insert(self);
         response
     }
 }
 
 /// `sk-abc***wxyz`: enough to recognise a key in an error without leaking it.
-fn mask_key(key: &str) -> String {
+pub(crate) fn mask_key(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
     if chars.len() <= 8 {
         return "***".to_string();

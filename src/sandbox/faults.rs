@@ -76,6 +76,9 @@ pub enum Fault {
         #[serde(default)]
         after_bytes: u64,
     },
+    /// 404 in the dialect's shape, as if the object at the path were unknown (a live video
+    /// the server answers for now and then, a restarted server).
+    NotFound,
     /// The real answer, `delay_ms` late.
     Slow { delay_ms: u64 },
     /// The real answer, damaged in the way of `shape`.
@@ -118,6 +121,7 @@ impl Fault {
         match self {
             Fault::RateLimit { .. } => "rate_limit",
             Fault::ServerError { .. } => "server_error",
+            Fault::NotFound => "not_found",
             Fault::Drop { .. } => "drop",
             Fault::Slow { .. } => "slow",
             Fault::Malformed { .. } => "malformed",
@@ -428,7 +432,7 @@ impl FaultEngine {
                 {
                     decision.malform = Some(*shape);
                 }
-                fault @ (Fault::RateLimit { .. } | Fault::ServerError { .. })
+                fault @ (Fault::RateLimit { .. } | Fault::ServerError { .. } | Fault::NotFound)
                     if decision.respond.is_none() && decision.drop_after.is_none() =>
                 {
                     decision.respond = Some(fault.clone());
@@ -470,7 +474,8 @@ impl fmt::Debug for FaultEngine {
 /// Parses the CLI's `--fault` syntax: `[ENDPOINT:] KIND [key=value]...`, e.g.
 /// `GET /v1/videos/*/content: drop after_bytes=65536 rate=0.1` or `rate_limit nth=1,2`.
 /// Keys: `rate`, `nth`, `limit`, and the kind's own (`retry_after_ms`, `status`, `after_bytes`,
-/// `delay_ms`). Without an endpoint the rule applies to every API request.
+/// `delay_ms`). Without an endpoint the rule applies to every API request. `not_found` answers
+/// 404 in the dialect's shape (`GET /v1/videos/*: not_found rate=0.2`); `server_error` stays 5xx.
 pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     let err = |msg: String| FaultSpecError(format!("`{spec}`: {msg}"));
     let (endpoint, rest) = match spec.split_once(':') {
@@ -479,7 +484,10 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     };
     let mut words = rest.split_whitespace();
     let kind = words.next().ok_or_else(|| {
-        err("missing fault kind (rate_limit, server_error, drop, slow, malformed)".into())
+        err(
+            "missing fault kind (rate_limit, server_error, not_found, drop, slow, malformed)"
+                .into(),
+        )
     })?;
     let mut when = Trigger::default();
     let mut params = serde_json::Map::new();
@@ -630,6 +638,24 @@ mod tests {
         assert!(parse_rule("explode").is_err());
         assert!(parse_rule("server_error status=404").is_err());
         assert!(parse_rule("slow delay_ms=10 rate=2").is_err());
+    }
+
+    #[test]
+    fn not_found_answers_in_place_of_the_handler() {
+        let rule = parse_rule("GET /v1/videos/*: not_found rate=0.2").unwrap();
+        assert_eq!(rule.fault, Fault::NotFound);
+        assert_eq!(rule.when, Trigger::rate(0.2));
+        let config = FaultConfig::default().rule(rule.nth([1]));
+        let mut engine = FaultEngine::new(config, 1).unwrap();
+        let decision = engine.decide("GET", "/v1/videos/video_1");
+        assert_eq!(decision.respond, Some(Fault::NotFound));
+        assert_eq!(decision.applied, ["not_found"]);
+        assert!(
+            engine
+                .decide("GET", "/v1/videos/video_1/content")
+                .respond
+                .is_none()
+        );
     }
 
     #[test]

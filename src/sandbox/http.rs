@@ -34,7 +34,7 @@ pub async fn observe(
         None => format!("{method} {path}"),
     };
     let mut response = match check_auth(&state, request.headers()) {
-        Err(failure) => failure.into_response(),
+        Err(failure) => reshape(&state, failure.into_response()),
         Ok(()) => with_faults(&state, &method, &path, request, next).await,
     };
     lock(&state.stats).count_request(endpoint, response.status().as_u16());
@@ -66,8 +66,11 @@ async fn with_faults(
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             ApiFailure::server_error(status).into_response()
         }
+        Some(Fault::NotFound) => not_found(state, method, path).into_response(),
         _ => next.run(request).await,
     };
+    // Before any damage: a malformed answer is the dialect's answer, damaged.
+    response = reshape(state, response);
     if let Some(shape) = decision.malform {
         response = malform(response, shape).await;
     }
@@ -77,7 +80,34 @@ async fn with_faults(
     }
 }
 
+/// Writes a failure built in OpenAI's words in the dialect's shape.
+fn reshape(state: &SandboxState, response: Response) -> Response {
+    match response
+        .extensions()
+        .get::<ApiFailure>()
+        .and_then(|failure| state.profile.reshape(failure))
+    {
+        Some(reshaped) => reshaped.into_response(),
+        None => response,
+    }
+}
+
+/// The `not_found` fault: the 404 the server answers for an unknown object at `path`.
+fn not_found(state: &SandboxState, method: &str, path: &str) -> ApiFailure {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["v1", "videos", id, ..] => state.profile.video_not_found(id),
+        ["v1", "files", id, ..] => ApiFailure::not_found("File", id),
+        ["v1", "batches", id, ..] => ApiFailure::not_found("Batch", id),
+        _ => state.profile.route_not_found(method, path),
+    }
+}
+
 fn check_auth(state: &SandboxState, headers: &HeaderMap) -> Result<(), ApiFailure> {
+    // Self-hosted servers (SGLang, vllm-omni) take any request, with or without a key.
+    if !state.profile.facts.requires_key {
+        return Ok(());
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -91,7 +121,7 @@ fn check_auth(state: &SandboxState, headers: &HeaderMap) -> Result<(), ApiFailur
     if ok {
         Ok(())
     } else {
-        Err(ApiFailure::unauthorized(presented))
+        Err(state.profile.unauthorized(presented))
     }
 }
 
@@ -209,16 +239,23 @@ pub async fn virtual_date(
     if let Ok(value) = HeaderValue::from_str(&date) {
         response.headers_mut().insert(header::DATE, value);
     }
-    let request_id = lock(&state.store).new_id("req_");
+    let request_id = lock(&state.store).new_request_id();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
 }
 
-/// 404 in the API's shape for paths it does not have.
-pub async fn fallback(request: Request) -> ApiFailure {
-    ApiFailure::invalid_url(request.method().as_str(), request.uri().path())
+/// 404 in the dialect's shape for paths it does not have.
+pub async fn fallback(State(state): State<Arc<SandboxState>>, request: Request) -> ApiFailure {
+    state
+        .profile
+        .route_not_found(request.method().as_str(), request.uri().path())
+}
+
+/// 405 in the dialect's shape for a method a path does not take.
+pub async fn method_not_allowed(State(state): State<Arc<SandboxState>>) -> ApiFailure {
+    state.profile.method_not_allowed()
 }
 
 /// The requested byte range: `Ok(None)` for the whole body, `Err` when unsatisfiable.

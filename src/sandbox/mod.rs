@@ -1,4 +1,5 @@
-//! `render sandbox`: a faithful local server of the OpenAI Files, Batch and Videos API.
+//! `render sandbox`: a faithful local server of the OpenAI Files, Batch and Videos API, and of
+//! the other servers that speak `/v1/videos`.
 //!
 //! Built like cargo's test registry: a [`SandboxConfig`] builder with fault knobs, an axum
 //! [`app`], [`serve`] for the command line and [`spawn`] for tests (its own thread and runtime on
@@ -11,13 +12,18 @@
 //!   code `video_expired` (the video object itself stays retrievable).
 //! - Prompts naming a public figure or copyrighted character ([`policy::BLOCKLIST`]) are refused
 //!   with 400 `moderation_blocked`; the `moderation` fault adds random refusals.
-//! - `/sandbox/*` (stats, faults, clock, digests) needs no key.
+//! - `/sandbox/*` (stats, faults, clock, digests, restart) needs no key.
+//! - [`SandboxConfig::dialect`] makes it speak another server's contract (SGLang, vllm-omni, a
+//!   LiteLLM proxy): routes, auth, ids, bodies, errors and downloads as [`dialect::Profile`]
+//!   says, from the facts the client reads too ([`crate::dialect::DialectFacts`]).
 
 pub mod media;
 
 mod batches;
 pub mod clock;
 mod control;
+mod create;
+pub mod dialect;
 mod engine;
 pub mod error;
 pub mod faults;
@@ -41,6 +47,7 @@ use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
+pub use dialect::Dialect;
 /// Moves batches and renders on the virtual clock; [`serve`] and [`spawn`] run it next to
 /// [`app`], and anyone mounting [`app`] elsewhere must spawn it too.
 pub use engine::run as run_engine;
@@ -77,6 +84,11 @@ pub struct SandboxConfig {
     pub start_time: Option<i64>,
     /// Forget every batch's `metadata`, as some gateways do.
     pub drop_metadata: bool,
+    /// Which server's contract the sandbox speaks (see [`dialect::Profile`]).
+    pub dialect: Dialect,
+    /// The one model a self-hosted server serves (`None`: every model of the catalog).
+    /// `GET /v1/models` lists it; vllm-omni refuses any other, SGLang echoes it by default.
+    pub served_model: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -93,6 +105,8 @@ impl Default for SandboxConfig {
             faults: FaultConfig::default(),
             start_time: None,
             drop_metadata: false,
+            dialect: Dialect::Openai,
+            served_model: None,
         }
     }
 }
@@ -162,6 +176,18 @@ impl SandboxConfig {
         self.start_time = Some(unix);
         self
     }
+
+    /// Speaks `dialect`'s contract instead of OpenAI's.
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
+    /// Serves only `model` (it must be in the catalog to render by its rules).
+    pub fn served_model(mut self, model: impl Into<String>) -> Self {
+        self.served_model = Some(model.into());
+        self
+    }
 }
 
 /// SHA-256 and length of a video's full content.
@@ -173,22 +199,35 @@ pub struct VideoDigest {
 }
 
 /// The router: the API under `/v1` (auth, faults, counting) and the harness under `/sandbox`.
+/// Which `/v1` routes exist is the dialect's (see [`dialect::Profile`]).
 pub fn app(state: Arc<SandboxState>) -> Router {
-    let api = Router::new()
-        .route("/v1/files", post(files::create).get(files::list))
-        .route("/v1/files/{id}", get(files::retrieve).delete(files::delete))
-        .route("/v1/files/{id}/content", get(files::content))
-        .route("/v1/batches", post(batches::create).get(batches::list))
-        .route("/v1/batches/{id}", get(batches::retrieve))
-        .route("/v1/batches/{id}/cancel", post(batches::cancel))
+    let profile = state.profile;
+    let mut api = Router::new()
+        .route("/v1/models", get(control::models))
         .route("/v1/videos", post(videos::create).get(videos::list))
-        .route(
+        .route("/v1/videos/{id}/content", get(videos::content));
+    api = if profile.deletes {
+        api.route(
             "/v1/videos/{id}",
             get(videos::retrieve).delete(videos::delete),
         )
-        .route("/v1/videos/{id}/content", get(videos::content))
-        .fallback(http::fallback)
-        .layer(from_fn_with_state(state.clone(), http::observe));
+    } else {
+        api.route("/v1/videos/{id}", get(videos::retrieve))
+    };
+    if profile.files_and_batches {
+        api = api
+            .route("/v1/files", post(files::create).get(files::list))
+            .route("/v1/files/{id}", get(files::retrieve).delete(files::delete))
+            .route("/v1/files/{id}/content", get(files::content))
+            .route("/v1/batches", post(batches::create).get(batches::list))
+            .route("/v1/batches/{id}", get(batches::retrieve))
+            .route("/v1/batches/{id}/cancel", post(batches::cancel));
+    }
+    api = api.fallback(http::fallback);
+    if profile.errors != dialect::ErrorStyle::OpenAi {
+        api = api.method_not_allowed_fallback(http::method_not_allowed);
+    }
+    let api = api.layer(from_fn_with_state(state.clone(), http::observe));
     let harness = Router::new()
         .route("/sandbox/stats", get(control::stats))
         .route(
@@ -197,6 +236,7 @@ pub fn app(state: Arc<SandboxState>) -> Router {
         )
         .route("/sandbox/clock", get(control::clock))
         .route("/sandbox/clock/advance", post(control::advance))
+        .route("/sandbox/restart", post(control::restart))
         .route("/sandbox/videos/{id}/digest", get(control::digest));
     harness
         .merge(api)
@@ -320,8 +360,20 @@ impl SandboxHandle {
         self.addr
     }
 
+    /// The counters, with the render slots' accounting as of now.
     pub fn stats(&self) -> Stats {
-        state::lock(&self.state.stats).clone()
+        self.state.stats_snapshot()
+    }
+
+    /// Restarts the server as one that keeps its jobs in memory (SGLang, vllm-omni): every
+    /// video is forgotten and its id answers 404 from now on. Returns how many it forgot.
+    pub fn restart(&self) -> usize {
+        control::restart_now(&self.state)
+    }
+
+    /// The dialect the sandbox speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.state.config.dialect
     }
 
     /// Replaces the fault configuration (counters and generator start afresh).

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::SandboxConfig;
 use super::clock::Clock;
+use super::dialect::Profile;
 use super::faults::{FaultEngine, FaultSpecError};
 use super::media::VideoSpec;
 use super::stats::Stats;
@@ -26,6 +27,8 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Everything a request handler or the engine needs.
 pub struct SandboxState {
     pub config: SandboxConfig,
+    /// How the configured dialect behaves.
+    pub profile: Profile,
     pub clock: Clock,
     pub faults: Mutex<FaultEngine>,
     pub stats: Mutex<Stats>,
@@ -41,6 +44,7 @@ impl SandboxState {
     pub fn new(config: SandboxConfig) -> Result<Arc<SandboxState>, FaultSpecError> {
         let faults = FaultEngine::new(config.faults.clone(), config.seed)?;
         Ok(Arc::new(SandboxState {
+            profile: Profile::of(config.dialect),
             clock: Clock::new(config.start_time, config.day),
             faults: Mutex::new(faults),
             stats: Mutex::new(Stats::default()),
@@ -53,6 +57,47 @@ impl SandboxState {
 
     pub fn count_fault(&self, name: &str) {
         lock(&self.stats).count_fault(name);
+    }
+
+    /// Notes that a job (a video or a batch) was accepted now, for the utilisation figures.
+    pub fn note_accepted(&self) {
+        let now = self.clock.real_ms();
+        lock(&self.stats).first_create_ms.get_or_insert(now);
+    }
+
+    /// The counters, with the render slots' accounting as of now.
+    pub fn stats_snapshot(&self) -> Stats {
+        let (busy, last_finish, peak) = {
+            let store = lock(&self.store);
+            let now = self.clock.now_f64();
+            // Renders still running count up to now.
+            let running: f64 = store
+                .slots
+                .iter()
+                .filter_map(|s| s.running.as_ref())
+                .map(|r| (now.min(r.done_at) - r.started_at).max(0.0))
+                .sum();
+            (store.busy + running, store.last_finish, store.peak_running)
+        };
+        let mut stats = lock(&self.stats).clone();
+        stats.render_slots = self.config.concurrency.max(1);
+        stats.render_busy_ms = self.clock.real_span(busy).as_millis() as u64;
+        stats.last_finish_ms = last_finish.map(|at| self.clock.real_ms_at(at));
+        stats.peak_renders = peak;
+        stats
+    }
+
+    /// The names the server serves: the configured one, or every model of the catalog.
+    pub fn served_models(&self) -> Vec<String> {
+        match &self.config.served_model {
+            Some(model) => vec![model.clone()],
+            None => self
+                .config
+                .catalog
+                .models()
+                .map(|m| m.name.to_string())
+                .collect(),
+        }
     }
 }
 
@@ -207,17 +252,27 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct Store {
     ids: ChaCha8Rng,
+    /// Draws the `x-request-id` of every answer, apart from `ids`: how often a client polls
+    /// must not change the ids a seed gives its videos, files and batches.
+    request_ids: ChaCha8Rng,
     pub files: Table<FileRecord>,
     pub videos: Table<VideoRecord>,
     pub batches: Table<BatchRecord>,
     pub queue: VecDeque<Queued>,
     pub slots: Vec<Slot>,
+    /// Virtual seconds render slots spent rendering, counting finished and aborted renders.
+    pub busy: f64,
+    /// Virtual time the last render ended.
+    pub last_finish: Option<f64>,
+    /// Most renders ever in progress at once.
+    pub peak_running: usize,
 }
 
 impl Store {
     pub fn new(seed: u64, concurrency: usize) -> Store {
         Store {
             ids: ChaCha8Rng::seed_from_u64(seed ^ 0x1D5_1D5),
+            request_ids: ChaCha8Rng::seed_from_u64(seed ^ 0x5E0_0E5),
             files: Table::default(),
             videos: Table::default(),
             batches: Table::default(),
@@ -229,7 +284,71 @@ impl Store {
                 };
                 concurrency.max(1)
             ],
+            busy: 0.0,
+            last_finish: None,
+            peak_running: 0,
         }
+    }
+
+    /// Puts `running` in slot `index` (its render started at `running.started_at`).
+    pub fn occupy(&mut self, index: usize, running: Running) {
+        self.slots[index].running = Some(running);
+        let busy = self.slots.iter().filter(|s| s.running.is_some()).count();
+        self.peak_running = self.peak_running.max(busy);
+    }
+
+    /// Frees slot `index` at virtual time `at` (its render's end, or an abort), accounting the
+    /// time it rendered.
+    pub fn release(&mut self, index: usize, at: f64) -> Option<Running> {
+        let slot = &mut self.slots[index];
+        let running = slot.running.take()?;
+        let end = at.min(running.done_at).max(running.started_at);
+        slot.free_since = at;
+        if end > running.started_at {
+            self.busy += end - running.started_at;
+            self.last_finish = Some(self.last_finish.map_or(end, |last| last.max(end)));
+        }
+        Some(running)
+    }
+
+    /// Forgets every video, and every direct render queued or in progress, as a server that
+    /// keeps its jobs in memory does when it restarts. Returns how many videos it forgot.
+    pub fn forget_videos(&mut self, at: f64) -> usize {
+        let forgotten = self.videos.iter().filter(|v| !v.deleted).count();
+        self.videos = Table::default();
+        self.queue.retain(|q| !matches!(q.job, Job::Video { .. }));
+        for index in 0..self.slots.len() {
+            let direct = matches!(
+                self.slots[index].running.as_ref().map(|r| &r.job),
+                Some(Job::Video { .. })
+            );
+            if direct {
+                self.release(index, at);
+            }
+        }
+        forgotten
+    }
+
+    /// The `x-request-id` of an answer (`req_…`).
+    pub fn new_request_id(&mut self) -> String {
+        let bytes: [u8; 16] = self.request_ids.random();
+        format!("req_{}", hex::encode(bytes))
+    }
+
+    /// A uuid4 drawn from the seed (`xxxxxxxx-xxxx-4xxx-Nxxx-xxxxxxxxxxxx`).
+    pub fn new_uuid(&mut self) -> String {
+        let mut bytes: [u8; 16] = self.ids.random();
+        bytes[6] = (bytes[6] & 0x0F) | 0x40;
+        bytes[8] = (bytes[8] & 0x3F) | 0x80;
+        let hex = hex::encode(bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
     }
 
     /// A fresh id like the real ones (`file-…`, `batch_…`, `video_…`, `batch_req_…`, `req_…`),
@@ -302,6 +421,29 @@ mod tests {
         assert_eq!(asc, [&"c", &"d", &"e"]);
         let (unknown, more) = page(ids.iter(), |s| id(s), Some("zz"), 10, true);
         assert!(unknown.is_empty() && !more);
+    }
+
+    #[test]
+    fn slots_account_the_time_they_render() {
+        let mut store = Store::new(1, 2);
+        let running = |at: f64| Running {
+            job: Job::Video {
+                video_id: "video_a".into(),
+            },
+            started_at: at,
+            done_at: at + 10.0,
+            result: RenderResult::Existing,
+        };
+        store.occupy(0, running(100.0));
+        store.occupy(1, running(102.0));
+        assert_eq!(store.peak_running, 2);
+        assert!(store.release(0, 110.0).is_some());
+        // An abort counts the part that ran.
+        assert!(store.release(1, 105.0).is_some());
+        assert!(store.release(1, 105.0).is_none());
+        assert_eq!(store.busy, 13.0);
+        assert_eq!(store.last_finish, Some(110.0));
+        assert_eq!(store.slots[1].free_since, 105.0);
     }
 
     #[test]

@@ -21,9 +21,39 @@ pub struct Stats {
     /// Faults injected, by kind: `rate_limit`, `server_error`, `drop`, `slow`,
     /// `batch_request_failure`, `batch_expire`, `moderation`.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Render slots (`concurrency`): at most this many renders run at once, others queue.
+    #[serde(default)]
+    pub render_slots: usize,
+    /// Real milliseconds the slots spent rendering, summed over slots (finished renders, the
+    /// part of aborted ones that ran, and running ones up to now). Figured from the virtual
+    /// timeline at the clock's scale, so a render counts exactly `render_time`.
+    #[serde(default)]
+    pub render_busy_ms: u64,
+    /// Most renders ever in progress at once (never above `render_slots`).
+    #[serde(default)]
+    pub peak_renders: usize,
+    /// Real milliseconds since the sandbox started at which the first job (a video or a
+    /// batch) was accepted.
+    #[serde(default)]
+    pub first_create_ms: Option<u64>,
+    /// Real milliseconds since the sandbox started at which the last render ended (clock jumps
+    /// with `/sandbox/clock/advance` are not real time: they are counted as if made first).
+    #[serde(default)]
+    pub last_finish_ms: Option<u64>,
+    /// Times the sandbox was restarted with `POST /sandbox/restart` (every video forgotten).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 impl Stats {
+    /// Share of the render slots' capacity used between the first job accepted and the last
+    /// render's end: `render_busy_ms / (render_slots × span)`.
+    pub fn utilisation(&self) -> Option<f64> {
+        let span = self.last_finish_ms?.checked_sub(self.first_create_ms?)?;
+        (span > 0 && self.render_slots > 0)
+            .then(|| self.render_busy_ms as f64 / (self.render_slots as f64 * span as f64))
+    }
+
     /// All faults injected, of every kind.
     pub fn faults_total(&self) -> u64 {
         self.faults_injected.values().sum()
@@ -61,5 +91,24 @@ impl Stats {
 
     pub(crate) fn count_bytes(&mut self, variant: &str, bytes: u64) {
         *self.bytes_served.entry(variant.to_string()).or_default() += bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utilisation_is_busy_time_over_slot_time() {
+        let stats = Stats {
+            render_slots: 2,
+            render_busy_ms: 1_200,
+            first_create_ms: Some(100),
+            last_finish_ms: Some(800),
+            ..Stats::default()
+        };
+        let share = stats.utilisation().unwrap();
+        assert!((share - 1_200.0 / 1_400.0).abs() < 1e-9);
+        assert_eq!(Stats::default().utilisation(), None);
     }
 }

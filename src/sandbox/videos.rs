@@ -1,74 +1,41 @@
 //! `/v1/videos`: create (JSON or multipart with an `input_reference` image), retrieve, list,
-//! delete, and content downloads streamed from the synthetic encoder with `Range` support.
+//! delete, and content downloads streamed from the synthetic encoder with `Range` support, each
+//! the way the configured dialect's server does it (see [`super::dialect::Profile`]).
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
-use super::engine::{self, file_bytes};
+use super::create;
+use super::dialect::{ErrorStyle, VariantRule, VideoShape};
+use super::engine;
 use super::error::ApiFailure;
-use super::files::{check_limit, check_order, list_of, multipart_error};
+use super::files::{check_limit, check_order, list_of};
 use super::http::{Served, ranged_bytes, ranged_stream};
 use super::media::{self, RenderedVideo, VideoSpec};
-use super::policy;
-use super::state::{Job, Queued, SandboxState, VideoRecord, lock, page, video_seed};
-use crate::api::types::{
-    ContentVariant, CreateVideo, Deleted, InputReference, List, Video, VideoStatus,
-};
+use super::state::{Job, Queued, SandboxState, Store, VideoRecord, lock, page, video_seed};
+use crate::api::types::{ContentVariant, Deleted, Video, VideoStatus};
 
 /// Bytes produced per read of the encoder: large enough to be cheap, small enough to stream.
 const CHUNK: usize = 256 * 1024;
 
-/// A create request, with the reference image when it came as a multipart file.
-struct Incoming {
-    request: CreateVideo,
-    image: Option<Bytes>,
-}
-
 pub async fn create(
     State(state): State<Arc<SandboxState>>,
     request: Request,
-) -> Result<Json<Video>, ApiFailure> {
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let incoming = if is_multipart {
-        let multipart = Multipart::from_request(request, &state).await?;
-        read_multipart(multipart).await?
-    } else {
-        let body = Bytes::from_request(request, &state)
-            .await
-            .map_err(|e| ApiFailure::invalid(None, None, e.to_string()))?;
-        let request: CreateVideo = serde_json::from_slice(&body).map_err(|e| {
-            ApiFailure::invalid(
-                None,
-                None,
-                format!("We could not parse the JSON body of your request: {e}"),
-            )
-        })?;
-        Incoming {
-            request,
-            image: None,
-        }
-    };
+) -> Result<Response, ApiFailure> {
+    let accepted = create::accept(&state, request).await?;
     let now = state.clock.now_f64();
     let mut store = lock(&state.store);
-    let accepted = policy::check_request(&incoming.request, &state.config.catalog, |id| {
-        file_bytes(&store, id, now as i64)
-    })?;
-    if let Some(image) = &incoming.image {
-        policy::check_reference_image(image, accepted.size)?;
-    }
-    let id = store.new_id("video_");
+    let id = new_video_id(&state, &mut store);
     let video = Video {
         id: id.clone(),
         object: "video".into(),
@@ -76,8 +43,8 @@ pub async fn create(
         progress: Some(0),
         model: Some(accepted.model),
         prompt: Some(accepted.prompt.clone()),
-        size: Some(accepted.size.to_string()),
-        seconds: Some(accepted.seconds.to_string()),
+        size: accepted.size_echo,
+        seconds: Some(accepted.seconds_echo),
         created_at: now as i64,
         completed_at: None,
         expires_at: None,
@@ -91,60 +58,35 @@ pub async fn create(
         seconds: accepted.seconds,
         total_bytes: state.config.video_bytes,
     };
-    store.videos.insert(
-        id.clone(),
-        VideoRecord {
-            video: video.clone(),
-            spec,
-            batch_id: None,
-            deleted: false,
-            started_at: None,
-            done_at: None,
-        },
-    );
+    let record = VideoRecord {
+        video,
+        spec,
+        batch_id: None,
+        deleted: false,
+        started_at: None,
+        done_at: None,
+    };
+    let answer = video_json(&state, &record, now);
+    store.videos.insert(id.clone(), record);
     store.queue.push_back(Queued {
         job: Job::Video { video_id: id },
         ready_at: now,
     });
     drop(store);
     lock(&state.stats).videos_created += 1;
+    state.note_accepted();
     state.wake.notify_one();
-    Ok(Json(video))
+    Ok(Json(answer).into_response())
 }
 
-async fn read_multipart(mut multipart: Multipart) -> Result<Incoming, ApiFailure> {
-    let mut request = CreateVideo {
-        prompt: String::new(),
-        model: None,
-        size: None,
-        seconds: None,
-        input_reference: None,
-    };
-    let mut prompt = None;
-    let mut image = None;
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "input_reference" && field.file_name().is_some() {
-            image = Some(field.bytes().await.map_err(multipart_error)?);
-            continue;
-        }
-        let text = field.text().await.map_err(multipart_error)?;
-        match name.as_str() {
-            "prompt" => prompt = Some(text),
-            "model" => request.model = Some(text),
-            "size" => request.size = Some(text),
-            "seconds" => request.seconds = Some(text),
-            "input_reference[file_id]" => {
-                request.input_reference = Some(InputReference::FileId { file_id: text })
-            }
-            "input_reference[image_url]" => {
-                request.input_reference = Some(InputReference::ImageUrl { image_url: text })
-            }
-            _ => {}
-        }
+/// A fresh id in the dialect's format (the one a video is kept under).
+fn new_video_id(state: &SandboxState, store: &mut Store) -> String {
+    use super::dialect::IdStyle;
+    match state.profile.ids {
+        IdStyle::OpenAi | IdStyle::Litellm => store.new_id("video_"),
+        IdStyle::Uuid4 => store.new_uuid(),
+        IdStyle::VllmOmni => format!("video_gen_{}", store.new_uuid().replace('-', "")),
     }
-    request.prompt = prompt.ok_or_else(|| super::files::missing("prompt"))?;
-    Ok(Incoming { request, image })
 }
 
 /// The video as a client sees it now (progress computed from the render's virtual span).
@@ -159,21 +101,110 @@ fn current(record: &VideoRecord, now: f64) -> Video {
     video
 }
 
-fn live<'a>(store: &'a super::state::Store, id: &str) -> Result<&'a VideoRecord, ApiFailure> {
+/// The video object in the dialect's shape.
+fn video_json(state: &SandboxState, record: &VideoRecord, now: f64) -> Value {
+    let video = current(record, now);
+    let id = state.profile.public_id(&video.id, video.model.as_deref());
+    let done = matches!(video.status, VideoStatus::Completed);
+    let inference_time_s = match (record.started_at, record.done_at) {
+        (Some(start), Some(end)) if done || video.status == VideoStatus::Failed => {
+            Some(state.clock.real_span(end - start).as_secs_f64())
+        }
+        _ => None,
+    };
+    let status = status_name(video.status);
+    match state.profile.video {
+        VideoShape::OpenAi => {
+            let mut value = serde_json::to_value(&video).unwrap_or_default();
+            value["id"] = id.into();
+            value
+        }
+        VideoShape::Sglang => {
+            let failed = video.status == VideoStatus::Failed;
+            let path = format!("/sgl-workspace/outputs/{id}.mp4");
+            json!({
+                "id": id,
+                "object": "video",
+                "model": video.model,
+                "status": status,
+                "progress": video.progress.unwrap_or(0),
+                "created_at": video.created_at,
+                "size": video.size.unwrap_or_default(),
+                "seconds": video.seconds,
+                "quality": "standard",
+                "url": null,
+                "urls": if done { json!([null]) } else { Value::Null },
+                "remixed_from_video_id": null,
+                "completed_at": video.completed_at,
+                "expires_at": null,
+                "error": video.error.map(|e| json!({"message": e.message})),
+                "file_path": if failed { Value::Null } else { path.clone().into() },
+                "file_paths": if done { json!([path]) } else { Value::Null },
+                "num_outputs": if done { json!(1) } else { Value::Null },
+                "peak_memory_mb": null,
+                "inference_time_s": inference_time_s,
+                "revised_prompt": null,
+            })
+        }
+        VideoShape::VllmOmni => json!({
+            "model": video.model,
+            "prompt": video.prompt,
+            "id": id,
+            "object": "video",
+            "status": status,
+            "size": video.size,
+            "progress": video.progress.unwrap_or(0),
+            "seconds": video.seconds,
+            "quality": "default",
+            "completed_at": video.completed_at,
+            "created_at": video.created_at,
+            "remixed_from_video_id": null,
+            // A failed render is an engine error: code 500, and `GET` answers 500 with it.
+            "error": video.error.map(|e| json!({"code": VLLM_FAILURE_STATUS, "message": e.message})),
+            "media_type": "video/mp4",
+            "expires_at": null,
+            "file_name": if done { Value::from(format!("{id}.mp4")) } else { Value::Null },
+            "inference_time_s": inference_time_s,
+            "fps": null,
+            "num_frames": null,
+            "duration_s": video.seconds.as_deref().and_then(|s| s.parse::<f64>().ok()),
+        }),
+    }
+}
+
+/// The status of vllm-omni's answer to `GET /v1/videos/{id}` for a failed job (and its
+/// `error.code`).
+const VLLM_FAILURE_STATUS: u16 = 500;
+
+/// The record a client's id names (deleted ones are gone), or the dialect's 404.
+fn live<'a>(
+    state: &SandboxState,
+    store: &'a Store,
+    id: &str,
+) -> Result<&'a VideoRecord, ApiFailure> {
+    let key = state.profile.stored_id(id)?;
     store
         .videos
-        .get(id)
+        .get(&key)
         .filter(|v| !v.deleted)
-        .ok_or_else(|| ApiFailure::not_found("Video", id))
+        .ok_or_else(|| state.profile.video_not_found(id))
 }
 
 pub async fn retrieve(
     State(state): State<Arc<SandboxState>>,
     Path(id): Path<String>,
-) -> Result<Json<Video>, ApiFailure> {
+) -> Result<Response, ApiFailure> {
     engine::tick(&state);
     let store = lock(&state.store);
-    Ok(Json(current(live(&store, &id)?, state.clock.now_f64())))
+    let record = live(&state, &store, &id)?;
+    let value = video_json(&state, record, state.clock.now_f64());
+    let status = match (state.profile.video, record.video.status) {
+        (VideoShape::VllmOmni, VideoStatus::Failed) => {
+            StatusCode::from_u16(VLLM_FAILURE_STATUS).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(value)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,11 +216,21 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<Arc<SandboxState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<List<Video>>, ApiFailure> {
-    let Query(query) = query.map_err(|e| ApiFailure::invalid(None, None, e.body_text()))?;
-    let limit = check_limit(query.limit, 20, 100)?;
-    let ascending = check_order(query.order.as_deref())?;
+    uri: Uri,
+) -> Result<Response, ApiFailure> {
+    if !state.profile.facts.lists_videos {
+        return Err(state.profile.cannot_list());
+    }
+    let (after, limit, ascending) = match state.profile.errors {
+        ErrorStyle::FastApi => fastapi_list_query(&state, &uri)?,
+        ErrorStyle::OpenAi | ErrorStyle::Litellm => {
+            let Query(query) = Query::<ListQuery>::try_from_uri(&uri)
+                .map_err(|e| ApiFailure::invalid(None, None, e.body_text()))?;
+            let limit = check_limit(query.limit, 20, 100)?;
+            let ascending = check_order(query.order.as_deref())?;
+            (query.after, Some(limit), ascending)
+        }
+    };
     engine::tick(&state);
     let now = state.clock.now_f64();
     let store = lock(&state.store);
@@ -197,31 +238,128 @@ pub async fn list(
     let (items, has_more) = page(
         rows,
         |v| &v.video.id,
-        query.after.as_deref(),
-        limit,
+        after.as_deref(),
+        limit.unwrap_or(usize::MAX),
         ascending,
     );
-    let data = items.into_iter().map(|v| current(v, now)).collect();
-    Ok(Json(list_of(data, has_more, |v: &Video| &v.id)))
+    let data: Vec<Value> = items
+        .into_iter()
+        .map(|v| video_json(&state, v, now))
+        .collect();
+    let listed = list_of(data, has_more, |v: &Value| {
+        v["id"].as_str().unwrap_or_default()
+    });
+    Ok(Json(listed).into_response())
+}
+
+/// `after`, `limit` and `order` as FastAPI validates them (`Query(20, ge=1, le=100)` in SGLang,
+/// `Query(None, ge=0, le=100)` in vllm-omni: no limit lists everything).
+fn fastapi_list_query(
+    state: &SandboxState,
+    uri: &Uri,
+) -> Result<(Option<String>, Option<usize>, bool), ApiFailure> {
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map_err(|e| ApiFailure::detail(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let rule = state.profile.list_limit;
+    let mut errors = Vec::new();
+    let limit = match query.get("limit") {
+        None => rule.default,
+        Some(text) => match text.trim().parse::<i64>() {
+            Err(_) => {
+                errors.push(json!({"type": "int_parsing", "loc": ["query", "limit"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "input": text}));
+                None
+            }
+            Ok(n) if n < rule.min as i64 => {
+                errors.push(
+                    json!({"type": "greater_than_equal", "loc": ["query", "limit"],
+                    "msg": format!("Input should be greater than or equal to {}", rule.min),
+                    "input": text, "ctx": {"ge": rule.min}}),
+                );
+                None
+            }
+            Ok(n) if n > 100 => {
+                errors.push(json!({"type": "less_than_equal", "loc": ["query", "limit"],
+                    "msg": "Input should be less than or equal to 100",
+                    "input": text, "ctx": {"le": 100}}));
+                None
+            }
+            Ok(n) => Some(n as usize),
+        },
+    };
+    let ascending = match query.get("order").map(String::as_str) {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            errors.push(json!({"type": "literal_error", "loc": ["query", "order"],
+                "msg": "Input should be 'asc' or 'desc'", "input": other,
+                "ctx": {"expected": "'asc' or 'desc'"}}));
+            false
+        }
+    };
+    if !errors.is_empty() {
+        let message = "invalid list query".to_string();
+        return Err(ApiFailure::verbatim(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            json!({ "detail": errors }),
+        ));
+    }
+    Ok((query.get("after").cloned(), limit, ascending))
 }
 
 pub async fn delete(
     State(state): State<Arc<SandboxState>>,
     Path(id): Path<String>,
-) -> Result<Json<Deleted>, ApiFailure> {
+) -> Result<Response, ApiFailure> {
+    engine::tick(&state);
+    let now = state.clock.now_f64();
     let mut store = lock(&state.store);
-    live(&store, &id)?;
-    if let Some(record) = store.videos.get_mut(&id) {
+    let answer = match state.profile.video {
+        // SGLang answers the record it dropped, marked deleted.
+        VideoShape::Sglang => {
+            let mut value = video_json(&state, live(&state, &store, &id)?, now);
+            value["status"] = "deleted".into();
+            value
+        }
+        VideoShape::OpenAi | VideoShape::VllmOmni => {
+            live(&state, &store, &id)?;
+            serde_json::to_value(Deleted {
+                id: id.clone(),
+                object: "video.deleted".into(),
+                deleted: true,
+            })
+            .unwrap_or_default()
+        }
+    };
+    let key = state.profile.stored_id(&id)?;
+    if let Some(record) = store.videos.get_mut(&key) {
         record.deleted = true;
     }
-    store
-        .queue
-        .retain(|q| !matches!(&q.job, Job::Video { video_id } if *video_id == id));
-    Ok(Json(Deleted {
-        id,
-        object: "video.deleted".into(),
-        deleted: true,
-    }))
+    // Where `DELETE` does not abort (SGLang), the render goes on: the GPU stays busy.
+    if state.profile.facts.delete_aborts {
+        abort_render(&mut store, &key, now);
+        drop(store);
+        // A freed slot takes the next job at once.
+        state.wake.notify_one();
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// Drops a direct video's render, queued or in progress.
+fn abort_render(store: &mut Store, video_id: &str, at: f64) {
+    let ours = |job: &Job| matches!(job, Job::Video { video_id: v } if v == video_id);
+    store.queue.retain(|q| !ours(&q.job));
+    for index in 0..store.slots.len() {
+        if store.slots[index]
+            .running
+            .as_ref()
+            .is_some_and(|r| ours(&r.job))
+        {
+            store.release(index, at);
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,29 +373,52 @@ pub async fn content(
     Query(query): Query<ContentQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiFailure> {
-    let variant = parse_variant(query.variant.as_deref())?;
+    let variant = match state.profile.facts.variant {
+        VariantRule::Named => parse_variant(query.variant.as_deref())?,
+        // Checked against the video's outputs once it is known to be done.
+        VariantRule::Index => ContentVariant::Video,
+        // Dropped on the way (LiteLLM) or never read (vllm-omni).
+        VariantRule::Ignored => ContentVariant::Video,
+    };
     engine::tick(&state);
-    let spec = downloadable(&state, &id)?;
-    Ok(match variant {
+    let spec = downloadable(&state, &id, query.variant.as_deref())?;
+    // A server that buffers the file (LiteLLM) answers the whole body whatever `Range` says.
+    let no_range = HeaderMap::new();
+    let range_headers = if state.profile.facts.honours_range {
+        &headers
+    } else {
+        &no_range
+    };
+    let mut response = match variant {
         ContentVariant::Video => {
             let video = Arc::new(RenderedVideo::new(spec));
             ranged_stream(
                 video.len(),
                 "video/mp4",
-                &headers,
+                range_headers,
                 Served("video"),
                 |start, end| video_chunks(video, start, end),
             )
         }
         ContentVariant::Thumbnail | ContentVariant::Spritesheet => {
-            let jpeg = image(&state, &id, variant, spec).await?;
+            let key = state.profile.stored_id(&id)?;
+            let jpeg = image(&state, &key, variant, spec).await?;
             let served = match variant {
                 ContentVariant::Thumbnail => Served("thumbnail"),
                 _ => Served("spritesheet"),
             };
-            ranged_bytes(jpeg, "image/jpeg", &headers, served)?
+            ranged_bytes(jpeg, "image/jpeg", range_headers, served)?
         }
-    })
+    };
+    if !state.profile.facts.honours_range {
+        response.headers_mut().remove(header::ACCEPT_RANGES);
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=video_{id}.mp4")) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }
 
 /// A video's thumbnail or spritesheet, encoded once, off the async threads (encoding takes
@@ -296,20 +457,44 @@ fn parse_variant(variant: Option<&str>) -> Result<ContentVariant, ApiFailure> {
     }
 }
 
-/// The spec of a completed, unexpired video, or the error the API answers instead.
-fn downloadable(state: &SandboxState, id: &str) -> Result<VideoSpec, ApiFailure> {
+/// The spec of a video whose content can be downloaded now, or the error the server answers.
+fn downloadable(
+    state: &SandboxState,
+    id: &str,
+    variant: Option<&str>,
+) -> Result<VideoSpec, ApiFailure> {
     let now = state.clock.now();
     let store = lock(&state.store);
-    let record = live(&store, id)?;
-    if record.video.status != VideoStatus::Completed {
-        return Err(ApiFailure::invalid(
-            None,
-            Some("video_not_ready"),
-            format!(
-                "Video '{id}' has no content: its status is '{}'.",
-                status_name(record.video.status)
-            ),
-        ));
+    let record = live(state, &store, id)?;
+    let status = record.video.status;
+    let profile = &state.profile;
+    if !matches!(status, VideoStatus::Completed | VideoStatus::Failed) {
+        return Err(profile.still_rendering(id, status_name(status)));
+    }
+    match profile.facts.variant {
+        // SGLang: only the outputs it wrote, by index (`None` and `0` are the first); a failed
+        // job wrote none.
+        VariantRule::Index => {
+            let index = variant.map_or(Some(0), |v| v.trim().parse::<i64>().ok());
+            if status == VideoStatus::Failed || index != Some(0) {
+                return Err(ApiFailure::detail(
+                    StatusCode::NOT_FOUND,
+                    format!("Video variant {} not found", variant.unwrap_or("None")),
+                ));
+            }
+        }
+        VariantRule::Named | VariantRule::Ignored if status == VideoStatus::Failed => {
+            return Err(match profile.video {
+                VideoShape::VllmOmni => ApiFailure::detail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Video generation failed. Check job status for error details.",
+                ),
+                VideoShape::OpenAi | VideoShape::Sglang => {
+                    profile.still_rendering(id, status_name(status))
+                }
+            });
+        }
+        VariantRule::Named | VariantRule::Ignored => {}
     }
     if let Some(expires_at) = record.video.expires_at
         && now >= expires_at
@@ -367,7 +552,11 @@ pub fn digest(state: &SandboxState, id: &str) -> Option<super::VideoDigest> {
     use sha2::{Digest, Sha256};
     let spec = {
         let store = lock(&state.store);
-        let record = store.videos.get(id)?;
+        let key = state
+            .profile
+            .stored_id(id)
+            .unwrap_or_else(|_| id.to_string());
+        let record = store.videos.get(&key).or_else(|| store.videos.get(id))?;
         record.spec.clone()
     };
     let video = RenderedVideo::new(spec);

@@ -247,6 +247,25 @@ impl Catalog {
         Ok(Catalog { models })
     }
 
+    /// The same models under the names the server knows them by (`served_as`): what a
+    /// rehearsal sandbox of the provider accepts.
+    pub fn as_served(&self) -> Catalog {
+        let models = self
+            .models
+            .values()
+            .map(|spec| {
+                let name = Model(spec.wire_name().to_string());
+                let spec = ModelSpec {
+                    name: name.clone(),
+                    served_as: None,
+                    ..spec.clone()
+                };
+                (name, spec)
+            })
+            .collect();
+        Catalog { models }
+    }
+
     pub fn model(&self, name: &str) -> Option<&ModelSpec> {
         self.models.get(&Model(name.to_string()))
     }

@@ -207,6 +207,8 @@ enum Failure {
         status: StatusCode,
         headers: HeaderMap,
         message: String,
+        /// The error body as sent (some servers describe a failed job in one).
+        body: Bytes,
     },
     Transport(reqwest::Error),
     /// The body ended before the announced length without a transport error.
@@ -429,8 +431,45 @@ impl ApiClient {
 
     // ------------------------------------------------------------ videos
 
+    /// A video (job). A job that failed is a video with status `failed`, even from a server
+    /// that tells it as an HTTP error carrying the video object (vllm-omni answers 500).
     pub async fn get_video(&self, id: &str) -> Result<Video, ApiError> {
-        self.call_json(Method::GET, &["videos", id], true, Ok).await
+        let segments = ["videos", id];
+        let endpoint = endpoint(&Method::GET, &segments);
+        let url = self.url(&segments);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let req = self.request(Method::GET, url.clone(), true);
+            let failure = match self.send_and_read(req).await {
+                Ok((_, body)) => return self.decode(&endpoint, &body, attempts),
+                Err(failure) => failure,
+            };
+            if let Failure::Status { body, .. } = &failure
+                && let Ok(video) = self.decode::<Video>(&endpoint, body, attempts)
+                && video.status == super::types::VideoStatus::Failed
+            {
+                return Ok(video);
+            }
+            self.pause_or_fail(&endpoint, failure, attempts, attempts)
+                .await?;
+        }
+    }
+
+    /// An answer's body as `T`, with the key redacted from whatever the server echoed.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: &[u8],
+        attempts: u32,
+    ) -> Result<T, ApiError> {
+        let body = self.redact_bytes(body.to_vec());
+        serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
+            endpoint: endpoint.to_string(),
+            detail: e.to_string(),
+            excerpt: self.excerpt(&body),
+            attempts,
+        })
     }
 
     /// One page of videos (jobs), newest first where the server orders them.
@@ -703,17 +742,9 @@ impl ApiClient {
             attempts += 1;
             let req = build(self.request(method.clone(), url.clone(), whole_call_timeout))?;
             let failure = match self.send_and_read(req).await {
-                Ok((_, body)) => {
-                    // Whatever the server echoes (in a job's error, a batch's errors) is
-                    // stored and printed: the key goes before anything reads the answer.
-                    let body = self.redact_bytes(body.to_vec());
-                    return serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
-                        endpoint: endpoint.clone(),
-                        detail: e.to_string(),
-                        excerpt: self.excerpt(&body),
-                        attempts,
-                    });
-                }
+                // Whatever the server echoes (in a job's error, a batch's errors) is stored
+                // and printed: the key goes before anything reads the answer.
+                Ok((_, body)) => return self.decode(&endpoint, &body, attempts),
                 Err(failure) => failure,
             };
             self.pause_or_fail(&endpoint, failure, attempts, attempts)
@@ -736,14 +767,15 @@ impl ApiClient {
     async fn status_failure(&self, resp: Response) -> Failure {
         let status = resp.status();
         let headers = resp.headers().clone();
-        let message = match resp.bytes().await {
-            Ok(body) => self.server_message(status, &body),
-            Err(_) => status_reason(status),
+        let (message, body) = match resp.bytes().await {
+            Ok(body) => (self.server_message(status, &body), body),
+            Err(_) => (status_reason(status), Bytes::new()),
         };
         Failure::Status {
             status,
             headers,
             message,
+            body,
         }
     }
 
@@ -796,6 +828,7 @@ impl ApiClient {
                 status,
                 message,
                 headers,
+                ..
             } => {
                 let asked = retry_after
                     .or_else(|| retry::server_delay(&headers, std::time::SystemTime::now()));

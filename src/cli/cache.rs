@@ -40,12 +40,14 @@ struct Entry {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    // Looking creates nothing: without a state directory, the cache is empty.
-    let Some(ledger) = super::state::existing_ledger(global)? else {
-        return empty(&args.command, global.format);
-    };
+    // Looking creates nothing: without a state directory, the cache is empty. Changing it
+    // (verify quarantines, gc removes) takes the directory's lock.
+    let exists = global.state_dir.is_dir();
     match args.command {
         CacheCommand::Ls => {
+            let Some(ledger) = super::state::existing_ledger(global)? else {
+                return empty(&args.command, global.format);
+            };
             let store = LocalStore::open(&global.state_dir)?;
             let entries: Vec<Entry> = ledger
                 .outputs()?
@@ -74,8 +76,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Success)
         }
+        CacheCommand::Verify if !exists => empty(&args.command, global.format),
+        CacheCommand::Gc { .. } if !exists => empty(&args.command, global.format),
         CacheCommand::Verify => {
-            drop(ledger);
             let state = open_state(global)?;
             let problems = state.store.verify_all(true)?;
             let lines: Vec<String> = problems.iter().map(describe).collect();
@@ -100,7 +103,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             max_size,
             keep_runs,
         } => {
-            drop(ledger);
             let state = open_state(global)?;
             let keep = match keep_runs {
                 Some(n) => state.ledger.objects_of_newest_runs(n)?,

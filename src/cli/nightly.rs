@@ -206,7 +206,8 @@ fn sandbox_night(
         let config = SandboxConfig::default()
             .seed(rand::random())
             .video_bytes(args.sandbox_video_bytes)
-            .catalog(provider.catalog.clone());
+            .dialect(provider.dialect)
+            .catalog(provider.catalog.as_served());
         let config = match &key {
             Some(key) => config.api_key(key.clone()),
             None => config,

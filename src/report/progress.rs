@@ -123,7 +123,14 @@ impl EventSink for Progress {
             tracing::info!(target: "render::night", "{line}");
         }
         match &self.mode {
-            Mode::Quiet => {}
+            // Stdout is the JSON document; warnings still belong on stderr.
+            Mode::Quiet => {
+                if let Event::Warning { .. } = &event
+                    && let Some(line) = line_for(&event)
+                {
+                    eprintln!("{line}");
+                }
+            }
             Mode::Bars(bars) => bars.show(&event),
             Mode::Lines => {
                 if let Some(line) = line_for(&event) {

@@ -23,7 +23,8 @@ fn render_with_base(state: &Path, base_url: &str, args: &[&str], stdin: Option<&
         .spawn()
         .expect("the render binary runs");
     let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    // A render that stops before reading its input (a bad catalog) closes the pipe early.
+    let _ = pipe.write_all(stdin.unwrap_or("").as_bytes());
     drop(pipe);
     child.wait_with_output().unwrap()
 }

@@ -51,6 +51,23 @@ fn a_429_storm_with_retry_after_delays_the_night_but_pays_nothing_twice() {
 }
 
 #[test]
+fn occasional_404s_for_a_live_batch_file_or_video_lose_nothing_and_pay_nothing_twice() {
+    // A replica lagging, a gateway hiccup: the objects exist, the answer says they do not.
+    let faults = FaultConfig::none()
+        .seed(404)
+        .rule(FaultRule::new("GET /v1/batches/*", Fault::NotFound).rate(0.3))
+        .rule(FaultRule::new("GET /v1/files/*", Fault::NotFound).rate(0.3))
+        .rule(FaultRule::new("GET /v1/files/*/content", Fault::NotFound).rate(0.2))
+        .rule(FaultRule::new("GET /v1/videos/*/content", Fault::NotFound).rate(0.15));
+    let stats = weather_night("not-found", faults, &["--missing-grace", "3600"]);
+    assert!(stats.faults_injected["not_found"] > 5, "{stats:?}");
+    assert_eq!(
+        stats.batches_created, 1,
+        "the batch was never taken for gone and sent again"
+    );
+}
+
+#[test]
 fn bursts_of_5xx_on_every_endpoint_are_survived() {
     let faults = FaultConfig::none()
         .seed(500)

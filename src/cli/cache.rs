@@ -17,7 +17,7 @@ pub struct Args {
 pub enum CacheCommand {
     /// List cached outputs: key, object, size.
     Ls,
-    /// Re-hash every object against its name; corrupt ones are quarantined (exit 10 if any).
+    /// Re-hash every object against its name; corrupt ones are quarantined (exit 6 if any).
     Verify,
     /// Remove objects no retained run uses, then the least recently used beyond --max-size.
     Gc {
@@ -37,6 +37,13 @@ struct Entry {
     bytes: u64,
     video_id: Option<String>,
     present: bool,
+}
+
+impl Args {
+    /// `verify` quarantines and `gc` removes; `ls` only looks.
+    pub fn changes_state(&self) -> bool {
+        !matches!(self.command, CacheCommand::Ls)
+    }
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {

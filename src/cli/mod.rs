@@ -217,14 +217,11 @@ fn init_logging(verbose: u8, color: bool, log_file: Option<std::fs::File>) {
 /// The state directory's log file, for commands that keep state; `None` when it cannot be
 /// opened (logging must never stop a night).
 fn state_log(command: &Command, global: &GlobalArgs) -> Option<std::fs::File> {
-    let stateful = matches!(
-        command,
-        Command::Submit(_)
-            | Command::Harvest(_)
-            | Command::Retry(_)
-            | Command::Nightly(_)
-            | Command::Cache(_)
-    );
+    let stateful = match command {
+        Command::Submit(_) | Command::Harvest(_) | Command::Retry(_) | Command::Nightly(_) => true,
+        Command::Cache(args) => args.changes_state(),
+        _ => false,
+    };
     if !stateful {
         return None;
     }

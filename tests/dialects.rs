@@ -227,4 +227,12 @@ fn a_restarted_server_loses_its_jobs_only_after_denying_them_for_the_grace_perio
         "{}",
         stderr_of(&out)
     );
+    // `render retry` sends exactly those again, through the same lane.
+    let status = night.json(&["status"]);
+    let run = status[0]["run_id"].as_str().unwrap().to_string();
+    let retried = night.json(&["--providers", "providers.yaml", "retry", &run]);
+    assert_eq!(retried["jobs_sent"], 2, "{retried}");
+    let done = night.json(&["--providers", "providers.yaml", "harvest", "--watch"]);
+    assert_eq!(done["runs"][0]["harvested"], 2, "{done}");
+    assert_eq!(night.sandbox.stats().requests_to("POST /v1/videos"), 4);
 }

@@ -326,3 +326,72 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(stderr.contains("retrying"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }
+
+#[test]
+fn a_hostile_result_file_wedges_nothing_keeps_the_video_and_never_stores_the_key() {
+    use render::sandbox::faults::Trigger;
+    let night = Night::with(
+        SandboxConfig::default()
+            .api_key(API_KEY)
+            .hostile_results(true)
+            .faults(FaultConfig::none().batch_request_failure(Trigger::nth([3]))),
+    );
+    night.write("shots.yaml", shot_list(4, "hostile"));
+    let out = night.render(&["nightly", "shots.yaml", "--max-poll-interval", "1"]);
+    // One request failed; the rest harvested; nothing left pending by the lines not ours.
+    assert_eq!(code(&out), Some(4), "{}", stderr_of(&out));
+    let manifest = night.manifest("renders/test-night");
+    let statuses: Vec<&str> = manifest["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "harvested").count(),
+        3,
+        "{manifest}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "failed").count(),
+        1,
+        "{manifest}"
+    );
+    let stderr = stderr_of(&out);
+    for said in [
+        "1 result line(s) could not be read",
+        "1 result line(s) are not requests of this batch",
+        "1 request(s) were answered both with a video and with a failure; the video is kept",
+    ] {
+        assert_eq!(stderr.matches(said).count(), 1, "{said:?} once:\n{stderr}");
+    }
+    // The key the server echoed reached none of what render keeps or shows.
+    let mut kept = vec![
+        night.state_dir().join("ledger.sqlite"),
+        night.state_dir().join("logs/render.log"),
+        night.path("renders/test-night/manifest.json"),
+    ];
+    kept.extend(
+        ["ledger.sqlite-wal"]
+            .iter()
+            .map(|f| night.state_dir().join(f))
+            .filter(|p| p.exists()),
+    );
+    for path in kept {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes
+                .windows(API_KEY.len())
+                .any(|w| w == API_KEY.as_bytes()),
+            "{} holds the key",
+            path.display()
+        );
+    }
+    assert!(!stderr.contains(API_KEY));
+    assert!(
+        std::fs::read_to_string(night.path("renders/test-night/manifest.json"))
+            .unwrap()
+            .contains("redacted"),
+        "the failure's message is kept, the key masked"
+    );
+}

@@ -1159,6 +1159,35 @@ mod tests {
     }
 
     #[test]
+    fn error_messages_come_out_of_every_servers_shape() {
+        let cases: [(&str, &str); 6] = [
+            (
+                r#"{"error":{"message":"Video not found","code":"not_found"}}"#,
+                "Video not found (not_found)",
+            ),
+            (r#"{"error":{"message":"boom","code":500}}"#, "boom"),
+            (r#"{"error":{"message":"no code here"}}"#, "no code here"),
+            (
+                r#"{"detail":"Generation is still in-progress"}"#,
+                "Generation is still in-progress",
+            ),
+            (
+                r#"{"detail":[{"type":"missing","loc":["body","prompt"],"msg":"Field required"}]}"#,
+                "body.prompt: Field required",
+            ),
+            (r#"{"message":"plain"}"#, "plain"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                error_message_of(body.as_bytes()).as_deref(),
+                Some(expected),
+                "{body}"
+            );
+        }
+        assert_eq!(error_message_of(b"Internal Server Error"), None);
+    }
+
+    #[test]
     fn content_range_forms_parse() {
         let mut headers = HeaderMap::new();
         headers.insert(

@@ -577,6 +577,7 @@ fn deliver(store: &mut Store, batch_id: &str, at: f64) {
         return;
     };
     let (mut output, mut errors) = (String::new(), String::new());
+    let mut contradicted = false;
     for line in &record.lines {
         let Some(outcome) = &line.outcome else {
             continue;
@@ -585,10 +586,27 @@ fn deliver(store: &mut Store, batch_id: &str, at: f64) {
             LineOutcome::Video { video_id } => store.videos.get(video_id).map(|v| &v.video),
             _ => None,
         };
-        let (text, ok) = batches::output_line(line, outcome, video);
+        let (mut text, ok) = batches::output_line(line, outcome, video);
+        if let Some(echo) = &store.hostile_echo {
+            if ok && !std::mem::replace(&mut contradicted, true) {
+                errors.push_str(&hostile_contradiction(&line.custom_id, echo));
+            }
+            if !ok {
+                text = text.replace(
+                    "\"message\":\"",
+                    &format!("\"message\":\"(you sent {echo}) "),
+                );
+            }
+        }
         let target = if ok { &mut output } else { &mut errors };
         target.push_str(&text);
         target.push('\n');
+    }
+    if store.hostile_echo.is_some() {
+        output.push_str("%%% this line is not a batch result %%%\n");
+        output.push_str(
+            "{\"custom_id\":\"someone-else-1\",\"response\":{\"status_code\":200,\"body\":{}}}\n",
+        );
     }
     let output_id = (!output.is_empty())
         .then(|| write_output_file(store, batch_id, "output", output, delivered_at));
@@ -598,6 +616,18 @@ fn deliver(store: &mut Store, batch_id: &str, at: f64) {
         record.batch.output_file_id = output_id;
         record.batch.error_file_id = error_id;
     }
+}
+
+/// A failure line for a request that also rendered: a hostile lookalike's contradiction.
+fn hostile_contradiction(custom_id: &str, echo: &str) -> String {
+    let line = serde_json::json!({
+        "custom_id": custom_id,
+        "response": {
+            "status_code": 500,
+            "body": {"error": {"message": format!("(you sent {echo}) this request failed"), "type": "server_error"}},
+        },
+    });
+    format!("{line}\n")
 }
 
 fn write_output_file(

@@ -84,6 +84,10 @@ pub struct SandboxConfig {
     pub start_time: Option<i64>,
     /// Forget every batch's `metadata`, as some gateways do.
     pub drop_metadata: bool,
+    /// Write result files as a hostile lookalike does: a line that is not JSON, a line for a
+    /// request of nobody's, the first rendered request answered again as a failure, and the
+    /// key the client sent echoed in every failure's message.
+    pub hostile_results: bool,
     /// Which server's contract the sandbox speaks (see [`dialect::Profile`]).
     pub dialect: Dialect,
     /// The one model a self-hosted server serves (`None`: every model of the catalog).
@@ -105,6 +109,7 @@ impl Default for SandboxConfig {
             faults: FaultConfig::default(),
             start_time: None,
             drop_metadata: false,
+            hostile_results: false,
             dialect: Dialect::Openai,
             served_model: None,
         }
@@ -164,6 +169,11 @@ impl SandboxConfig {
 
     pub fn faults(mut self, faults: FaultConfig) -> Self {
         self.faults = faults;
+        self
+    }
+
+    pub fn hostile_results(mut self, hostile: bool) -> Self {
+        self.hostile_results = hostile;
         self
     }
 

@@ -48,7 +48,13 @@ impl SandboxState {
             clock: Clock::new(config.start_time, config.day),
             faults: Mutex::new(faults),
             stats: Mutex::new(Stats::default()),
-            store: Mutex::new(Store::new(config.seed, config.concurrency)),
+            store: Mutex::new(Store {
+                hostile_echo: config.hostile_results.then(|| {
+                    let key = config.api_key.as_deref().unwrap_or("sk-echoed-key");
+                    format!("Bearer {key}")
+                }),
+                ..Store::new(config.seed, config.concurrency)
+            }),
             wake: Notify::new(),
             images: Mutex::new(HashMap::new()),
             config,
@@ -266,6 +272,9 @@ pub struct Store {
     pub last_finish: Option<f64>,
     /// Most renders ever in progress at once.
     pub peak_running: usize,
+    /// Batch result files written the way a hostile lookalike writes them, echoing this text
+    /// (the key it was sent) in every failure ([`super::SandboxConfig::hostile_results`]).
+    pub hostile_echo: Option<String>,
 }
 
 impl Store {
@@ -287,6 +296,7 @@ impl Store {
             busy: 0.0,
             last_finish: None,
             peak_running: 0,
+            hostile_echo: None,
         }
     }
 

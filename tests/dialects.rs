@@ -10,21 +10,6 @@ use render::dialect::{ALL_DIALECTS, Dialect};
 use render::sandbox::SandboxConfig;
 use render::sandbox::faults::{FaultConfig, Trigger};
 
-/// Ten requests: a shot with a first frame, two takes of one shot, and seven more.
-const NIGHT: &str = r#"project: farm-night
-defaults: { provider: farm, model: sora-2, size: 1280x720, seconds: 4 }
-shots:
-  - { id: f01-ref, prompt: "A harbour at dusk, from the first frame", reference: first.png }
-  - { id: f02-takes, prompt: "Gulls over the breakwater", takes: 2 }
-  - { id: f03, prompt: "A ferry leaving at night" }
-  - { id: f04, prompt: "Nets drying on the quay" }
-  - { id: f05, prompt: "Rain on the lighthouse glass" }
-  - { id: f06, prompt: "Fishermen mending a sail" }
-  - { id: f07, prompt: "Lamps coming on along the harbour" }
-  - { id: f08, prompt: "Waves against the old stone steps" }
-  - { id: f09, prompt: "A cat asleep on a coil of rope" }
-"#;
-
 const NIGHTLY: &[&str] = &[
     "--providers",
     "providers.yaml",
@@ -58,7 +43,14 @@ fn farm(dialect: Dialect) -> Night {
         ),
     );
     night.write("first.png", png_of(1280, 720, 5));
-    night.write("night.yaml", NIGHT);
+    night.write(
+        "night.yaml",
+        ten_request_night(
+            "farm-night",
+            "farm",
+            "  - { id: n09, prompt: \"A cat asleep on a coil of rope\" }\n",
+        ),
+    );
     night
 }
 

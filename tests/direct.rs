@@ -6,21 +6,14 @@ mod common;
 use common::*;
 use render::sandbox::SandboxConfig;
 
-/// A night of ten requests: one shot with a reference image, one the server refuses, two takes
-/// of one shot.
-pub const NIGHT: &str = r#"project: direct-night
-defaults: { provider: lab, model: sora-2, size: 1280x720, seconds: 4 }
-shots:
-  - { id: d01-ref, prompt: "A harbour at dusk, from the first frame", reference: first.png }
-  - { id: d02-takes, prompt: "Gulls over the breakwater", takes: 2 }
-  - { id: d03-refused, prompt: "Taylor Swift walking along the pier" }
-  - { id: d04, prompt: "Nets drying on the quay" }
-  - { id: d05, prompt: "A ferry leaving at night" }
-  - { id: d06, prompt: "Rain on the lighthouse glass" }
-  - { id: d07, prompt: "Fishermen mending a sail" }
-  - { id: d08, prompt: "Lamps coming on along the harbour" }
-  - { id: d09, prompt: "Waves against the old stone steps" }
-"#;
+/// Ten requests for `lab`, one the sandbox refuses (a real person's name).
+fn night_yaml() -> String {
+    ten_request_night(
+        "direct-night",
+        "lab",
+        "  - { id: n09-refused, prompt: \"Taylor Swift walking along the pier\" }\n",
+    )
+}
 
 /// A providers file naming the night's sandbox `lab`, on the direct lane.
 fn lab(night: &Night, max_in_flight: usize) {
@@ -32,7 +25,7 @@ fn lab(night: &Night, max_in_flight: usize) {
         ),
     );
     night.write("first.png", png_of(1280, 720, 7));
-    night.write("night.yaml", NIGHT);
+    night.write("night.yaml", night_yaml());
 }
 
 fn posts(night: &Night) -> u64 {
@@ -41,31 +34,6 @@ fn posts(night: &Night) -> u64 {
 
 fn created(night: &Night) -> u64 {
     night.sandbox.stats().videos_created
-}
-
-/// Every harvested entry's file equals, byte for byte, what the sandbox rendered.
-fn assert_byte_exact(night: &Night, out_dir: &str) -> usize {
-    let manifest = night.manifest(out_dir);
-    let mut checked = 0;
-    for entry in manifest["requests"].as_array().unwrap() {
-        if entry["status"] != "harvested" {
-            continue;
-        }
-        let video_id = entry["video_id"].as_str().unwrap();
-        let served = night.sandbox.video_digest(video_id).expect("a known video");
-        let path = night
-            .path(out_dir)
-            .join(entry["video_path"].as_str().unwrap());
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(
-            render::key::Sha256Hex::of(&bytes).hex(),
-            served.sha256,
-            "{}",
-            path.display()
-        );
-        checked += 1;
-    }
-    checked
 }
 
 const NIGHTLY: &[&str] = &[
@@ -93,7 +61,7 @@ fn a_direct_night_renders_each_request_once_and_a_rerun_sends_nothing() {
     assert_eq!(entries.len(), 10);
     let refused: Vec<_> = entries.iter().filter(|e| e["status"] == "failed").collect();
     assert_eq!(refused.len(), 1, "{manifest}");
-    assert_eq!(refused[0]["shot_id"], "d03-refused");
+    assert_eq!(refused[0]["shot_id"], "n09-refused");
     let message = refused[0]["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("Taylor Swift") || message.contains("moderation"),

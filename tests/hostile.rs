@@ -39,30 +39,12 @@ fn a_reference_the_provider_forgot_is_uploaded_again_not_reused() {
         let sha = render::cache::hash_file(&night.path("first.png")).unwrap();
         ledger.asset(&sha).unwrap().unwrap().file_id
     };
-    let (status, _) = delete(&format!("{}/files/{file_id}", night.sandbox.base_url()));
+    let (status, _) = blocking_delete(&format!("{}/files/{file_id}", night.sandbox.base_url()));
     assert_eq!(status, 200);
     night.write("b.yaml", list("tuesday"));
     let report = night.full_night("b.yaml");
     assert_eq!(report["runs"][0]["harvested"], 1, "{report}");
     assert_eq!(night.sandbox.stats().files_uploaded.get("vision"), Some(&2));
-}
-
-fn delete(url: &str) -> (u16, Vec<u8>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let response = reqwest::Client::new()
-            .delete(url)
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.bytes().await.unwrap().to_vec())
-    })
 }
 
 #[test]

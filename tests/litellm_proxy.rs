@@ -11,20 +11,6 @@ use common::litellm::LiteLlm;
 use common::*;
 use render::sandbox::SandboxConfig;
 
-const NIGHT: &str = r#"project: gateway-night
-defaults: { provider: gw, model: sora-2, size: 1280x720, seconds: 4 }
-shots:
-  - { id: g01-ref, prompt: "A harbour at dusk, from the first frame", reference: first.png }
-  - { id: g02-takes, prompt: "Gulls over the breakwater", takes: 2 }
-  - { id: g03-refused, prompt: "Taylor Swift walking along the pier" }
-  - { id: g04, prompt: "Nets drying on the quay" }
-  - { id: g05, prompt: "A ferry leaving at night" }
-  - { id: g06, prompt: "Rain on the lighthouse glass" }
-  - { id: g07, prompt: "Fishermen mending a sail" }
-  - { id: g08, prompt: "Lamps coming on along the harbour" }
-  - { id: g09, prompt: "Waves against the old stone steps" }
-"#;
-
 const NIGHTLY: &[&str] = &[
     "--providers",
     "providers.yaml",
@@ -52,7 +38,15 @@ fn gateway() -> (Night, LiteLlm) {
         ),
     );
     night.write("first.png", png_of(1280, 720, 3));
-    night.write("night.yaml", NIGHT);
+    // Ten requests, one the sandbox refuses (a real person's name).
+    night.write(
+        "night.yaml",
+        ten_request_night(
+            "gateway-night",
+            "gw",
+            "  - { id: n09-refused, prompt: \"Taylor Swift walking along the pier\" }\n",
+        ),
+    );
     (night, proxy)
 }
 
@@ -116,7 +110,7 @@ fn a_night_through_litellm_harvests_every_video_once_and_lays_out_no_mp4_as_a_th
     assert_eq!(harvested, 9);
     let refused = entries
         .iter()
-        .find(|e| e["shot_id"] == "g03-refused")
+        .find(|e| e["shot_id"] == "n09-refused")
         .unwrap();
     assert_eq!(refused["status"], "failed");
     assert_eq!(refused["error"]["kind"], "policy", "{refused}");

@@ -348,6 +348,18 @@ pub enum VideoStatus {
     Unknown,
 }
 
+impl VideoStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoStatus::Queued => "queued",
+            VideoStatus::InProgress => "in_progress",
+            VideoStatus::Completed => "completed",
+            VideoStatus::Failed => "failed",
+            VideoStatus::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoError {
     /// Empty where the server sends none (SGLang); an integer's digits (vllm-omni).

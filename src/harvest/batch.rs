@@ -14,9 +14,7 @@ use crate::ledger::{
     BatchRow, BatchUpdate, Ledger, RequestResult, RequestRow, RequestStatus, unix_now,
 };
 
-use super::{
-    DEADLINE_WARNING_SECS, HarvestError, Harvester, download, human_duration, truncate, warn,
-};
+use super::{DEADLINE_WARNING_SECS, HarvestError, Harvester, human_duration, truncate, warn};
 
 impl Harvester<'_> {
     /// Refreshes one batch and collects whatever it has finished. Returns whether anything changed.
@@ -120,17 +118,7 @@ impl Harvester<'_> {
         route: &Route,
     ) -> Result<(), HarvestError> {
         let requests = self.ledger.batch_requests(batch.row)?;
-        let options = self.options;
-        download::download(
-            requests,
-            route,
-            self.ledger,
-            self.store,
-            options,
-            self.events,
-            &mut self.report,
-        )
-        .await
+        self.download(requests, route).await
     }
 }
 
@@ -181,12 +169,30 @@ fn forget_missing_batch(
     let reason = format!(
         "the provider no longer knows batch {batch_id} (not found on {polls} polls over {for_secs} s, nor in its batch list)"
     );
+    give_up(batch, reason, ledger, events)
+}
+
+/// Ends a batch `render` will hear no more from: every request it holds that is not finished
+/// (harvested, failed) is lost and resubmittable, and the batch is no longer polled.
+fn give_up(
+    batch: &BatchRow,
+    reason: String,
+    ledger: &mut Ledger,
+    events: &dyn EventSink,
+) -> Result<(), HarvestError> {
     warn(
         events,
-        format!("{reason}; its unharvested requests are marked lost"),
+        format!("{reason}; its unfinished requests are marked lost"),
     );
     for request in ledger.batch_requests(batch.row)? {
-        if request.status.is_in_flight_or_done() && request.status != RequestStatus::Harvested {
+        let unfinished =
+            request.status.is_in_flight_or_done() && request.status != RequestStatus::Harvested;
+        if unfinished {
+            events.emit(Event::RequestLost {
+                shot_id: request.shot_id.clone(),
+                key: request.key.hex(),
+                reason: reason.clone(),
+            });
             let lost = RequestResult::Lost {
                 reason: reason.clone(),
             };
@@ -203,8 +209,7 @@ const OUTPUTS_LIFETIME_SECS: i64 = 24 * 3600;
 /// How long past its `expires_at` a batch in a status nobody knows is still waited for.
 const UNKNOWN_STATUS_GRACE_SECS: i64 = 3600;
 
-/// A batch still in an unknown status past its deadline and the grace: its unanswered
-/// requests are lost (and resubmittable), and it is no longer polled.
+/// A batch still in an unknown status past its deadline and the grace: given up.
 fn abandon_overdue(
     batch: &BatchRow,
     remote: &crate::api::types::Batch,
@@ -215,29 +220,7 @@ fn abandon_overdue(
         "batch {} still reports status `unknown` an hour past its deadline; nothing more will come",
         remote.id
     );
-    warn(
-        events,
-        format!("{reason}; its unfinished requests are marked lost"),
-    );
-    for request in ledger.batch_requests(batch.row)? {
-        if matches!(
-            request.status,
-            RequestStatus::Submitted | RequestStatus::Queued
-        ) {
-            events.emit(Event::RequestLost {
-                shot_id: request.shot_id.clone(),
-                key: request.key.hex(),
-                reason: reason.clone(),
-            });
-            let lost = RequestResult::Lost {
-                reason: reason.clone(),
-            };
-            ledger.record_result(&request.key, &lost)?;
-        }
-    }
-    ledger.set_results_read(batch.row)?;
-    ledger.set_batch_harvested(batch.row)?;
-    Ok(())
+    give_up(batch, reason, ledger, events)
 }
 
 /// A result line longer than this is not one of ours (a video object is about a kilobyte).

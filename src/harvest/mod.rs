@@ -245,20 +245,29 @@ impl<'a> Harvester<'a> {
         progressed |= self.refill(route, keys).await?;
         let completed = self.ledger.completed_direct(id)?;
         if !completed.is_empty() {
-            let options = self.options;
-            download::download(
-                completed,
-                route,
-                self.ledger,
-                self.store,
-                options,
-                self.events,
-                &mut self.report,
-            )
-            .await?;
+            self.download(completed, route).await?;
             progressed = true;
         }
         Ok(progressed)
+    }
+
+    /// The download stage, for either lane's completed requests.
+    async fn download(
+        &mut self,
+        requests: Vec<crate::ledger::RequestRow>,
+        route: &Route,
+    ) -> Result<(), HarvestError> {
+        let options = self.options;
+        download::download(
+            requests,
+            route,
+            self.ledger,
+            self.store,
+            options,
+            self.events,
+            &mut self.report,
+        )
+        .await
     }
 
     /// Sends the waiting requests of `keys` into the provider's free slots.

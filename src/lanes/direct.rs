@@ -100,7 +100,7 @@ pub async fn reconcile(
             Some(videos) => {
                 match find_job(ledger, &route.provider.id, videos, &intent, &request)? {
                     Some(video) => {
-                        ledger.record_job_sent(intent.row, &video.id, status_name(video.status))?;
+                        ledger.record_job_sent(intent.row, &video.id, video.status.as_str())?;
                         events.emit(Event::JobCreated {
                             provider: route.provider.name.clone(),
                             shot_id: request.shot_id.clone(),
@@ -237,7 +237,7 @@ async fn send_one(
     {
         Ok(video) => {
             failpoint::hit("direct-after-post");
-            ledger.record_job_sent(row, &video.id, status_name(video.status))?;
+            ledger.record_job_sent(row, &video.id, video.status.as_str())?;
             events.emit(Event::JobCreated {
                 provider: route.provider.name.clone(),
                 shot_id: request.shot_id.clone(),
@@ -407,7 +407,7 @@ fn job_answer(
             Ok(Outcome::Finished)
         }
         status => {
-            ledger.update_job(job.row, status_name(status), video.progress)?;
+            ledger.update_job(job.row, status.as_str(), video.progress)?;
             Ok(Outcome::Waiting)
         }
     }
@@ -500,16 +500,6 @@ pub fn waiting(
         .into_iter()
         .filter(|r| keys.contains(&r.key))
         .collect())
-}
-
-fn status_name(status: VideoStatus) -> &'static str {
-    match status {
-        VideoStatus::Queued => "queued",
-        VideoStatus::InProgress => "in_progress",
-        VideoStatus::Completed => "completed",
-        VideoStatus::Failed => "failed",
-        VideoStatus::Unknown => "unknown",
-    }
 }
 
 fn new_token() -> String {

@@ -644,17 +644,7 @@ impl Ledger {
     /// The provider answered "no such video" about a request it should have: counts the
     /// streak and returns it (answers in a row, seconds since the first).
     pub fn request_missing(&self, key: &RequestKey, now: i64) -> Result<(u32, i64)> {
-        self.conn.execute(
-            "UPDATE requests SET missing_polls = missing_polls + 1,
-             first_missing_at = COALESCE(first_missing_at, ?2) WHERE key = ?1",
-            params![key.hex(), now],
-        )?;
-        let (polls, first): (u32, Option<i64>) = self.conn.query_row(
-            "SELECT missing_polls, first_missing_at FROM requests WHERE key = ?1",
-            [key.hex()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok((polls, now - first.unwrap_or(now)))
+        self.missing_streak("requests", "key", &key.hex(), now)
     }
 
     /// The provider knows the request's video after all: the streak is over.
@@ -889,14 +879,28 @@ impl Ledger {
     /// The provider answered 404 for a batch: counts the streak and returns it (answers in a
     /// row, seconds since the first).
     pub fn batch_missing(&self, row: i64, now: i64) -> Result<(u32, i64)> {
+        self.missing_streak("batches", "row", &row, now)
+    }
+
+    /// One more "not found" for the row of `table` whose `column` is `id`: the streak's length
+    /// and how long since it began. Both tables keep `missing_polls` and `first_missing_at`.
+    fn missing_streak(
+        &self,
+        table: &str,
+        column: &str,
+        id: &dyn rusqlite::ToSql,
+        now: i64,
+    ) -> Result<(u32, i64)> {
         self.conn.execute(
-            "UPDATE batches SET missing_polls = missing_polls + 1,
-             first_missing_at = COALESCE(first_missing_at, ?2) WHERE row = ?1",
-            params![row, now],
+            &format!(
+                "UPDATE {table} SET missing_polls = missing_polls + 1,
+                 first_missing_at = COALESCE(first_missing_at, ?2) WHERE {column} = ?1"
+            ),
+            params![id, now],
         )?;
         let (polls, first): (u32, Option<i64>) = self.conn.query_row(
-            "SELECT missing_polls, first_missing_at FROM batches WHERE row = ?1",
-            [row],
+            &format!("SELECT missing_polls, first_missing_at FROM {table} WHERE {column} = ?1"),
+            [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((polls, now - first.unwrap_or(now)))

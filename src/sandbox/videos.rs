@@ -112,7 +112,7 @@ fn video_json(state: &SandboxState, record: &VideoRecord, now: f64) -> Value {
         }
         _ => None,
     };
-    let status = status_name(video.status);
+    let status = video.status.as_str();
     match state.profile.video {
         VideoShape::OpenAi => {
             let mut value = serde_json::to_value(&video).unwrap_or_default();
@@ -469,7 +469,7 @@ fn downloadable(
     let status = record.video.status;
     let profile = &state.profile;
     if !matches!(status, VideoStatus::Completed | VideoStatus::Failed) {
-        return Err(profile.still_rendering(id, status_name(status)));
+        return Err(profile.still_rendering(id, status.as_str()));
     }
     match profile.facts.variant {
         // SGLang: only the outputs it wrote, by index (`None` and `0` are the first); a failed
@@ -490,7 +490,7 @@ fn downloadable(
                     "Video generation failed. Check job status for error details.",
                 ),
                 VideoShape::OpenAi | VideoShape::Sglang => {
-                    profile.still_rendering(id, status_name(status))
+                    profile.still_rendering(id, status.as_str())
                 }
             });
         }
@@ -502,16 +502,6 @@ fn downloadable(
         return Err(ApiFailure::video_expired(id, expires_at));
     }
     Ok(record.spec.clone())
-}
-
-fn status_name(status: VideoStatus) -> &'static str {
-    match status {
-        VideoStatus::Queued => "queued",
-        VideoStatus::InProgress => "in_progress",
-        VideoStatus::Completed => "completed",
-        VideoStatus::Failed => "failed",
-        VideoStatus::Unknown => "unknown",
-    }
 }
 
 /// Streams `[start, end)` of a video, one encoder read per chunk, off the async threads.

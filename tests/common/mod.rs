@@ -130,6 +130,76 @@ pub fn blocking_get(url: &str) -> Vec<u8> {
     })
 }
 
+/// A plain DELETE with the test key; the status and body.
+pub fn blocking_delete(url: &str) -> (u16, Vec<u8>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .delete(url)
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.bytes().await.unwrap().to_vec())
+    })
+}
+
+/// A night of ten requests for `provider`: a shot with a first frame (`first.png`, 1280x720),
+/// two takes of one shot, seven more; and `extra` shots (YAML lines) after them.
+pub fn ten_request_night(project: &str, provider: &str, extra: &str) -> String {
+    format!(
+        r#"project: {project}
+defaults: {{ provider: {provider}, model: sora-2, size: 1280x720, seconds: 4 }}
+shots:
+  - {{ id: n01-ref, prompt: "A harbour at dusk, from the first frame", reference: first.png }}
+  - {{ id: n02-takes, prompt: "Gulls over the breakwater", takes: 2 }}
+  - {{ id: n03, prompt: "Nets drying on the quay" }}
+  - {{ id: n04, prompt: "A ferry leaving at night" }}
+  - {{ id: n05, prompt: "Rain on the lighthouse glass" }}
+  - {{ id: n06, prompt: "Fishermen mending a sail" }}
+  - {{ id: n07, prompt: "Lamps coming on along the harbour" }}
+  - {{ id: n08, prompt: "Waves against the old stone steps" }}
+{extra}"#
+    )
+}
+
+/// Every harvested entry of the manifest in `out_dir`: its file and its recorded hash equal,
+/// byte for byte, what the sandbox rendered for its video id (kept exactly as returned).
+/// Returns how many were checked.
+pub fn assert_byte_exact(night: &Night, out_dir: &str) -> usize {
+    let manifest = night.manifest(out_dir);
+    let mut checked = 0;
+    for entry in manifest["requests"].as_array().unwrap() {
+        if entry["status"] != "harvested" {
+            continue;
+        }
+        let video_id = entry["video_id"].as_str().unwrap();
+        let served = night
+            .sandbox
+            .video_digest(video_id)
+            .unwrap_or_else(|| panic!("the sandbox knows {video_id}"));
+        assert_eq!(entry["sha256"], served.sha256.as_str(), "{video_id}");
+        let path = night
+            .path(out_dir)
+            .join(entry["video_path"].as_str().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            render::key::Sha256Hex::of(&bytes).hex(),
+            served.sha256,
+            "{}",
+            path.display()
+        );
+        assert_eq!(bytes.len() as u64, served.bytes);
+        checked += 1;
+    }
+    checked
+}
+
 pub fn assert_success(output: &Output, args: &[&str]) {
     assert!(
         output.status.success(),

@@ -3,6 +3,7 @@
 //! provider with the client that speaks its dialect.
 
 pub mod assets;
+pub mod batch;
 pub mod direct;
 
 use crate::api::client::ApiClient;

@@ -206,3 +206,30 @@ fn an_unknown_provider_is_a_diagnostic_at_its_place_with_the_known_names() {
     );
     assert!(stderr.contains("default, lab"), "{stderr}");
 }
+
+#[test]
+fn a_rate_limited_post_is_waited_for_and_sent_once() {
+    use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
+    let faults = FaultConfig::none().rule(
+        FaultRule::new(
+            "POST /v1/videos",
+            Fault::RateLimit {
+                retry_after_ms: 300,
+            },
+        )
+        .nth([2, 3, 6]),
+    );
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(16 * 1024)
+            .faults(faults),
+    );
+    lab(&night, 3);
+    let out = night.render(NIGHTLY);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+    let stats = night.sandbox.stats();
+    assert_eq!(stats.requests_with("POST /v1/videos", 429), 3);
+    // Ten requests, each accepted once (one of them refused for policy).
+    assert_eq!(stats.requests_to("POST /v1/videos") - 3, 10);
+    assert_eq!(assert_byte_exact(&night, "renders/direct-night"), 9);
+}

@@ -160,17 +160,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn the_deadline_countdown_follows_the_servers_clock() {
-    let night = Night::new();
+    // Virtual time at real speed: only the jump below moves the server's clock ahead.
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(8 * 1024)
+            .day(Duration::from_secs(24 * 3600)),
+    );
     night.write("shots.yaml", shot_list(1, "deadline"));
     night.ok(&["submit", "shots.yaml"]);
     std::thread::sleep(Duration::from_millis(300));
-    // 23 of the batch's 24 hours pass on the server: the warning must say so.
+    // 23 of the batch's 24 hours pass on the server, and its downloads fail for now.
     night.sandbox.advance_clock(23 * 3600);
-    let out = night.render(&["harvest", "--watch"]);
-    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    night
+        .sandbox
+        .set_faults(FaultConfig::none().rule(FaultRule::new(
+            "GET /v1/videos/*/content",
+            Fault::ServerError { status: 503 },
+        )))
+        .unwrap();
+    let out = night.render(&["harvest"]);
+    assert_eq!(code(&out), Some(10), "{}", stderr_of(&out));
     let stderr = stderr_of(&out);
     assert!(stderr.contains("its videos are deleted in"), "{stderr}");
     assert!(!stderr.contains("deleted in 24h"), "{stderr}");
+    // `render status` counts down by the same clock, without asking the server.
+    let status = night.json(&["status"]);
+    let left = status[0]["batches"][0]["outputs_expire_in"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        (0..2 * 3600).contains(&left),
+        "{left} s left by the server's clock: {status}"
+    );
+    night.sandbox.set_faults(FaultConfig::none()).unwrap();
+    let out = night.render(&["harvest", "--watch"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
 }
 
 #[test]

@@ -46,7 +46,8 @@ struct BatchStatus {
     requests: u64,
     completed: u64,
     failed: u64,
-    /// Seconds until the provider deletes the batch's videos (by this machine's clock).
+    /// Seconds until the provider deletes the batch's videos (by the provider's clock, as the
+    /// last harvest found it).
     outputs_expire_in: Option<i64>,
     harvested: bool,
 }
@@ -96,7 +97,11 @@ fn run_status(run: &RunRow, ledger: &Ledger) -> anyhow::Result<RunStatus> {
             requests: b.request_count,
             completed: b.completed,
             failed: b.failed,
-            outputs_expire_in: b.outputs_expire_at().map(|t| t - now),
+            // By the provider's clock as the last poll found it: the sandbox's runs fast, and a
+            // real server's may simply differ from this machine's.
+            outputs_expire_in: b
+                .outputs_expire_at()
+                .map(|t| t - (now + b.clock_offset.unwrap_or(0))),
             harvested: b.harvested,
         })
         .collect();

@@ -42,6 +42,7 @@ impl Harvester<'_> {
         // The server's clock (its Date header), not this machine's: the sandbox's runs fast,
         // and a real server's may simply differ.
         let now = client.server_now().unwrap_or_else(unix_now);
+        ledger.set_clock_offset(batch.row, now - unix_now())?;
         let outputs_expire_at = remote.completed_at.map(|t| t + OUTPUTS_LIFETIME_SECS);
         let expire_in = outputs_expire_at.map(|t| t - now);
         events.emit(Event::BatchStatus {

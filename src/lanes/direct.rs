@@ -249,7 +249,15 @@ async fn send_one(
         }
         Err(err) if err.status() == Some(429) => {
             ledger.abandon_job(row, &err.to_string())?;
-            Ok(Sent::SlowDown(Duration::from_secs(1)))
+            // The server's own wait (Retry-After, or LiteLLM's renamed one), else a second.
+            let wait = match &err {
+                ApiError::RateLimited {
+                    retry_after: Some(wait),
+                    ..
+                } => *wait,
+                _ => Duration::from_secs(1),
+            };
+            Ok(Sent::SlowDown(wait))
         }
         Err(err) if matches!(err.status(), Some(400 | 413 | 422)) => {
             ledger.abandon_job(row, &err.to_string())?;

@@ -146,6 +146,11 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_open ON jobs(provider, status);
 CREATE INDEX requests_lane ON requests(provider, lane, status);
 "#,
+    r#"
+-- How far the provider's clock was from this machine's when a batch was last polled, so that
+-- `render status` counts down to its deadline by the provider's time without asking it.
+ALTER TABLE batches ADD COLUMN clock_offset INTEGER;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +320,8 @@ pub struct BatchRow {
     pub results_read: bool,
     pub harvested: bool,
     pub error: Option<String>,
+    /// The provider's clock minus this machine's, at the last poll (seconds).
+    pub clock_offset: Option<i64>,
 }
 
 impl BatchRow {
@@ -906,6 +913,15 @@ impl Ledger {
         Ok((polls, now - first.unwrap_or(now)))
     }
 
+    /// How far the provider's clock is from this machine's, as the last poll found it.
+    pub fn set_clock_offset(&self, row: i64, offset: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE batches SET clock_offset = ?2 WHERE row = ?1",
+            params![row, offset],
+        )?;
+        Ok(())
+    }
+
     /// The provider knows the batch after all: the streak is over.
     pub fn batch_seen(&self, row: i64) -> Result<()> {
         self.conn.execute(
@@ -1133,7 +1149,8 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
 const BATCH_COLUMNS: &str = "row, run_id, part, intent, intent_at, input_file_id, batch_id, status,
     request_count, completed, failed, created_at, expires_at, completed_at, output_file_id,
     error_file_id, results_read, harvested, error,
-    COALESCE(provider, (SELECT runs.provider FROM runs WHERE runs.id = batches.run_id), '')";
+    COALESCE(provider, (SELECT runs.provider FROM runs WHERE runs.id = batches.run_id), ''),
+    clock_offset";
 
 fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
     Ok(BatchRow {
@@ -1157,6 +1174,7 @@ fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
         harvested: r.get(17)?,
         error: r.get(18)?,
         provider: r.get(19)?,
+        clock_offset: r.get(20)?,
     })
 }
 

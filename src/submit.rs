@@ -22,6 +22,7 @@ use crate::ledger::{Ledger, LedgerError, RequestRow, RequestStatus, RunItem, Run
 use crate::outputs::cached_output;
 use crate::plan::{Plan, PlannedRequest};
 use crate::provider::Lane;
+use crate::shared::{Claim, SharedCache, SharedError};
 
 pub use crate::lanes::batch::{META_INTENT, META_PART, META_RUN, META_SHOT_LIST, SubmittedBatch};
 
@@ -59,6 +60,10 @@ pub struct SubmitReport {
     pub skipped_in_flight: usize,
     /// Requests the provider refused before for policy: the same request would fail again.
     pub skipped_rejected: usize,
+    /// Brought from the studio's shared cache instead of rendered.
+    pub fetched_shared: usize,
+    /// Claimed by another machine of the studio: waited for, not sent.
+    pub skipped_elsewhere: usize,
     /// Sent as direct-lane jobs by this invocation.
     pub jobs_sent: usize,
     /// Direct-lane requests waiting for a free slot (`harvest` and `nightly` send them).
@@ -83,6 +88,7 @@ pub async fn submit(
     plan: &Plan,
     ledger: &mut Ledger,
     store: &LocalStore,
+    shared: Option<&SharedCache>,
     routes: &Routes,
     limits: BatchLimits,
     events: &dyn EventSink,
@@ -99,9 +105,29 @@ pub async fn submit(
         requests: plan.requests.len(),
         ..SubmitReport::default()
     };
+    // What another machine of the studio rendered is fetched, not rendered again.
+    let corrupt = match shared {
+        Some(shared) => pull_shared(plan, ledger, store, shared, events, &mut report).await?,
+        None => HashSet::new(),
+    };
+    let mended;
+    let plan = if corrupt.is_empty() {
+        plan
+    } else {
+        // The plan counted them cached from the shared index; their objects were damaged.
+        let mut copy = plan.clone();
+        for request in copy.requests.iter_mut() {
+            request.cached &= !corrupt.contains(&request.key);
+        }
+        mended = copy;
+        &mended
+    };
     let selected = select_requests(plan, ledger, store, &mut report)?;
-    let rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
+    let mut rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
     ledger.insert_requests(&rows)?;
+    if let Some(shared) = shared {
+        rows = claim_rows(rows, ledger, shared, events, &mut report).await?;
+    }
     let keys: HashSet<RequestKey> = plan.requests.iter().map(|r| r.key).collect();
     let sending = Sending {
         providers: &plan.providers,
@@ -110,6 +136,100 @@ pub async fn submit(
     };
     send_rows(&run, sending, ledger, routes, limits, events, &mut report).await?;
     Ok(report)
+}
+
+/// Fetches into the local store every request of the plan that the shared cache holds and the
+/// local one does not. Returns the keys whose shared objects were damaged (to render again).
+async fn pull_shared(
+    plan: &Plan,
+    ledger: &mut Ledger,
+    store: &LocalStore,
+    shared: &SharedCache,
+    events: &dyn EventSink,
+    report: &mut SubmitReport,
+) -> Result<HashSet<RequestKey>, SubmitError> {
+    let mut corrupt = HashSet::new();
+    let listed = match shared.keys().await {
+        Ok(keys) => keys,
+        Err(err) => {
+            unreachable_shared(events, &err);
+            return Ok(corrupt);
+        }
+    };
+    for request in &plan.requests {
+        if !listed.contains(&request.key) || cached_output(ledger, store, &request.key)?.is_some() {
+            continue;
+        }
+        let fetched = match shared.entry(&request.key).await {
+            Ok(Some(entry)) => shared.fetch(&entry, store).await,
+            Ok(None) => continue,
+            Err(err) => Err(err),
+        };
+        match fetched {
+            Ok(output) => {
+                ledger.record_output(&output)?;
+                ledger.set_published(&output.key)?;
+                report.fetched_shared += 1;
+            }
+            Err(err @ SharedError::Corrupt { .. }) => {
+                events.emit(Event::Warning {
+                    message: format!("{err}; shot {} renders again", request.shot_id),
+                });
+                shared.forget(&request.key).await.ok();
+                corrupt.insert(request.key);
+            }
+            Err(err) => {
+                unreachable_shared(events, &err);
+                break;
+            }
+        }
+    }
+    Ok(corrupt)
+}
+
+/// Claims each row's key in the shared cache; rows another machine holds are left to it (and
+/// waited for by harvest), the rest are returned to be sent.
+async fn claim_rows(
+    rows: Vec<RequestRow>,
+    ledger: &mut Ledger,
+    shared: &SharedCache,
+    events: &dyn EventSink,
+    report: &mut SubmitReport,
+) -> Result<Vec<RequestRow>, SubmitError> {
+    let mut mine = Vec::with_capacity(rows.len());
+    let mut owners = std::collections::BTreeSet::new();
+    for row in rows {
+        match shared.claim(&row.key).await {
+            Ok(Claim::Ours) => mine.push(row),
+            Ok(Claim::Theirs { owner, .. }) => {
+                ledger.set_elsewhere(&row.key)?;
+                report.skipped_elsewhere += 1;
+                owners.insert(owner);
+            }
+            // Unreachable: the night goes on alone, as it would without a shared cache.
+            Err(err) => {
+                unreachable_shared(events, &err);
+                mine.push(row);
+            }
+        }
+    }
+    if !owners.is_empty() {
+        let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
+        events.emit(Event::Warning {
+            message: format!(
+                "{} request(s) are being rendered by another machine ({}): waiting for them instead of paying twice",
+                report.skipped_elsewhere,
+                owners.join(", ")
+            ),
+        });
+    }
+    Ok(mine)
+}
+
+fn unreachable_shared(events: &dyn EventSink, err: &SharedError) {
+    events.emit(Event::Warning {
+        message: format!("{err}; the night goes on with the local cache"),
+    });
 }
 
 /// Resubmits the given requests (failed-but-retryable or lost ones) through the same path,

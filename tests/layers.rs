@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("cache", 3),
     ("ledger", 3),
     ("plan", 3),
+    ("shared", 3),
     ("harvest", 4),
     ("lanes", 4),
     ("outputs", 4),

@@ -18,6 +18,7 @@ pub enum CacheCommand {
     /// List cached outputs: key, object, size.
     Ls,
     /// Re-hash every object against its name; corrupt ones are quarantined (exit 6 if any).
+    /// With --cache, the shared store's objects too (corrupt ones are removed).
     Verify,
     /// Remove objects no retained run uses, then the least recently used beyond --max-size.
     Gc {
@@ -27,6 +28,10 @@ pub enum CacheCommand {
         /// Retain only the outputs of the N newest runs (default: every run).
         #[arg(long, value_name = "N")]
         keep_runs: Option<usize>,
+        /// With --cache: remove shared index entries no machine has used (rendered, fetched
+        /// or laid out) for this many days, then the shared objects no entry points at.
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        shared_max_age: u64,
     },
 }
 
@@ -88,7 +93,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         CacheCommand::Verify => {
             let state = open_state(global)?;
             let problems = state.store.verify_all(true)?;
-            let lines: Vec<String> = problems.iter().map(describe).collect();
+            let mut lines: Vec<String> = problems.iter().map(describe).collect();
+            if let Some(shared) = super::state::shared_cache(global)? {
+                let found = super::state::runtime()?.block_on(shared.verify(&state.store))?;
+                lines.extend(found.into_iter().map(|p| format!("shared {p}")));
+            }
             if global.format == Format::Json {
                 println!(
                     "{}",
@@ -100,7 +109,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                 }
                 println!("{} problems", lines.len());
             }
-            Ok(if problems.is_empty() {
+            Ok(if lines.is_empty() {
                 Outcome::Success
             } else {
                 Outcome::Corrupt
@@ -109,8 +118,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         CacheCommand::Gc {
             max_size,
             keep_runs,
+            shared_max_age,
         } => {
             let state = open_state(global)?;
+            let shared_removed = match super::state::shared_cache(global)? {
+                Some(shared) => {
+                    let age = std::time::Duration::from_secs(shared_max_age * 24 * 3600);
+                    Some(super::state::runtime()?.block_on(shared.gc(age))?)
+                }
+                None => None,
+            };
             let keep = match keep_runs {
                 Some(n) => state.ledger.objects_of_newest_runs(n)?,
                 None => state.ledger.referenced_objects()?,
@@ -131,9 +148,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                         "freed_bytes": report.freed_bytes,
                         "kept_objects": report.kept_objects,
                         "kept_bytes": report.kept_bytes,
+                        "shared_entries_removed": shared_removed.map(|r| r.0),
+                        "shared_objects_removed": shared_removed.map(|r| r.1),
                     }))?
                 );
             } else {
+                if let Some((entries, objects)) = shared_removed {
+                    println!(
+                        "shared: removed {entries} unused index entries and {objects} objects"
+                    );
+                }
                 println!(
                     "removed {} objects ({} bytes); kept {} ({} bytes)",
                     report.removed.len(),

@@ -76,6 +76,14 @@ pub struct GlobalArgs {
     /// OPENAI_BASE_URL is always there too, as `default`.
     #[arg(long, global = true, env = "RENDER_PROVIDERS", value_name = "FILE")]
     pub providers: Option<PathBuf>,
+    /// The studio's shared cache on object storage (s3://bucket/prefix, gs://…, az://…,
+    /// file:///…): what one machine rendered, no other pays for.
+    #[arg(long, global = true, env = "RENDER_CACHE_URL", value_name = "URL")]
+    pub cache: Option<String>,
+    /// How long a machine's claim on a request in the shared cache holds without news from it,
+    /// before another machine takes the request over.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::shared::DEFAULT_LEASE.as_secs())]
+    pub cache_lease: u64,
     /// Colour on stderr: auto (a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

@@ -94,12 +94,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         out_dir: args.out.clone(),
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
         missing: args.trust.rule(),
+        shared: super::state::shared_cache(global)?,
     };
     let report = runtime()?.block_on(async {
         let submitted = submit(
             &plan,
             &mut state.ledger,
             &state.store,
+            harvest_options.shared.as_ref(),
             &routes,
             args.limits.limits(),
             &progress,

@@ -137,12 +137,33 @@ pub fn prepare_with(
         size: args.size,
         seconds: args.seconds.map(Seconds),
     };
-    let is_cached = cache_probe(&global.state_dir);
+    let local = cache_probe(&global.state_dir);
+    let shared = shared_keys(global)?;
+    let is_cached = |key: &RequestKey| shared.contains(key) || local(key);
     let run = crate::plan::plan_files(&args.files, &mut std::io::stdin().lock(), &opts, &is_cached);
     Ok(Prepared {
         run,
         providers: opts.providers,
     })
+}
+
+/// Every key the studio's shared cache holds (one listing), when one is configured. An
+/// unreachable store is said, and then nothing counts as shared.
+fn shared_keys(global: &GlobalArgs) -> Result<std::collections::HashSet<RequestKey>, Diagnostic> {
+    let shared = super::state::shared_cache(global).map_err(|err| {
+        Diagnostic::error("--cache", Pos::NONE, err.to_string())
+            .with_help("e.g. --cache s3://studio-renders/cache (credentials from AWS_* variables)")
+    })?;
+    let Some(shared) = shared else {
+        return Ok(Default::default());
+    };
+    let listed = super::state::runtime()
+        .map_err(|e| Diagnostic::error("--cache", Pos::NONE, e.to_string()))?
+        .block_on(shared.keys());
+    Ok(listed.unwrap_or_else(|err| {
+        eprintln!("warning: {err}; planning with the local cache only");
+        Default::default()
+    }))
 }
 
 /// Whether the local cache holds a key's output: recorded in the ledger and present in the

@@ -39,6 +39,33 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
     })
 }
 
+/// The studio's shared cache (`--cache URL`, `RENDER_CACHE_URL`), when one is configured.
+/// This machine is named in claims by its host name and its state folder.
+pub fn shared_cache(global: &GlobalArgs) -> anyhow::Result<Option<crate::shared::SharedCache>> {
+    let Some(url) = global.cache.as_deref().filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let state = std::path::absolute(&global.state_dir).unwrap_or_else(|_| global.state_dir.clone());
+    let machine = format!(
+        "{}:{}",
+        host_name(),
+        &crate::key::Sha256Hex::of(state.to_string_lossy().as_bytes()).hex()[..12]
+    );
+    let lease = std::time::Duration::from_secs(global.cache_lease);
+    crate::shared::SharedCache::open(url, &machine, lease)
+        .map(Some)
+        .map_err(|e| super::UsageError(e.to_string()).into())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "this-machine".into())
+}
+
 /// The ledger, when the state directory has one: commands that only look must not create it.
 pub fn existing_ledger(global: &GlobalArgs) -> anyhow::Result<Option<Ledger>> {
     let path = global.state_dir.join(LEDGER_FILE);

@@ -89,10 +89,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let routes = routes_for(&providers, &plan.providers, Bounds::default())?;
     let mut state = open_state(global)?;
     let progress = Progress::new(global.format == Format::Json);
+    let shared = super::state::shared_cache(global)?;
     let report = runtime()?.block_on(submit(
         &plan,
         &mut state.ledger,
         &state.store,
+        shared.as_ref(),
         &routes,
         limits,
         &progress,

@@ -43,6 +43,8 @@ pub enum HarvestError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Direct(#[from] DirectError),
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
     #[error("a download task failed: {0}")]
     Task(String),
     #[error("no run named {0} in the ledger (see `render status`)")]
@@ -78,6 +80,9 @@ pub struct HarvestOptions {
     pub max_poll_interval: Duration,
     /// When a server's "not found" for a batch, job or video is believed.
     pub missing: MissingRule,
+    /// The studio's shared cache: outputs are published to it, and requests another machine
+    /// renders are collected from it.
+    pub shared: Option<crate::shared::SharedCache>,
 }
 
 /// What one `render harvest` did, per run.
@@ -140,8 +145,8 @@ pub async fn harvest(
     let error = loop {
         let (progressed, error) = harvester.poll(&runs).await?;
         failed_polls = if error.is_some() { failed_polls + 1 } else { 0 };
-        let (batches, jobs) = harvester.open_work(&runs)?;
-        if !options.watch || batches + jobs == 0 || failed_polls >= MAX_FAILED_POLLS {
+        let (batches, jobs, awaited) = harvester.open_work(&runs)?;
+        if !options.watch || batches + jobs + awaited == 0 || failed_polls >= MAX_FAILED_POLLS {
             break error;
         }
         idle_polls = if progressed { 0 } else { idle_polls + 1 };
@@ -209,6 +214,14 @@ impl<'a> Harvester<'a> {
             }
         }
         let keys = run_keys(runs, self.ledger)?;
+        match self.awaited(&keys).await {
+            Ok(changed) => progressed |= changed,
+            Err(err @ HarvestError::Ledger(_)) => return Err(err),
+            Err(err) => {
+                warn(self.events, format!("{err}"));
+                first_error.get_or_insert(err);
+            }
+        }
         for route in self.routes.iter() {
             match self.direct(route, &keys).await {
                 Ok(changed) => progressed |= changed,
@@ -219,7 +232,98 @@ impl<'a> Harvester<'a> {
                 }
             }
         }
+        // At once, not at the end: another machine may be waiting for these.
+        self.publish(&keys).await?;
         Ok((progressed, first_error))
+    }
+
+    /// Collects from the shared cache what other machines render for these runs, and takes
+    /// over a request whose machine has gone silent past the lease.
+    async fn awaited(&mut self, keys: &HashSet<RequestKey>) -> Result<bool, HarvestError> {
+        let Some(shared) = self.options.shared.as_ref() else {
+            return Ok(false);
+        };
+        let mut progressed = false;
+        for request in self.ledger.elsewhere()? {
+            if !keys.contains(&request.key) {
+                continue;
+            }
+            if let Some(entry) = shared.entry(&request.key).await? {
+                let output = match shared.fetch(&entry, self.store).await {
+                    Ok(output) => output,
+                    // Damaged: dropped from the index; the claim below decides who renders it.
+                    Err(err @ crate::shared::SharedError::Corrupt { .. }) => {
+                        warn(
+                            self.events,
+                            format!("{err}; shot {} renders again", request.shot_id),
+                        );
+                        shared.forget(&request.key).await?;
+                        self.take_over(shared, &request).await?;
+                        progressed = true;
+                        continue;
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+                self.ledger.record_output(&output)?;
+                self.ledger.set_published(&output.key)?;
+                self.events.emit(Event::VideoHarvested {
+                    shot_id: request.shot_id.clone(),
+                    key: request.key.hex(),
+                    bytes: output.video_bytes,
+                });
+                progressed = true;
+                continue;
+            }
+            if shared.claim(&request.key).await? == crate::shared::Claim::Ours {
+                warn(
+                    self.events,
+                    format!(
+                        "shot {}: the machine rendering it has been silent past the lease; taking it over",
+                        request.shot_id
+                    ),
+                );
+                self.ledger.set_pending(&request.key)?;
+                progressed = true;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Claims a request whose shared copy was damaged, to render it here.
+    async fn take_over(
+        &mut self,
+        shared: &crate::shared::SharedCache,
+        request: &crate::ledger::RequestRow,
+    ) -> Result<(), HarvestError> {
+        if shared.claim(&request.key).await? == crate::shared::Claim::Ours {
+            self.ledger.set_pending(&request.key)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the runs' outputs not yet in the shared cache: objects first, index last.
+    /// Best effort: an unreachable store keeps them local (a later run publishes them).
+    async fn publish(&mut self, keys: &HashSet<RequestKey>) -> Result<(), HarvestError> {
+        let Some(shared) = self.options.shared.as_ref() else {
+            return Ok(());
+        };
+        let waiting = self.ledger.unpublished(keys)?;
+        for (done, output) in waiting.iter().enumerate() {
+            if let Err(err) = shared.publish(output, self.store).await {
+                if self.warned.insert(format!("publish:{}", shared.url())) {
+                    warn(
+                        self.events,
+                        format!(
+                            "{err}; the night goes on with the local cache ({} output(s) not shared yet; a later run shares them)",
+                            waiting.len() - done
+                        ),
+                    );
+                }
+                return Ok(());
+            }
+            self.ledger.set_published(&output.key)?;
+        }
+        Ok(())
     }
 
     /// One round of a provider's direct lane: settle unconfirmed sends, poll what renders,
@@ -306,13 +410,20 @@ impl<'a> Harvester<'a> {
         route
     }
 
-    /// Open batches, and direct requests not yet finished, of the runs.
-    fn open_work(&self, runs: &[RunRow]) -> Result<(usize, usize), HarvestError> {
+    /// Open batches, direct requests not yet finished, and requests other machines render, of
+    /// the runs.
+    fn open_work(&self, runs: &[RunRow]) -> Result<(usize, usize, usize), HarvestError> {
         let batches = batches_holding(runs, self.ledger)?
             .into_iter()
             .filter(|b| self.routes.get(&b.provider).is_some())
             .count();
         let keys = run_keys(runs, self.ledger)?;
+        let awaited = self
+            .ledger
+            .elsewhere()?
+            .iter()
+            .filter(|r| keys.contains(&r.key))
+            .count();
         let mut jobs = 0;
         for route in self.routes.iter() {
             let id = &route.provider.id;
@@ -321,7 +432,7 @@ impl<'a> Harvester<'a> {
                 + self.ledger.completed_direct(id)?.len()
                 + direct::waiting(route, self.ledger, &keys)?.len();
         }
-        Ok((batches, jobs))
+        Ok((batches, jobs, awaited))
     }
 }
 

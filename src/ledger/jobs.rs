@@ -106,7 +106,8 @@ impl Ledger {
             "UPDATE requests SET status = 'queued', job_row = ?2, batch_row = NULL, lane = 'direct',
              attempts = attempts + 1, error_code = NULL, error_message = NULL, retryable = 0,
              video_id = NULL, updated_at = ?3
-             WHERE key = ?1 AND status NOT IN ('queued', 'submitted', 'completed', 'harvested')",
+             WHERE key = ?1
+               AND status NOT IN ('queued', 'submitted', 'completed', 'harvested', 'elsewhere')",
             params![key.hex(), row, now],
         )?;
         if claimed != 1 {

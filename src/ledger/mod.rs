@@ -150,6 +150,8 @@ CREATE INDEX requests_lane ON requests(provider, lane, status);
 -- How far the provider's clock was from this machine's when a batch was last polled, so that
 -- `render status` counts down to its deadline by the provider's time without asking it.
 ALTER TABLE batches ADD COLUMN clock_offset INTEGER;
+-- Whether an output is in the studio's shared cache yet (published after it is stored here).
+ALTER TABLE outputs ADD COLUMN published INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -192,6 +194,8 @@ pub enum RequestStatus {
     Failed,
     /// Never rendered or expired before download: resubmittable.
     Lost,
+    /// Claimed in the shared cache by another machine of the studio: waited for, not sent.
+    Elsewhere,
 }
 
 impl RequestStatus {
@@ -204,6 +208,7 @@ impl RequestStatus {
             RequestStatus::Harvested => "harvested",
             RequestStatus::Failed => "failed",
             RequestStatus::Lost => "lost",
+            RequestStatus::Elsewhere => "elsewhere",
         }
     }
 
@@ -216,6 +221,7 @@ impl RequestStatus {
             "harvested" => RequestStatus::Harvested,
             "failed" => RequestStatus::Failed,
             "lost" => RequestStatus::Lost,
+            "elsewhere" => RequestStatus::Elsewhere,
             other => return Err(LedgerError::Corrupt(format!("request status `{other}`"))),
         })
     }
@@ -228,6 +234,7 @@ impl RequestStatus {
                 | RequestStatus::Submitted
                 | RequestStatus::Completed
                 | RequestStatus::Harvested
+                | RequestStatus::Elsewhere
         )
     }
 }
@@ -664,6 +671,60 @@ impl Ledger {
         Ok(())
     }
 
+    /// Another machine of the studio claimed this request: it is waited for, not sent.
+    pub fn set_elsewhere(&self, key: &RequestKey) -> Result<()> {
+        self.conn.execute(
+            "UPDATE requests SET status = 'elsewhere', updated_at = ?2
+             WHERE key = ?1 AND status IN ('pending', 'lost', 'failed')",
+            params![key.hex(), unix_now()],
+        )?;
+        Ok(())
+    }
+
+    /// Requests another machine of the studio renders, waited for here.
+    pub fn elsewhere(&self) -> Result<Vec<RequestRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'elsewhere' ORDER BY rowid"
+        ))?;
+        let rows = stmt.query_map([], request_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// The claim came back to this machine: the request is to be sent again.
+    pub fn set_pending(&self, key: &RequestKey) -> Result<()> {
+        self.conn.execute(
+            "UPDATE requests SET status = 'pending', updated_at = ?2
+             WHERE key = ?1 AND status = 'elsewhere'",
+            params![key.hex(), unix_now()],
+        )?;
+        Ok(())
+    }
+
+    /// Outputs among `keys` not yet in the shared cache.
+    pub fn unpublished(&self, keys: &HashSet<RequestKey>) -> Result<Vec<OutputRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at
+             FROM outputs WHERE published = 0",
+        )?;
+        let rows = stmt.query_map([], output_from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row??;
+            if keys.contains(&row.key) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn set_published(&self, key: &RequestKey) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outputs SET published = 1 WHERE key = ?1",
+            [key.hex()],
+        )?;
+        Ok(())
+    }
+
     /// Puts requests that nobody is rendering in line for the direct lane of `provider`.
     pub fn queue_direct(&mut self, provider: &str, keys: &[RequestKey]) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -791,7 +852,7 @@ impl Ledger {
                 "UPDATE requests SET status = 'queued', batch_row = ?2, attempts = attempts + 1,
                  error_code = NULL, error_message = NULL, retryable = 0, video_id = NULL,
                  updated_at = ?3
-                 WHERE key = ?1 AND status NOT IN ('queued', 'submitted', 'completed')",
+                 WHERE key = ?1 AND status NOT IN ('queued', 'submitted', 'completed', 'elsewhere')",
             )?;
             let now = unix_now();
             for key in keys {
@@ -973,8 +1034,10 @@ impl Ledger {
     pub fn record_output(&mut self, output: &OutputRow) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT OR REPLACE INTO outputs (key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO outputs (key, video_sha, video_bytes, thumbnail_sha, video_id,
+                harvested_at, published)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                COALESCE((SELECT published FROM outputs WHERE key = ?1), 0))",
             params![
                 output.key.hex(),
                 output.video_sha.hex(),

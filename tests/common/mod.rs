@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod litellm;
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,236 @@
+//! A studio's machines sharing one cache on a real S3 server (moto, on 127.0.0.1): what one
+//! rendered, no other pays for; two starting the same night at once render each request once.
+
+mod common;
+
+use common::moto::Moto;
+use common::*;
+use render::sandbox::SandboxConfig;
+
+/// Two "machines": two state folders (and output folders) beside one sandbox and one bucket.
+struct Studio {
+    night: Night,
+    moto: Moto,
+    cache: String,
+}
+
+impl Studio {
+    fn new(bucket: &str) -> Studio {
+        let night = Night::with(SandboxConfig::default().video_bytes(64 * 1024));
+        let moto = Moto::start();
+        let cache = moto.bucket(bucket);
+        Studio { night, moto, cache }
+    }
+
+    /// `render ARGS` as machine `name`.
+    fn command(&self, name: &str, args: &[&str]) -> std::process::Command {
+        let mut command = self.night.command(args);
+        command
+            .env(
+                "RENDER_STATE_DIR",
+                self.night.path(&format!("{name}/.render")),
+            )
+            .env("RENDER_CACHE_URL", &self.cache);
+        for (var, value) in self.moto.env() {
+            command.env(var, value);
+        }
+        command
+    }
+
+    fn run(&self, name: &str, args: &[&str]) -> std::process::Output {
+        self.command(name, args).output().unwrap()
+    }
+
+    fn nightly(&self, name: &str, list: &str) -> std::process::Output {
+        let out = format!("{name}/renders");
+        self.run(
+            name,
+            &[
+                "nightly",
+                list,
+                "--out",
+                &out,
+                "--max-poll-interval",
+                "1",
+                "--format",
+                "json",
+            ],
+        )
+    }
+
+    /// SHA-256 of each laid-out video of machine `name`, by file name.
+    fn outputs(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        let dir = self.night.path(&format!("{name}/renders"));
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name()?.to_str()?.to_string();
+                name.ends_with(".mp4").then(|| {
+                    (
+                        name,
+                        render::key::Sha256Hex::of(&std::fs::read(&path).unwrap()).hex(),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn ok(out: &std::process::Output, what: &str) {
+    assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr_of(out));
+}
+
+#[test]
+fn a_second_machine_plans_the_first_ones_night_at_zero_and_lays_it_out_without_rendering() {
+    let studio = Studio::new("studio-one");
+    studio.night.write("night.yaml", shot_list(3, "shared"));
+    ok(&studio.nightly("a", "night.yaml"), "machine A");
+    assert_eq!(studio.night.sandbox.stats().videos_created, 3);
+
+    let plan = studio.run("b", &["plan", "night.yaml", "--format", "json"]);
+    ok(&plan, "machine B plans");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["total_usd"], "0.00", "{plan}");
+    assert_eq!(plan["cached"], 3);
+
+    ok(&studio.nightly("b", "night.yaml"), "machine B");
+    assert_eq!(
+        studio.night.sandbox.stats().videos_created,
+        3,
+        "nothing rendered again"
+    );
+    assert_eq!(
+        studio.outputs("a"),
+        studio.outputs("b"),
+        "byte-identical outputs"
+    );
+    assert_eq!(studio.outputs("b").len(), 3);
+}
+
+#[test]
+fn two_machines_starting_one_new_night_at_once_render_each_request_once() {
+    let studio = Studio::new("studio-two");
+    studio.night.write("night.yaml", shot_list(8, "at-once"));
+    let spawn = |name: &str| {
+        studio
+            .command(
+                name,
+                &[
+                    "nightly",
+                    "night.yaml",
+                    "--out",
+                    &format!("{name}/renders"),
+                    "--max-poll-interval",
+                    "1",
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    ok(&a, "machine A");
+    ok(&b, "machine B");
+    assert_eq!(
+        studio.night.sandbox.stats().videos_created,
+        8,
+        "each request rendered once"
+    );
+    assert_eq!(studio.outputs("a"), studio.outputs("b"));
+    assert_eq!(studio.outputs("a").len(), 8);
+}
+
+#[test]
+fn a_corrupted_shared_object_is_caught_by_its_hash_and_never_laid_out() {
+    let studio = Studio::new("studio-three");
+    studio.night.write("night.yaml", shot_list(2, "corrupt"));
+    ok(&studio.nightly("a", "night.yaml"), "machine A");
+    let objects = studio.moto.list("studio-three", "studio-cache/objects/");
+    assert_eq!(objects.len(), 4, "two videos, two thumbnails: {objects:?}");
+    for damaged in &objects {
+        studio
+            .moto
+            .overwrite("studio-three", damaged, b"not what was rendered");
+    }
+
+    let b = studio.nightly("b", "night.yaml");
+    ok(&b, "machine B");
+    assert!(
+        stderr_of(&b).contains("does not hash to its name"),
+        "{}",
+        stderr_of(&b)
+    );
+    for (name, sha) in studio.outputs("b") {
+        assert_ne!(
+            sha,
+            render::key::Sha256Hex::of(b"not what was rendered").hex(),
+            "{name}"
+        );
+    }
+    assert_eq!(studio.outputs("b").len(), 2);
+    // Machine B rendered both again, rather than lay out damaged bytes.
+    assert_eq!(studio.night.sandbox.stats().videos_created, 4);
+}
+
+#[test]
+fn an_interrupted_upload_leaves_no_index_entry_without_its_object() {
+    let studio = Studio::new("studio-four");
+    studio
+        .night
+        .write("night.yaml", shot_list(1, "interrupted"));
+    let killed = studio
+        .command("a", &["nightly", "night.yaml", "--max-poll-interval", "1"])
+        .env("RENDER_FAILPOINT", "shared-after-objects")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    assert!(
+        !studio
+            .moto
+            .list("studio-four", "studio-cache/objects/")
+            .is_empty()
+    );
+    assert!(
+        studio
+            .moto
+            .list("studio-four", "studio-cache/index/")
+            .is_empty()
+    );
+    let plan = studio.run("b", &["plan", "night.yaml", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        plan["cached"], 0,
+        "nothing is shared before its index entry: {plan}"
+    );
+    // Machine A, run again, finishes and publishes.
+    ok(
+        &studio.run("a", &["nightly", "night.yaml", "--max-poll-interval", "1"]),
+        "A again",
+    );
+    assert_eq!(
+        studio.moto.list("studio-four", "studio-cache/index/").len(),
+        1
+    );
+}
+
+#[test]
+fn an_unreachable_store_mid_night_leaves_the_night_to_the_local_cache_and_says_so() {
+    let mut studio = Studio::new("studio-five");
+    studio
+        .night
+        .write("night.yaml", shot_list(2, "unreachable"));
+    ok(&studio.run("a", &["submit", "night.yaml"]), "submit");
+    studio.moto.stop();
+    let out = studio.run("a", &["harvest", "--watch", "--format", "json"]);
+    ok(&out, "harvest without the store");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["runs"][0]["harvested"], 2);
+    assert!(
+        stderr_of(&out).contains("the night goes on with the local cache"),
+        "{}",
+        stderr_of(&out)
+    );
+}

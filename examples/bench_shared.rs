@@ -130,6 +130,7 @@ fn main() {
     run.expect_success("boto3");
     let boto_time = run.wall;
     let _ = moto.kill();
+    let _ = moto.wait();
 
     println!(
         "{objects} objects × {size_mb} MB through moto ({} MB)",

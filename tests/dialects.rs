@@ -10,14 +10,7 @@ use render::dialect::{ALL_DIALECTS, Dialect};
 use render::sandbox::SandboxConfig;
 use render::sandbox::faults::{FaultConfig, Trigger};
 
-const NIGHTLY: &[&str] = &[
-    "--providers",
-    "providers.yaml",
-    "nightly",
-    "night.yaml",
-    "--max-poll-interval",
-    "1",
-];
+const NIGHTLY: &[&str] = NIGHTLY_WITH_PROVIDERS;
 
 /// A sandbox speaking `dialect` whose third render fails, and a providers file naming it.
 fn farm(dialect: Dialect) -> Night {

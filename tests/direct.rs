@@ -36,14 +36,7 @@ fn created(night: &Night) -> u64 {
     night.sandbox.stats().videos_created
 }
 
-const NIGHTLY: &[&str] = &[
-    "--providers",
-    "providers.yaml",
-    "nightly",
-    "night.yaml",
-    "--max-poll-interval",
-    "1",
-];
+const NIGHTLY: &[&str] = NIGHTLY_WITH_PROVIDERS;
 
 #[test]
 fn a_direct_night_renders_each_request_once_and_a_rerun_sends_nothing() {

@@ -11,14 +11,7 @@ use common::litellm::LiteLlm;
 use common::*;
 use render::sandbox::SandboxConfig;
 
-const NIGHTLY: &[&str] = &[
-    "--providers",
-    "providers.yaml",
-    "nightly",
-    "night.yaml",
-    "--max-poll-interval",
-    "1",
-];
+const NIGHTLY: &[&str] = NIGHTLY_WITH_PROVIDERS;
 
 /// The sandbox, a LiteLLM proxy in front of it, and a scratch folder whose providers file
 /// names the proxy `gw`.

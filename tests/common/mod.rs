@@ -108,31 +108,19 @@ impl Night {
     }
 }
 
-/// A plain GET with the test key, on a private runtime (tests are synchronous).
+/// A plain GET with the test key, on a private runtime (tests are synchronous); it must succeed.
 pub fn blocking_get(url: &str) -> Vec<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let response = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "GET {url}: {}",
-            response.status()
-        );
-        response.bytes().await.unwrap().to_vec()
-    })
+    let (status, body) = blocking(reqwest::Method::GET, url);
+    assert!((200..300).contains(&status), "GET {url}: {status}");
+    body
 }
 
 /// A plain DELETE with the test key; the status and body.
 pub fn blocking_delete(url: &str) -> (u16, Vec<u8>) {
+    blocking(reqwest::Method::DELETE, url)
+}
+
+fn blocking(method: reqwest::Method, url: &str) -> (u16, Vec<u8>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,7 +128,7 @@ pub fn blocking_delete(url: &str) -> (u16, Vec<u8>) {
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::Client::new()
-            .delete(url)
+            .request(method, url)
             .bearer_auth(API_KEY)
             .send()
             .await
@@ -149,6 +137,17 @@ pub fn blocking_delete(url: &str) -> (u16, Vec<u8>) {
         (status, response.bytes().await.unwrap().to_vec())
     })
 }
+
+/// `render --providers providers.yaml nightly night.yaml`, polling at least once a second:
+/// the night of the provider tests.
+pub const NIGHTLY_WITH_PROVIDERS: &[&str] = &[
+    "--providers",
+    "providers.yaml",
+    "nightly",
+    "night.yaml",
+    "--max-poll-interval",
+    "1",
+];
 
 /// A night of ten requests for `provider`: a shot with a first frame (`first.png`, 1280x720),
 /// two takes of one shot, seven more; and `extra` shots (YAML lines) after them.

@@ -141,12 +141,6 @@ impl Provider {
             _ => Ok(None),
         }
     }
-
-    /// Whether a run recorded with `recorded` as its provider belongs to this one. Ledgers from
-    /// before providers recorded the bare host: those match the one provider on that host.
-    fn answers_to(&self, recorded: &str) -> bool {
-        self.id == recorded
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,9 +271,10 @@ impl Providers {
         })
     }
 
-    /// The provider a ledger's record names (its identity, or a pre-provider host).
+    /// The provider a ledger's record names: its identity, or, in ledgers from before
+    /// providers, the bare host (the one provider on that host).
     pub fn for_record(&self, recorded: &str) -> Option<&Provider> {
-        if let Some(p) = self.providers.iter().find(|p| p.answers_to(recorded)) {
+        if let Some(p) = self.providers.iter().find(|p| p.id == recorded) {
             return Some(p);
         }
         if recorded.contains("://") {

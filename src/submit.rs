@@ -198,7 +198,12 @@ async fn claim_rows(
 ) -> Result<Vec<RequestRow>, SubmitError> {
     let mut mine = Vec::with_capacity(rows.len());
     let mut owners = std::collections::BTreeSet::new();
+    let mut reachable = true;
     for row in rows {
+        if !reachable {
+            mine.push(row);
+            continue;
+        }
         match shared.claim(&row.key).await {
             Ok(Claim::Ours) => mine.push(row),
             Ok(Claim::Theirs { owner, .. }) => {
@@ -209,6 +214,7 @@ async fn claim_rows(
             // Unreachable: the night goes on alone, as it would without a shared cache.
             Err(err) => {
                 unreachable_shared(events, &err);
+                reachable = false;
                 mine.push(row);
             }
         }

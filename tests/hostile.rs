@@ -401,3 +401,56 @@ fn a_hostile_result_file_wedges_nothing_keeps_the_video_and_never_stores_the_key
         "the failure's message is kept, the key masked"
     );
 }
+
+#[test]
+fn a_restarted_server_that_reuses_a_batch_id_never_wedges_the_ledger() {
+    let first = Night::with(SandboxConfig::default().seed(7).video_bytes(8 * 1024));
+    let lab = |base_url: &str| {
+        format!(
+            "providers:\n  - {{ name: lab, base_url: \"{base_url}\", api_key_env: OPENAI_API_KEY, lane: batch }}\n"
+        )
+    };
+    let list = |salt: &str| {
+        format!(
+            "project: reuse\ndefaults: {{ provider: lab, seconds: 4 }}\nshots:\n  - {{ id: a, prompt: \"{salt} a\" }}\n  - {{ id: b, prompt: \"{salt} b\" }}\n"
+        )
+    };
+    first.write("providers.yaml", lab(first.sandbox.base_url()));
+    first.write("night.yaml", list("monday"));
+    let args = [
+        "--providers",
+        "providers.yaml",
+        "nightly",
+        "night.yaml",
+        "--max-poll-interval",
+        "1",
+    ];
+    let out = first.render(&args);
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    // The same server restarted from the same seed: its ids start over.
+    let again = render::sandbox::spawn(
+        SandboxConfig::default()
+            .seed(7)
+            .video_bytes(8 * 1024)
+            .render_time(Duration::from_millis(20)),
+    )
+    .unwrap();
+    first.write("providers.yaml", lab(again.base_url()));
+    first.write("night.yaml", list("tuesday"));
+    let out = first.render(&args);
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    assert_eq!(again.stats().batches_created, 1);
+    let ledger = render::ledger::Ledger::open(&first.state_dir().join("ledger.sqlite")).unwrap();
+    let ids: Vec<String> = ledger
+        .runs()
+        .unwrap()
+        .iter()
+        .flat_map(|run| ledger.batches_of_run(&run.id).unwrap())
+        .filter_map(|b| b.batch_id)
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids.iter().any(|id| id.contains("#superseded-")),
+        "the id was reused and the earlier batch set aside: {ids:?}"
+    );
+}

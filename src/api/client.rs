@@ -29,6 +29,10 @@ pub use crate::provider::DEFAULT_BASE_URL;
 /// A 20-second 1080p video at a generous 100 Mbit/s is 250 MB; eight times that is no video.
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
+/// The largest JSON answer read (a page of 100 batches is a few hundred kilobytes): a server
+/// that sends more is not answering the question.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
 /// How much of an unexpected body an error quotes.
 const EXCERPT_CHARS: usize = 300;
 
@@ -760,7 +764,8 @@ impl ApiClient {
         if !status.is_success() {
             return Err(self.status_failure(resp).await);
         }
-        let body = resp.bytes().await.map_err(Failure::Transport)?;
+        let endpoint = resp.url().path().to_string();
+        let body = read_capped(resp, MAX_ANSWER_BYTES, &endpoint).await?;
         Ok((status, body))
     }
 
@@ -994,6 +999,21 @@ fn video_form(
         (None, None) => {}
     }
     Ok(form)
+}
+
+/// A whole answer, refused once it passes `max` bytes (announced or received).
+async fn read_capped(mut resp: Response, max: usize, endpoint: &str) -> Result<Bytes, Failure> {
+    if resp.content_length().is_some_and(|len| len > max as u64) {
+        return Err(too_large(endpoint, max as u64));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Failure::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(too_large(endpoint, max as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 struct Progress {

@@ -107,8 +107,8 @@ pub enum ApiError {
     },
 
     #[error(
-        "{endpoint}: the content is larger than {limit} bytes, more than any video; abandoned \
-         (raise --max-video-bytes if it really is that large)"
+        "{endpoint}: the answer is larger than {limit} bytes, more than it can honestly be; \
+         abandoned (for a video, raise --max-video-bytes if it really is that large)"
     )]
     TooLarge { endpoint: String, limit: u64 },
 

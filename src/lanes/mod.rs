@@ -85,3 +85,41 @@ pub fn classify_failure(
 fn is_policy_code(code: &str) -> bool {
     code.contains("moderation") || code.contains("policy") || code == "content_filter"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retryable(code: Option<&str>, message: &str, status: Option<u16>) -> Option<bool> {
+        match classify_failure(code.map(str::to_string), message.into(), status) {
+            RequestResult::Failed { retryable, .. } => Some(retryable),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn failures_are_sorted_by_what_resending_would_do() {
+        // Policy refusals and invalid requests fail again; servers' troubles may not.
+        assert_eq!(
+            retryable(Some("moderation_blocked"), "refused", Some(400)),
+            Some(false)
+        );
+        assert_eq!(retryable(None, "invalid size", Some(400)), Some(false));
+        assert_eq!(
+            retryable(Some("server_error"), "boom", Some(500)),
+            Some(true)
+        );
+        assert_eq!(retryable(Some(""), "OOM", None), Some(true));
+        // Our own upload gone from the provider: uploaded again, the request succeeds.
+        assert_eq!(
+            retryable(None, "No such File: 'file-1'", Some(404)),
+            Some(true)
+        );
+        assert_eq!(retryable(None, "file not found", Some(400)), Some(true));
+        // Never ran: lost.
+        assert!(matches!(
+            classify_failure(Some("batch_expired".into()), "late".into(), None),
+            RequestResult::Lost { .. }
+        ));
+    }
+}

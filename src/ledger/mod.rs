@@ -147,9 +147,45 @@ CREATE INDEX jobs_open ON jobs(provider, status);
 CREATE INDEX requests_lane ON requests(provider, lane, status);
 "#,
     r#"
--- How far the provider's clock was from this machine's when a batch was last polled, so that
--- `render status` counts down to its deadline by the provider's time without asking it.
-ALTER TABLE batches ADD COLUMN clock_offset INTEGER;
+-- Batch ids are the provider's: unique per provider, not across them (two servers may well both
+-- call a batch `batch_1`). SQLite changes a constraint by rebuilding the table. Also kept: how
+-- far the provider's clock was from this machine's at the last poll (`clock_offset`), so that
+-- `render status` counts down by the provider's time without asking it.
+CREATE TABLE batches_v3 (
+    row             INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id          TEXT NOT NULL REFERENCES runs(id),
+    part            INTEGER NOT NULL,
+    intent          TEXT NOT NULL UNIQUE,
+    intent_at       INTEGER NOT NULL,
+    input_file_id   TEXT,
+    batch_id        TEXT,
+    status          TEXT NOT NULL DEFAULT 'intent',
+    request_count   INTEGER NOT NULL,
+    completed       INTEGER NOT NULL DEFAULT 0,
+    failed          INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER,
+    expires_at      INTEGER,
+    completed_at    INTEGER,
+    output_file_id  TEXT,
+    error_file_id   TEXT,
+    results_read    INTEGER NOT NULL DEFAULT 0,
+    harvested       INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    provider        TEXT,
+    missing_polls   INTEGER NOT NULL DEFAULT 0,
+    first_missing_at INTEGER,
+    clock_offset    INTEGER,
+    UNIQUE (provider, batch_id)
+);
+INSERT INTO batches_v3 (row, run_id, part, intent, intent_at, input_file_id, batch_id, status,
+    request_count, completed, failed, created_at, expires_at, completed_at, output_file_id,
+    error_file_id, results_read, harvested, error, provider, missing_polls, first_missing_at)
+SELECT row, run_id, part, intent, intent_at, input_file_id, batch_id, status,
+    request_count, completed, failed, created_at, expires_at, completed_at, output_file_id,
+    error_file_id, results_read, harvested, error, provider, missing_polls, first_missing_at
+FROM batches;
+DROP TABLE batches;
+ALTER TABLE batches_v3 RENAME TO batches;
 -- Whether an output is in the studio's shared cache yet (published after it is stored here).
 ALTER TABLE outputs ADD COLUMN published INTEGER NOT NULL DEFAULT 0;
 "#,
@@ -431,10 +467,14 @@ impl Ledger {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
         let mut ledger = Ledger { conn };
+        // Foreign keys are checked once the schema is current: a migration that rebuilds a
+        // table (SQLite's way to change a constraint) drops the old one first.
         ledger.migrate()?;
+        ledger
+            .conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
         Ok(ledger)
     }
 
@@ -890,6 +930,7 @@ impl Ledger {
         update: &BatchUpdate,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
+        supersede_reused_batch_id(&tx, row, batch_id)?;
         tx.execute(
             "UPDATE batches SET batch_id = ?2 WHERE row = ?1",
             params![row, batch_id],
@@ -1105,6 +1146,40 @@ fn objects_of<'a>(outputs: impl Iterator<Item = &'a OutputRow>) -> HashSet<Sha25
         objects.extend(output.thumbnail_sha);
     }
     objects
+}
+
+/// A provider that answers a new batch with an id an earlier batch of ours had (a restarted
+/// server counting from the start again) has forgotten the earlier one: it is set aside, its
+/// unfinished requests lost and resubmittable, so the new batch is recorded instead of wedging
+/// every rerun on a uniqueness error.
+fn supersede_reused_batch_id(tx: &Transaction<'_>, row: i64, batch_id: &str) -> Result<()> {
+    let earlier: Option<i64> = tx
+        .query_row(
+            "SELECT other.row FROM batches AS other, batches AS this
+             WHERE this.row = ?1 AND other.row != ?1 AND other.batch_id = ?2
+               AND other.provider IS this.provider",
+            params![row, batch_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(earlier) = earlier else {
+        return Ok(());
+    };
+    let reason = format!(
+        "the provider gave batch id {batch_id} to a new batch: it no longer has the earlier one"
+    );
+    tx.execute(
+        "UPDATE requests SET status = 'lost', error_code = 'lost', error_message = ?2,
+         retryable = 1, updated_at = ?3
+         WHERE batch_row = ?1 AND status IN ('submitted', 'completed')",
+        params![earlier, reason, unix_now()],
+    )?;
+    tx.execute(
+        "UPDATE batches SET batch_id = batch_id || '#superseded-' || row, harvested = 1,
+         results_read = 1, error = ?2 WHERE row = ?1",
+        params![earlier, reason],
+    )?;
+    Ok(())
 }
 
 fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Result<()> {

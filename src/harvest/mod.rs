@@ -151,8 +151,9 @@ pub async fn harvest(
         }
         idle_polls = if progressed { 0 } else { idle_polls + 1 };
         let mut pause = poll_interval(idle_polls.max(failed_polls), options.max_poll_interval);
-        if jobs > 0 {
-            // Jobs of seconds are polled in fractions of a second, jobs of minutes gently.
+        if jobs > 0 && failed_polls == 0 {
+            // Jobs of seconds are polled in fractions of a second, jobs of minutes gently; a
+            // failing server still gets the backoff.
             pause = pause.min(harvester.pacer.interval(options.max_poll_interval));
         }
         tokio::time::sleep(pause).await;

@@ -359,6 +359,20 @@ impl SharedCache {
     /// Claims `key` for this machine, unless another machine holds it and has been heard
     /// from within the lease (then its claim stands and this machine waits).
     pub async fn claim(&self, key: &RequestKey) -> Result<Claim, SharedError> {
+        // A claim released between our create and our read is tried again, a few times.
+        for _ in 0..3 {
+            if let Some(claim) = self.try_claim(key).await? {
+                return Ok(claim);
+            }
+        }
+        Ok(Claim::Theirs {
+            owner: "?".into(),
+            age_secs: 0,
+        })
+    }
+
+    /// One attempt at [`SharedCache::claim`]; `None` when the claim vanished mid-way.
+    async fn try_claim(&self, key: &RequestKey) -> Result<Option<Claim>, SharedError> {
         let path = claim_path(key);
         let mine = self.claim_record();
         let create = PutOptions {
@@ -366,14 +380,13 @@ impl SharedCache {
             ..PutOptions::default()
         };
         match self.bucket.put_opts(&path, mine.clone(), create).await {
-            Ok(_) => return Ok(Claim::Ours),
+            Ok(_) => return Ok(Some(Claim::Ours)),
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(self.store_error(e)),
         }
         let got = match self.bucket.get(&path).await {
             Ok(got) => got,
-            // Released between our two calls: try once more from the start.
-            Err(object_store::Error::NotFound { .. }) => return Box::pin(self.claim(key)).await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.store_error(e)),
         };
         let version = UpdateVersion {
@@ -387,13 +400,13 @@ impl SharedCache {
             None => (String::from("?"), i64::MAX),
         };
         if owner == self.machine {
-            return Ok(Claim::Ours);
+            return Ok(Some(Claim::Ours));
         }
         if age < self.lease.as_secs() as i64 {
-            return Ok(Claim::Theirs {
+            return Ok(Some(Claim::Theirs {
                 owner,
                 age_secs: age,
-            });
+            }));
         }
         // Silent past the lease: take it over, unless someone else did first.
         let update = PutOptions {
@@ -401,11 +414,11 @@ impl SharedCache {
             ..PutOptions::default()
         };
         match self.bucket.put_opts(&path, mine, update).await {
-            Ok(_) => Ok(Claim::Ours),
-            Err(object_store::Error::Precondition { .. }) => Ok(Claim::Theirs {
+            Ok(_) => Ok(Some(Claim::Ours)),
+            Err(object_store::Error::Precondition { .. }) => Ok(Some(Claim::Theirs {
                 owner,
                 age_secs: age,
-            }),
+            })),
             Err(e) => Err(self.store_error(e)),
         }
     }

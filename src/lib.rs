@@ -22,6 +22,7 @@ pub mod batch;
 pub mod cache;
 pub mod ledger;
 pub mod plan;
+pub mod select;
 pub mod shared;
 
 // Layer 4: the stages that talk to the provider; submit and harvest meet only through the

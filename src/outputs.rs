@@ -1,5 +1,7 @@
-//! A run's deliverables: `<shot>.mp4` (with the take when a shot has several) and thumbnails,
-//! linked or copied from the cache, plus `manifest.json` describing every request.
+//! A run's deliverables: `<shot>.mp4` for a shot's first take (`<shot>_take2.mp4` and on for
+//! the others, so a name never changes with the number of takes) and thumbnails, linked or
+//! copied from the cache, plus `manifest.json` describing every request. What earlier runs laid
+//! out and this one does not is moved into `superseded/`, so nothing stale looks current.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ use crate::ledger::{Ledger, LedgerError, OutputRow, RequestRow, RequestStatus, R
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// One manifest per run lives here (`manifests/<run>.json`); `manifest.json` is the latest.
 pub const MANIFESTS_DIR: &str = "manifests";
+/// Where earlier outputs that the latest run does not speak for are moved.
+pub const SUPERSEDED_DIR: &str = "superseded";
 /// Held while a run is laid out: two state directories laying out into one folder take turns.
 const LAYOUT_LOCK: &str = ".render-layout.lock";
 const MANIFEST_VERSION: u32 = 1;
@@ -38,6 +42,8 @@ pub struct Manifest {
     pub out_dir: PathBuf,
     pub total_cost_usd: String,
     pub requests: Vec<ManifestEntry>,
+    /// Earlier outputs moved into `superseded/` by this layout (paths relative to the folder).
+    pub superseded: Vec<PathBuf>,
 }
 
 impl Manifest {
@@ -92,10 +98,31 @@ pub fn cached_output(
 
 /// `renders/<project>/`, or `renders/default/` for a shot list without a project.
 pub fn default_out_dir(project: Option<&str>) -> PathBuf {
-    let name = project
-        .filter(|p| is_safe_file_stem(p))
-        .unwrap_or("default");
-    Path::new("renders").join(name)
+    Path::new("renders").join(project.map_or_else(|| "default".into(), project_folder))
+}
+
+/// The folder name of a project: its name as written where it can be one (spaces and
+/// non-ASCII letters are kept, so people recognise it), with what cannot name a folder
+/// (separators, control characters, a leading dot) turned into `-`.
+pub fn project_folder(project: &str) -> String {
+    let replaced: String = project
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' => '-',
+            c if c.is_control() => '-',
+            c => c,
+        })
+        .collect();
+    let trimmed = replaced
+        .trim()
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .trim();
+    if is_safe_file_stem(trimmed) {
+        trimmed.to_string()
+    } else {
+        "default".to_string()
+    }
 }
 
 /// Whether `stem` can name a file inside the output folder and nothing else: the same rule
@@ -142,6 +169,11 @@ pub fn lay_out(
         total += item.cost;
         entries.push(entry);
     }
+    let superseded = if run.partial {
+        Vec::new()
+    } else {
+        supersede_earlier_outputs(out_dir, &entries).map_err(write_error(out_dir))?
+    };
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         run_id: run.id.clone(),
@@ -150,6 +182,7 @@ pub fn lay_out(
         out_dir: out_dir.to_path_buf(),
         total_cost_usd: plain_usd(total),
         requests: entries,
+        superseded,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("the manifest always serializes");
     let own = out_dir.join(MANIFESTS_DIR).join(format!("{}.json", run.id));
@@ -215,11 +248,7 @@ struct OutputNames(std::collections::HashSet<String>);
 
 impl OutputNames {
     fn claim(&mut self, item: &RunItem) -> String {
-        let stem = if item.takes > 1 {
-            format!("{}_take{}", item.shot_id, item.take)
-        } else {
-            item.shot_id.clone()
-        };
+        let stem = output_stem(&item.shot_id, item.take);
         if self.0.insert(stem.to_lowercase()) {
             return stem;
         }
@@ -228,6 +257,94 @@ impl OutputNames {
         self.0.insert(unique.to_lowercase());
         unique
     }
+}
+
+/// `<shot>` for the first take, `<shot>_take<n>` for the others.
+pub fn output_stem(shot_id: &str, take: u32) -> String {
+    match take {
+        0 | 1 => shot_id.to_string(),
+        n => format!("{shot_id}_take{n}"),
+    }
+}
+
+/// Moves into `superseded/` every file an earlier manifest of this folder laid out that this
+/// layout did not write: shots dropped from the list, takes cut, and renders of a shot's old
+/// prompt while its new one is pending or failed. Only files named in this folder's own
+/// manifests are touched; anything else a person put here stays.
+fn supersede_earlier_outputs(
+    out_dir: &Path,
+    entries: &[ManifestEntry],
+) -> std::io::Result<Vec<PathBuf>> {
+    let current: std::collections::HashSet<&Path> = entries
+        .iter()
+        .flat_map(|e| [e.video_path.as_deref(), e.thumbnail_path.as_deref()])
+        .flatten()
+        .collect();
+    let mut moved = Vec::new();
+    for earlier in earlier_output_paths(out_dir)? {
+        if current.contains(earlier.as_path()) || !is_plain_relative(&earlier) {
+            continue;
+        }
+        let from = out_dir.join(&earlier);
+        if !from.is_file() {
+            continue;
+        }
+        let aside = out_dir.join(SUPERSEDED_DIR);
+        std::fs::create_dir_all(&aside)?;
+        std::fs::rename(&from, aside.join(&earlier))?;
+        moved.push(Path::new(SUPERSEDED_DIR).join(&earlier));
+    }
+    if !moved.is_empty() {
+        crate::fsutil::sync_dir(out_dir)?;
+        tracing::info!(
+            "moved {} earlier output(s) into {SUPERSEDED_DIR}/",
+            moved.len()
+        );
+    }
+    Ok(moved)
+}
+
+/// The video and thumbnail paths every manifest in `manifests/` (and the latest) names. A
+/// manifest that cannot be read names nothing: it is only ever a hint of what to tidy.
+fn earlier_output_paths(out_dir: &Path) -> std::io::Result<std::collections::BTreeSet<PathBuf>> {
+    let mut manifests = vec![out_dir.join(MANIFEST_NAME)];
+    match std::fs::read_dir(out_dir.join(MANIFESTS_DIR)) {
+        Ok(dir) => {
+            for entry in dir {
+                manifests.push(entry?.path());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut paths = std::collections::BTreeSet::new();
+    for manifest in manifests {
+        let Ok(bytes) = std::fs::read(&manifest) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let requests = doc["requests"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        for request in requests {
+            for field in ["video_path", "thumbnail_path"] {
+                if let Some(path) = request[field].as_str() {
+                    paths.insert(PathBuf::from(path));
+                }
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// A bare file name: a manifest is a file on disk, and one edited by hand must not make the
+/// layout move files from elsewhere.
+fn is_plain_relative(path: &Path) -> bool {
+    let mut components = path.components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    )
 }
 
 fn place_files(
@@ -292,10 +409,14 @@ mod tests {
             default_out_dir(Some("spring-ad")),
             Path::new("renders/spring-ad")
         );
+        assert_eq!(default_out_dir(Some("../etc")), Path::new("renders/-etc"));
         assert_eq!(
-            default_out_dir(Some("../etc")),
-            Path::new("renders/default")
+            default_out_dir(Some("Printemps été")),
+            Path::new("renders/Printemps été")
         );
+        assert_eq!(project_folder("a/b\\c:d"), "a-b-c-d");
+        assert_eq!(project_folder(".hidden "), "hidden");
+        assert_eq!(project_folder(".."), "default");
         assert_eq!(default_out_dir(None), Path::new("renders/default"));
     }
 }

@@ -70,6 +70,9 @@ pub struct Plan {
     pub project: Option<String>,
     pub sources: Vec<PathBuf>,
     pub requests: Vec<PlannedRequest>,
+    /// Only some of the lists' shots were chosen (`--only`, `--tag`): the night does not speak
+    /// for the shots left out, so their earlier outputs stay where they are.
+    pub partial: bool,
 }
 
 impl Plan {

@@ -374,6 +374,7 @@ fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool), SubmitEr
         provider: plan.provider_summary(),
         out_dir: None,
         done: false,
+        partial: plan.partial,
     };
     let items: Vec<RunItem> = plan
         .requests

@@ -45,6 +45,7 @@ fn run(id: &str, plan_hash: &str, requests: &[RequestRow]) -> (RunRow, Vec<RunIt
         provider: "127.0.0.1".into(),
         out_dir: None,
         done: false,
+        partial: false,
     };
     let items = requests
         .iter()

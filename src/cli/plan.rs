@@ -14,6 +14,7 @@ use crate::outputs::cached_output;
 use crate::plan::{COMMAND_LINE, PlanOptions, PlanRun};
 use crate::provider::Providers;
 use crate::report;
+use crate::select::{Selection, SelectionError};
 use crate::shotlist::{Diagnostic, Pos};
 
 use super::{Format, GlobalArgs, Outcome};
@@ -44,6 +45,17 @@ pub struct PlanArgs {
     /// [default: `default`, the server of OPENAI_BASE_URL].
     #[arg(long, value_name = "NAME")]
     pub provider: Option<String>,
+    /// Only the shots whose id matches (a glob such as `sq010_*`; repeatable). The whole list
+    /// is still checked.
+    #[arg(long = "only", value_name = "PATTERN")]
+    pub only: Vec<String>,
+    /// Only the shots with this tag (repeatable; with --only, a shot must match both).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// The project the night belongs to (names its output folder); overrides the lists'
+    /// `project:`, and gives CSV lists one.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +143,7 @@ pub fn prepare_with(
                 .with_help("name a provider of providers.yaml (or `default`)")
         })?;
     }
+    let selection = Selection::new(&args.only, &args.tags).map_err(selection_error)?;
     let opts = PlanOptions {
         providers,
         model: args.model.clone().map(Model),
@@ -140,10 +153,41 @@ pub fn prepare_with(
     let local = cache_probe(&global.state_dir);
     let shared = shared_keys(global)?;
     let is_cached = |key: &RequestKey| shared.contains(key) || local(key);
-    let run = crate::plan::plan_files(&args.files, &mut std::io::stdin().lock(), &opts, &is_cached);
+    let mut run =
+        crate::plan::plan_files(&args.files, &mut std::io::stdin().lock(), &opts, &is_cached);
+    if let Some(plan) = &mut run.plan {
+        selection.apply(plan).map_err(selection_error)?;
+        if args.project.is_some() {
+            plan.project.clone_from(&args.project);
+        }
+        if let Some(note) = plan.project.as_deref().and_then(renamed_folder_note) {
+            run.diagnostics.push(note);
+        }
+    }
     Ok(Prepared {
         run,
         providers: opts.providers,
+    })
+}
+
+fn selection_error(err: SelectionError) -> Diagnostic {
+    let help = match err {
+        SelectionError::BadPattern { .. } => "patterns are globs: `sq010_*`, `sh0?0`, `{a,b}`",
+        SelectionError::Unmatched { .. } => "`render plan` without --only/--tag lists every shot",
+    };
+    Diagnostic::error(COMMAND_LINE, Pos::NONE, err.to_string()).with_help(help)
+}
+
+/// Says so when a project's name could not name its folder as written.
+fn renamed_folder_note(project: &str) -> Option<Diagnostic> {
+    let folder = crate::outputs::project_folder(project);
+    (folder != project).then(|| {
+        Diagnostic::warning(
+            COMMAND_LINE,
+            Pos::NONE,
+            format!("project {project:?} is laid out in renders/{folder}/"),
+        )
+        .with_help("a folder name cannot hold path separators, control characters or a leading dot")
     })
 }
 

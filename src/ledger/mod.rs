@@ -189,6 +189,11 @@ ALTER TABLE batches_v3 RENAME TO batches;
 -- Whether an output is in the studio's shared cache yet (published after it is stored here).
 ALTER TABLE outputs ADD COLUMN published INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- A run of only some of its lists' shots (`--only`, `--tag`) does not say the others are gone:
+-- laying it out moves no earlier output aside.
+ALTER TABLE runs ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +290,8 @@ pub struct RunRow {
     pub provider: String,
     pub out_dir: Option<String>,
     pub done: bool,
+    /// Only some of the lists' shots were chosen (see [`crate::plan::Plan::partial`]).
+    pub partial: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -513,8 +520,9 @@ impl Ledger {
     pub fn create_run(&mut self, run: &RunRow, items: &[RunItem]) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (id, created_at, project, plan_hash, sources, provider, out_dir, done)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO runs (id, created_at, project, plan_hash, sources, provider, out_dir, done,
+                               partial)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 run.id,
                 run.created_at,
@@ -524,6 +532,7 @@ impl Ledger {
                 run.provider,
                 run.out_dir,
                 run.done,
+                run.partial,
             ],
         )?;
         insert_run_items(&tx, &run.id, items)?;
@@ -1228,7 +1237,8 @@ fn update_batch(conn: &Connection, row: i64, u: &BatchUpdate) -> Result<()> {
     Ok(())
 }
 
-const RUN_COLUMNS: &str = "id, created_at, project, plan_hash, sources, provider, out_dir, done";
+const RUN_COLUMNS: &str =
+    "id, created_at, project, plan_hash, sources, provider, out_dir, done, partial";
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
     let sources: String = r.get(4)?;
@@ -1244,6 +1254,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
         provider: r.get(5)?,
         out_dir: r.get(6)?,
         done: r.get(7)?,
+        partial: r.get(8)?,
     }))
 }
 

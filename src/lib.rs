@@ -27,9 +27,11 @@ pub mod shared;
 
 // Layer 4: the stages that talk to the provider; submit and harvest meet only through the
 // ledger and the lanes.
+pub mod cancel;
 pub mod harvest;
 pub mod lanes;
 pub mod outputs;
+pub mod status;
 pub mod submit;
 
 // Layer 5: the local server of the API.

@@ -375,6 +375,7 @@ fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool), SubmitEr
         out_dir: None,
         done: false,
         partial: plan.partial,
+        cancelled: false,
     };
     let items: Vec<RunItem> = plan
         .requests

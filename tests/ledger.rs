@@ -46,6 +46,7 @@ fn run(id: &str, plan_hash: &str, requests: &[RequestRow]) -> (RunRow, Vec<RunIt
         out_dir: None,
         done: false,
         partial: false,
+        cancelled: false,
     };
     let items = requests
         .iter()

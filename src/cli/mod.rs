@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::report::terminal::ColorChoice;
 
 mod cache;
+mod cancel;
 mod harvest;
 mod nightly;
 mod plan;
@@ -110,6 +111,8 @@ enum Command {
     Harvest(harvest::Args),
     /// Resubmit a run's failed-but-retryable and lost requests, and only those.
     Retry(retry::Args),
+    /// Cancel a run's batches and jobs at their providers, keeping what already finished.
+    Cancel(cancel::Args),
     /// The whole night in one resumable command: plan, submit, wait, harvest, lay out.
     Nightly(nightly::Args),
     /// Inspect and maintain the content-addressed cache.
@@ -134,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args, &cli.global),
         Command::Harvest(args) => harvest::run(args, &cli.global),
         Command::Retry(args) => retry::run(args, &cli.global),
+        Command::Cancel(args) => cancel::run(args, &cli.global),
         Command::Nightly(args) => nightly::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
@@ -226,7 +230,11 @@ fn init_logging(verbose: u8, color: bool, log_file: Option<std::fs::File>) {
 /// opened (logging must never stop a night).
 fn state_log(command: &Command, global: &GlobalArgs) -> Option<std::fs::File> {
     let stateful = match command {
-        Command::Submit(_) | Command::Harvest(_) | Command::Retry(_) | Command::Nightly(_) => true,
+        Command::Submit(_)
+        | Command::Harvest(_)
+        | Command::Retry(_)
+        | Command::Cancel(_)
+        | Command::Nightly(_) => true,
         Command::Cache(args) => args.changes_state(),
         _ => false,
     };

@@ -10,7 +10,7 @@ use crate::submit::resubmit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The run whose failures to resubmit (see `render status`).
+    /// The run whose failures to resubmit: its id, a prefix only it has, or `last`.
     pub run: String,
     /// Refuse (exit 3) when resubmitting would cost more than this many dollars.
     #[arg(long, value_name = "USD")]
@@ -24,12 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let mut state = open_state(global)?;
-    let run = state.ledger.run(&args.run)?.ok_or_else(|| {
-        UsageError(format!(
-            "no run named {} (`render status` lists them)",
-            args.run
-        ))
-    })?;
+    let run = super::state::find_run(&state.ledger, &args.run)?;
     let mut retryable = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for item in state.ledger.run_items(&run.id)? {

@@ -203,3 +203,35 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
+
+/// The run a command names: its id, a prefix only it has, or `last` (the newest).
+pub fn find_run(ledger: &Ledger, spec: &str) -> anyhow::Result<crate::ledger::RunRow> {
+    if let Some(run) = ledger.run(spec)? {
+        return Ok(run);
+    }
+    let runs = ledger.runs()?;
+    if spec == "last" {
+        return runs.into_iter().next().ok_or_else(|| {
+            super::UsageError("no runs yet (`render submit SHOTLIST` starts one)".into()).into()
+        });
+    }
+    let mut matching: Vec<_> = runs
+        .into_iter()
+        .filter(|r| r.id.starts_with(spec))
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => Err(
+            super::UsageError(format!("no run named {spec} (`render status` lists them)")).into(),
+        ),
+        n => {
+            let ids: Vec<&str> = matching.iter().take(5).map(|r| r.id.as_str()).collect();
+            Err(super::UsageError(format!(
+                "{spec} is the start of {n} runs' ids ({}{}); give more of it",
+                ids.join(", "),
+                if n > 5 { ", …" } else { "" }
+            ))
+            .into())
+        }
+    }
+}

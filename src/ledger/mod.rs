@@ -193,6 +193,9 @@ ALTER TABLE outputs ADD COLUMN published INTEGER NOT NULL DEFAULT 0;
 -- A run of only some of its lists' shots (`--only`, `--tag`) does not say the others are gone:
 -- laying it out moves no earlier output aside.
 ALTER TABLE runs ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+-- `render cancel`: a cancelled run is not continued by a rerun (which starts a new one), but is
+-- still harvested, so what finished before the cancel is kept.
+ALTER TABLE runs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -292,6 +295,8 @@ pub struct RunRow {
     pub done: bool,
     /// Only some of the lists' shots were chosen (see [`crate::plan::Plan::partial`]).
     pub partial: bool,
+    /// `render cancel` stopped it: harvested still, never continued.
+    pub cancelled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -544,7 +549,7 @@ impl Ledger {
     pub fn open_run_for_plan(&self, plan_hash: &str) -> Result<Option<RunRow>> {
         self.query_one(
             &format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0
+                "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0 AND cancelled = 0
                      ORDER BY created_at DESC, rowid DESC LIMIT 1"
             ),
             [plan_hash],
@@ -578,6 +583,12 @@ impl Ledger {
             "UPDATE runs SET out_dir = ?2 WHERE id = ?1",
             params![run_id, out_dir],
         )?;
+        Ok(())
+    }
+
+    pub fn set_run_cancelled(&self, run_id: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE runs SET cancelled = 1 WHERE id = ?1", [run_id])?;
         Ok(())
     }
 
@@ -1238,7 +1249,7 @@ fn update_batch(conn: &Connection, row: i64, u: &BatchUpdate) -> Result<()> {
 }
 
 const RUN_COLUMNS: &str =
-    "id, created_at, project, plan_hash, sources, provider, out_dir, done, partial";
+    "id, created_at, project, plan_hash, sources, provider, out_dir, done, partial, cancelled";
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
     let sources: String = r.get(4)?;
@@ -1255,6 +1266,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
         out_dir: r.get(6)?,
         done: r.get(7)?,
         partial: r.get(8)?,
+        cancelled: r.get(9)?,
     }))
 }
 

@@ -37,6 +37,7 @@ pub enum Event {
     JobCreated {
         provider: String,
         shot_id: String,
+        take: u32,
         key: String,
         video_id: String,
         adopted: bool,
@@ -54,6 +55,10 @@ pub enum Event {
         /// Seconds until the provider deletes this batch's outputs, when known.
         outputs_expire_in: Option<i64>,
     },
+    /// Harvest begins: this many videos of the runs it works on are still to come.
+    HarvestStarted {
+        videos: u64,
+    },
     DownloadsPlanned {
         videos: u64,
     },
@@ -62,17 +67,20 @@ pub enum Event {
     },
     VideoHarvested {
         shot_id: String,
+        take: u32,
         key: String,
         bytes: u64,
     },
     RequestFailed {
         shot_id: String,
+        take: u32,
         key: String,
         code: Option<String>,
         message: String,
     },
     RequestLost {
         shot_id: String,
+        take: u32,
         key: String,
         reason: String,
     },

@@ -452,6 +452,7 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
     RequestRow {
         key: request.key,
         shot_id: request.shot_id.clone(),
+        take: request.take,
         provider: request.provider.clone(),
         lane: request.lane,
         served_as: (request.served_as != request.model.as_str()).then(|| request.served_as.clone()),

@@ -12,6 +12,7 @@ fn request(n: u8) -> RequestRow {
     RequestRow {
         key: Sha256Hex::of(&[n]),
         shot_id: format!("shot-{n}"),
+        take: 1,
         model: "sora-2".into(),
         size: "1280x720".into(),
         seconds: 8,

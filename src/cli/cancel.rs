@@ -4,7 +4,6 @@
 use super::state::{Bounds, find_run, open_state, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome};
 use crate::cancel::cancel_run;
-use crate::report::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +15,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let mut state = open_state(global)?;
     let run = find_run(&state.ledger, &args.run)?;
     let routes = reachable_routes(&providers(global)?, None, Bounds::default())?;
-    let progress = Progress::new(global.format == Format::Json);
+    let progress = global.progress();
     let outcome = runtime()?.block_on(cancel_run(&run, &mut state.ledger, &routes, &progress))?;
     progress.finish();
     match global.format {

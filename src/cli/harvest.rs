@@ -8,7 +8,6 @@ use super::{Format, GlobalArgs, Outcome};
 use crate::api::client::DEFAULT_MAX_DOWNLOAD_BYTES;
 use crate::harvest::{HarvestOptions, HarvestReport, harvest};
 use crate::lanes::direct::MissingRule;
-use crate::report::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -78,7 +77,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         missing: args.trust.rule(),
         shared: super::state::shared_cache(global)?,
     };
-    let progress = Progress::new(global.format == Format::Json);
+    let progress = global.progress();
     let report = runtime()?.block_on(harvest(
         &args.runs,
         &mut state.ledger,

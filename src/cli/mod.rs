@@ -91,6 +91,16 @@ pub struct GlobalArgs {
     /// More log output (-v info, -vv debug); RENDER_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// No progress on stderr, only warnings and errors (results still go to stdout).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    /// How long work shows its progress: bars or lines for people, nothing for scripts.
+    pub fn progress(&self) -> crate::report::progress::Progress {
+        crate::report::progress::Progress::new(self.format == Format::Json || self.quiet)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -209,7 +219,7 @@ fn init_logging(verbose: u8, color: bool, log_file: Option<std::fs::File>) {
     };
     let filter = EnvFilter::try_from_env("RENDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::report::progress::LogWriter)
         .with_ansi(color)
         .with_target(false)
         .with_filter(filter);

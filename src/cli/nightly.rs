@@ -87,7 +87,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         None => routes_for(&providers, &plan.providers, args.trust.bounds())?,
     };
     let mut state = open_state(global)?;
-    let progress = Progress::new(global.format == Format::Json);
+    let progress = global.progress();
     let harvest_options = HarvestOptions {
         jobs: args.jobs,
         watch: true,

@@ -5,7 +5,6 @@ use super::submit::print_report;
 use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::ledger::RequestStatus;
 use crate::money::Usd;
-use crate::report::progress::Progress;
 use crate::submit::resubmit;
 
 #[derive(Debug, clap::Args)]
@@ -71,7 +70,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let progress = Progress::new(global.format == Format::Json);
+    let progress = global.progress();
     let report = runtime()?.block_on(resubmit(
         &run,
         &retryable,

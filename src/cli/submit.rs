@@ -8,7 +8,6 @@ use super::{Format, GlobalArgs, Outcome};
 use crate::batch::BatchLimits;
 use crate::plan::Plan;
 use crate::provider::Providers;
-use crate::report::progress::Progress;
 use crate::submit::{SubmitReport, dry_run, submit};
 
 #[derive(Debug, clap::Args)]
@@ -88,7 +87,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     }
     let routes = routes_for(&providers, &plan.providers, Bounds::default())?;
     let mut state = open_state(global)?;
-    let progress = Progress::new(global.format == Format::Json);
+    let progress = global.progress();
     let shared = super::state::shared_cache(global)?;
     let report = runtime()?.block_on(submit(
         &plan,

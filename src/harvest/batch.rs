@@ -191,6 +191,7 @@ fn give_up(
         if unfinished {
             events.emit(Event::RequestLost {
                 shot_id: request.shot_id.clone(),
+                take: request.take,
                 key: request.key.hex(),
                 reason: reason.clone(),
             });
@@ -313,6 +314,7 @@ async fn read_results(
         if let RequestResult::Lost { reason } = &result {
             events.emit(Event::RequestLost {
                 shot_id: request.shot_id.clone(),
+                take: request.take,
                 key: key.hex(),
                 reason: reason.clone(),
             });
@@ -361,6 +363,7 @@ fn record_line(
     if let RequestResult::Failed { code, message, .. } = &result {
         events.emit(Event::RequestFailed {
             shot_id: requests[&key].shot_id.clone(),
+            take: requests[&key].take,
             key: key.hex(),
             code: code.clone(),
             message: message.clone(),

@@ -88,6 +88,7 @@ pub(super) async fn download(
                 report.downloaded_bytes += output.video_bytes;
                 events.emit(Event::VideoHarvested {
                     shot_id: request.shot_id.clone(),
+                    take: request.take,
                     key: request.key.hex(),
                     bytes: output.video_bytes,
                 });
@@ -137,6 +138,7 @@ fn lose(
 ) -> Result<(), HarvestError> {
     events.emit(Event::RequestLost {
         shot_id: request.shot_id.clone(),
+        take: request.take,
         key: request.key.hex(),
         reason: reason.clone(),
     });

@@ -131,6 +131,9 @@ pub async fn harvest(
     events: &dyn EventSink,
 ) -> Result<HarvestReport, HarvestError> {
     let runs = select_runs(run_ids, ledger, routes, events)?;
+    events.emit(Event::HarvestStarted {
+        videos: videos_to_come(&runs, ledger)?,
+    });
     let mut harvester = Harvester {
         ledger,
         routes,
@@ -269,6 +272,7 @@ impl<'a> Harvester<'a> {
                 self.ledger.set_published(&output.key)?;
                 self.events.emit(Event::VideoHarvested {
                     shot_id: request.shot_id.clone(),
+                    take: request.take,
                     key: request.key.hex(),
                     bytes: output.video_bytes,
                 });
@@ -526,6 +530,27 @@ fn batches_holding(runs: &[RunRow], ledger: &Ledger) -> Result<Vec<BatchRow>, Ha
 /// The runs to harvest: those named, or every open run. A run whose providers are none of
 /// those configured here is left alone: another server does not know its work, and its 404s
 /// must not mark it lost.
+/// The videos these runs still wait for: sent (or about to be) and not yet settled.
+fn videos_to_come(runs: &[RunRow], ledger: &Ledger) -> Result<u64, HarvestError> {
+    let mut keys = HashSet::new();
+    for run in runs {
+        for item in ledger.run_items(&run.id)? {
+            use crate::ledger::RequestStatus::{Harvested, Pending};
+            let Some(request) = ledger.request(&item.key)? else {
+                continue;
+            };
+            // Direct requests waiting for a slot are sent by the harvest itself.
+            let waiting_direct =
+                request.status == Pending && request.lane == crate::provider::Lane::Direct;
+            let in_flight = request.status.is_in_flight_or_done() && request.status != Harvested;
+            if in_flight || waiting_direct {
+                keys.insert(item.key);
+            }
+        }
+    }
+    Ok(keys.len() as u64)
+}
+
 fn select_runs(
     run_ids: &[String],
     ledger: &Ledger,

@@ -104,6 +104,7 @@ pub async fn reconcile(
                         events.emit(Event::JobCreated {
                             provider: route.provider.name.clone(),
                             shot_id: request.shot_id.clone(),
+                            take: request.take,
                             key: request.key.hex(),
                             video_id: video.id.clone(),
                             adopted: true,
@@ -241,6 +242,7 @@ async fn send_one(
             events.emit(Event::JobCreated {
                 provider: route.provider.name.clone(),
                 shot_id: request.shot_id.clone(),
+                take: request.take,
                 key: request.key.hex(),
                 video_id: video.id,
                 adopted: false,
@@ -465,6 +467,7 @@ async fn job_denied(
     );
     events.emit(Event::RequestLost {
         shot_id: request.shot_id.clone(),
+        take: request.take,
         key: request.key.hex(),
         reason: reason.clone(),
     });
@@ -488,6 +491,7 @@ fn report_failure(
     if let RequestResult::Failed { code, message, .. } = result {
         events.emit(Event::RequestFailed {
             shot_id: request.shot_id.clone(),
+            take: request.take,
             key: request.key.hex(),
             code: code.clone(),
             message: message.clone(),

@@ -196,6 +196,10 @@ ALTER TABLE runs ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
 -- `render cancel`: a cancelled run is not continued by a rerun (which starts a new one), but is
 -- still harvested, so what finished before the cancel is kept.
 ALTER TABLE runs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+-- Which take of its shot a request is, so every message about it can say so.
+ALTER TABLE requests ADD COLUMN take INTEGER NOT NULL DEFAULT 1;
+UPDATE requests SET take = COALESCE(
+    (SELECT run_items.take FROM run_items WHERE run_items.key = requests.key LIMIT 1), 1);
 "#,
 ];
 
@@ -317,6 +321,8 @@ pub struct RunItem {
 pub struct RequestRow {
     pub key: RequestKey,
     pub shot_id: String,
+    /// Which take of the shot (1 for the first).
+    pub take: u32,
     pub model: String,
     pub size: String,
     pub seconds: u32,
@@ -656,8 +662,8 @@ impl Ledger {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO requests (key, shot_id, model, size, seconds, prompt,
                     reference_sha, reference_path, reference_mime, cost_micros, status, attempts,
-                    updated_at, provider, lane, served_as)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15)",
+                    updated_at, provider, lane, served_as, take)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15, ?16)",
             )?;
             // A known request nobody is rendering takes tonight's lane and price (a shot
             // marked rush since, or a lost batch request sent direct).
@@ -690,6 +696,7 @@ impl Ledger {
                     r.provider,
                     r.lane.as_str(),
                     r.served_as,
+                    r.take,
                 ])?;
             }
         }
@@ -1272,7 +1279,8 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
 
 const REQUEST_COLUMNS: &str = "key, shot_id, model, size, seconds, prompt, reference_sha,
     reference_path, reference_mime, cost_micros, status, attempts, batch_row, video_id,
-    video_expires_at, error_code, error_message, retryable, provider, lane, served_as, job_row";
+    video_expires_at, error_code, error_message, retryable, provider, lane, served_as, job_row,
+    take";
 
 fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
     let key: String = r.get(0)?;
@@ -1302,6 +1310,7 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
             lane: parse_lane(r.get::<_, Option<String>>(19)?.as_deref())?,
             served_as: r.get(20)?,
             job_row: r.get(21)?,
+            take: r.get(22)?,
         })
     };
     Ok(build())

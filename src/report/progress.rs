@@ -1,8 +1,15 @@
 //! Progress for long work: indicatif bars on a terminal, plain log lines elsewhere, nothing
-//! with `--format json` (scripts read the final JSON document on stdout).
+//! with `--format json` or `--quiet` but warnings (scripts read the final JSON document on
+//! stdout).
+//!
+//! Bars appear only once they have something to count (no `videos 0/0` while submitting),
+//! their length is the night's total from the start (it does not grow as passes find more),
+//! messages are cut to the terminal's width rather than wrapped, and log lines are written
+//! above the bars, never into them ([`LogWriter`]).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -22,11 +29,35 @@ enum Mode {
 }
 
 struct Bars {
-    _multi: MultiProgress,
+    multi: MultiProgress,
     status: ProgressBar,
     videos: ProgressBar,
     bytes: ProgressBar,
+    videos_shown: AtomicBool,
+    bytes_shown: AtomicBool,
     nearest_expiry: Mutex<Option<i64>>,
+}
+
+/// The bars on screen, if any: log lines go above them.
+static ON_SCREEN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Where log lines go: stderr, above the progress bars when there are any, so a warning never
+/// lands in the middle of a bar.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bars = ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bars {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 impl Progress {
@@ -45,9 +76,12 @@ impl Progress {
     pub fn finish(&self) {
         if let Mode::Bars(bars) = &self.mode {
             bars.status.finish_and_clear();
-            // Abandon, not finish: finishing jumps the position to the length (0 for bytes).
-            bars.videos.abandon();
-            bars.bytes.abandon();
+            // As cargo does: the bars go when the work is done; the command's summary says
+            // what they counted.
+            bars.videos.finish_and_clear();
+            bars.bytes.finish_and_clear();
+            bars.multi.clear().ok();
+            *ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 }
@@ -56,24 +90,48 @@ impl Bars {
     fn new() -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let status = multi.add(ProgressBar::new_spinner());
-        status.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
-        let videos = multi.add(ProgressBar::new(0));
+        status.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template"),
+        );
+        // Not on screen until there is something to count.
+        let videos = ProgressBar::new(0);
         videos.set_style(
-            ProgressStyle::with_template("videos [{bar:30}] {pos}/{len} {msg}")
+            ProgressStyle::with_template("videos [{bar:24}] {pos}/{len} {wide_msg}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        let bytes = multi.add(ProgressBar::new(0));
+        let bytes = ProgressBar::new(0);
         bytes.set_style(
             ProgressStyle::with_template("bytes  {binary_bytes} at {binary_bytes_per_sec}")
                 .expect("valid template"),
         );
+        *ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi.clone());
         Bars {
-            _multi: multi,
+            multi,
             status,
             videos,
             bytes,
+            videos_shown: AtomicBool::new(false),
+            bytes_shown: AtomicBool::new(false),
             nearest_expiry: Mutex::new(None),
+        }
+    }
+
+    fn show_once(&self, bar: &ProgressBar, shown: &AtomicBool) {
+        if !shown.swap(true, Ordering::Relaxed) {
+            self.multi.add(bar.clone());
+        }
+    }
+
+    /// The videos bar's length: the night's total when harvest starts, grown only if the
+    /// downloads planned outrun it (a request settled elsewhere meanwhile, say).
+    fn expect_videos(&self, at_least: u64) {
+        if at_least == 0 {
+            return;
+        }
+        self.show_once(&self.videos, &self.videos_shown);
+        if self.videos.length().unwrap_or(0) < at_least {
+            self.videos.set_length(at_least);
         }
     }
 
@@ -104,8 +162,14 @@ impl Bars {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = None;
             }
-            Event::DownloadsPlanned { videos } => self.videos.inc_length(*videos),
-            Event::DownloadProgress { bytes } => self.bytes.inc(*bytes),
+            Event::HarvestStarted { videos } => self.expect_videos(*videos),
+            Event::DownloadsPlanned { videos } => {
+                self.expect_videos(self.videos.position() + videos)
+            }
+            Event::DownloadProgress { bytes } => {
+                self.show_once(&self.bytes, &self.bytes_shown);
+                self.bytes.inc(*bytes)
+            }
             Event::VideoHarvested { .. } => self.videos.inc(1),
             other => {
                 if let Some(line) = line_for(other) {
@@ -179,15 +243,19 @@ fn describe(event: &Event) -> Option<String> {
         Event::JobCreated {
             provider,
             shot_id,
+            take,
             video_id,
             adopted,
             ..
-        } => match adopted {
-            false => format!("sent {shot_id} to {provider} as job {video_id}"),
-            true => format!(
-                "found job {video_id} of {shot_id} on {provider}, sent by an interrupted run"
-            ),
-        },
+        } => {
+            let shot = shot_take(shot_id, *take);
+            match adopted {
+                false => format!("sent {shot} to {provider} as job {video_id}"),
+                true => format!(
+                    "found job {video_id} of {shot} on {provider}, sent by an interrupted run"
+                ),
+            }
+        }
         Event::BatchAdopted { part, batch_id, .. } => {
             format!("found batch {batch_id} (part {part}) created by an interrupted run")
         }
@@ -206,26 +274,84 @@ fn describe(event: &Event) -> Option<String> {
                 "batch {batch_id}: {status} ({completed} done, {failed} failed of {total}{expiry})"
             )
         }
-        Event::VideoHarvested { shot_id, bytes, .. } => {
-            format!("harvested {shot_id} ({bytes} bytes)")
+        Event::VideoHarvested {
+            shot_id,
+            take,
+            bytes,
+            ..
+        } => {
+            format!("harvested {} ({bytes} bytes)", shot_take(shot_id, *take))
         }
         Event::RequestFailed {
             shot_id,
+            take,
             code,
             message,
             ..
         } => format!(
-            "failed {shot_id}: {}{message}",
+            "failed {}: {}{message}",
+            shot_take(shot_id, *take),
             code.as_deref()
                 .map(|c| format!("[{c}] "))
                 .unwrap_or_default()
         ),
         Event::RequestLost {
-            shot_id, reason, ..
-        } => format!("lost {shot_id}: {reason}"),
+            shot_id,
+            take,
+            reason,
+            ..
+        } => format!("lost {}: {reason}", shot_take(shot_id, *take)),
         Event::Warning { message } => format!("warning: {message}"),
         Event::PollStarted { .. }
+        | Event::HarvestStarted { .. }
         | Event::DownloadsPlanned { .. }
         | Event::DownloadProgress { .. } => return None,
     })
+}
+
+/// `sq010_a take 2`: which take, in every message about one.
+fn shot_take(shot_id: &str, take: u32) -> String {
+    format!("{shot_id} take {}", take.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_about_a_request_names_its_take() {
+        let events = [
+            Event::VideoHarvested {
+                shot_id: "sq010".into(),
+                take: 2,
+                key: "k".into(),
+                bytes: 10,
+            },
+            Event::RequestFailed {
+                shot_id: "sq010".into(),
+                take: 2,
+                key: "k".into(),
+                code: None,
+                message: "no".into(),
+            },
+            Event::RequestLost {
+                shot_id: "sq010".into(),
+                take: 2,
+                key: "k".into(),
+                reason: "expired".into(),
+            },
+            Event::JobCreated {
+                provider: "lab".into(),
+                shot_id: "sq010".into(),
+                take: 2,
+                key: "k".into(),
+                video_id: "v".into(),
+                adopted: false,
+            },
+        ];
+        for event in &events {
+            let line = line_for(event).unwrap();
+            assert!(line.contains("sq010 take 2"), "{line}");
+        }
+    }
 }

@@ -18,6 +18,8 @@ use crate::provider::Lane;
 
 mod jobs;
 pub use jobs::{JobRow, JobStatus};
+mod spend;
+pub use spend::{Estimate, Planned, RunSpend};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -189,6 +191,8 @@ ALTER TABLE batches_v3 RENAME TO batches;
 -- Whether an output is in the studio's shared cache yet (published after it is stored here).
 ALTER TABLE outputs ADD COLUMN published INTEGER NOT NULL DEFAULT 0;
 "#,
+    // The bill: each render, charged to the run that sent it (see `spend.rs`).
+    spend::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -71,7 +71,8 @@ pub struct GlobalArgs {
     )]
     pub state_dir: PathBuf,
     /// Output for people (tables, progress) or for scripts (JSON on stdout; CSV for `spend`).
-    #[arg(long = "format", global = true, value_enum, default_value_t = FormatChoice::Human)]
+    #[arg(long = "format", value_name = "FORMAT", global = true, value_enum,
+          default_value_t = FormatChoice::Human)]
     pub format_choice: FormatChoice,
     /// `--format` as the commands read it: CSV is `spend`'s alone and refused elsewhere.
     #[arg(skip = Format::Human)]

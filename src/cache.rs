@@ -507,34 +507,124 @@ impl ObjectStore for LocalStore {
             temps_removed: self.clean_stale_temps(STALE_TEMP_AGE)?,
             ..GcReport::default()
         };
-        let mut kept = Vec::new();
-        for info in self.list()? {
-            if keep.contains(&info.id) {
-                kept.push(info);
-            } else if self.remove(&info.id)? {
+        let plan = plan_gc(self.list()?, keep, max_bytes);
+        for info in &plan.remove {
+            if self.remove(&info.id)? {
                 report.removed.push(info.id);
                 report.freed_bytes += info.size;
             }
         }
-        if let Some(max_bytes) = max_bytes {
-            kept.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.id.cmp(&b.id)));
-            let mut total: u64 = kept.iter().map(|i| i.size).sum();
-            let mut evict = 0;
-            while total > max_bytes && evict < kept.len() {
-                let info = &kept[evict];
-                if self.remove(&info.id)? {
-                    report.removed.push(info.id);
-                    report.freed_bytes += info.size;
-                }
-                total -= info.size;
-                evict += 1;
-            }
-            kept.drain(..evict);
-        }
-        report.kept_objects = kept.len();
-        report.kept_bytes = kept.iter().map(|i| i.size).sum();
+        report.kept_objects = plan.keep.len();
+        report.kept_bytes = plan.keep.iter().map(|i| i.size).sum();
         Ok(report)
     }
+}
+
+/// What a gc removes and keeps, decided before anything is removed (`cache gc --dry-run`
+/// shows it; `gc` carries it out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcPlan {
+    /// Objects no retained run uses, then those evicted for size, oldest-used first.
+    pub remove: Vec<ObjectInfo>,
+    pub keep: Vec<ObjectInfo>,
+}
+
+impl GcPlan {
+    pub fn freed_bytes(&self) -> u64 {
+        self.remove.iter().map(|i| i.size).sum()
+    }
+
+    pub fn kept_bytes(&self) -> u64 {
+        self.keep.iter().map(|i| i.size).sum()
+    }
+}
+
+/// Removes what is not in `keep`, then the least recently used of the rest until at most
+/// `max_bytes` remain.
+pub fn plan_gc(
+    objects: Vec<ObjectInfo>,
+    keep: &HashSet<ObjectId>,
+    max_bytes: Option<u64>,
+) -> GcPlan {
+    let (mut kept, mut remove): (Vec<ObjectInfo>, Vec<ObjectInfo>) = objects
+        .into_iter()
+        .partition(|info| keep.contains(&info.id));
+    if let Some(max_bytes) = max_bytes {
+        kept.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.id.cmp(&b.id)));
+        let mut total: u64 = kept.iter().map(|i| i.size).sum();
+        let mut evict = 0;
+        while total > max_bytes && evict < kept.len() {
+            total -= kept[evict].size;
+            evict += 1;
+        }
+        remove.extend(kept.drain(..evict));
+    }
+    GcPlan { remove, keep: kept }
+}
+
+/// A size as people write it: plain bytes (`1048576`), or a number with a unit. `K`, `M`, `G`,
+/// `T` (with or without `B`) are decimal, powers of 1000, as disks are sold; `KiB`, `MiB`,
+/// `GiB`, `TiB` are binary, powers of 1024. Fractions are allowed (`1.5T`); any case.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a size: expected bytes or a number with K, M, G or T (decimal) or KiB, MiB, GiB or TiB (binary), e.g. 50G"
+        )
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || (number.ends_with('.')) {
+        return Err(bad());
+    }
+    let whole: u128 = whole.parse().map_err(|_| bad())?;
+    // Integer arithmetic: 1.5T is exactly 1,500,000,000,000 bytes, whatever floats would say.
+    let scale = 10u128.checked_pow(fraction.len() as u32).ok_or_else(bad)?;
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| bad())?
+    };
+    let bytes = whole
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(fraction))
+        .and_then(|n| n.checked_mul(u128::from(unit_bytes)))
+        .map(|n| n / scale)
+        .ok_or_else(bad)?;
+    u64::try_from(bytes).map_err(|_| bad())
+}
+
+/// Bytes for people, in binary units with one decimal: `512 B`, `1.2 MiB`, `46.6 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut unit = 0;
+    let mut divisor: u128 = 1024;
+    while unit + 1 < UNITS.len() && u128::from(bytes) >= divisor * 1024 {
+        unit += 1;
+        divisor *= 1024;
+    }
+    // Tenths of the unit, rounded half up, in integers.
+    let tenths = (u128::from(bytes) * 10 + divisor / 2) / divisor;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 // ---------------------------------------------------------------- writing

@@ -1,11 +1,17 @@
 //! `render cache ls|verify|gc`.
 
+use std::collections::HashMap;
+use std::time::SystemTime;
+
 use serde::Serialize;
 
 use super::state::open_state;
 use super::{Format, GlobalArgs, Outcome};
 use crate::cache::LocalStore;
-use crate::cache::{ObjectStore, VerifyProblem};
+use crate::cache::{GcPlan, ObjectId, ObjectInfo, ObjectStore, VerifyProblem};
+use crate::cache::{human_size, parse_size, plan_gc};
+use crate::ledger::{KeyUse, Ledger};
+use crate::report::terminal::escape_controls;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,15 +21,16 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CacheCommand {
-    /// List cached outputs: key, object, size.
+    /// List cached outputs: shot, project, size and last use (newest first).
     Ls,
     /// Re-hash every object against its name; corrupt ones are quarantined (exit 6 if any).
     /// With --cache, the shared store's objects too (corrupt ones are removed).
     Verify,
     /// Remove objects no retained run uses, then the least recently used beyond --max-size.
     Gc {
-        /// Keep the cache under this many bytes (e.g. 50000000000).
-        #[arg(long, value_name = "BYTES")]
+        /// Keep the cache under this size: bytes, or 50G, 500M, 1.5T (K/M/G/T decimal, powers
+        /// of 1000; KiB/MiB/GiB/TiB binary, powers of 1024).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_size: Option<u64>,
         /// Retain only the outputs of the N newest runs (default: every run).
         #[arg(long, value_name = "N")]
@@ -32,6 +39,9 @@ pub enum CacheCommand {
         /// or laid out) for this many days, then the shared objects no entry points at.
         #[arg(long, value_name = "DAYS", default_value_t = 30)]
         shared_max_age: u64,
+        /// Say what would be removed and how much it would free; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -39,15 +49,31 @@ pub enum CacheCommand {
 struct Entry {
     key: String,
     sha256: String,
+    /// The video's bytes (the thumbnail's are in `size`).
     bytes: u64,
     video_id: Option<String>,
     present: bool,
+    /// The shot, take and project of the newest run that uses it (none for an output no run
+    /// of this ledger lists, e.g. fetched from the shared cache for a run since removed).
+    shot_id: Option<String>,
+    take: Option<u32>,
+    project: Option<String>,
+    /// Video and thumbnail objects present, in bytes and for people ("1.2 MiB").
+    size_bytes: u64,
+    size: String,
+    /// When the video object was last written or laid out (RFC 3339, UTC).
+    last_used: Option<String>,
+    #[serde(skip)]
+    last_used_at: Option<SystemTime>,
 }
 
 impl Args {
-    /// `verify` quarantines and `gc` removes; `ls` only looks.
+    /// `verify` quarantines and `gc` removes; `ls` and `gc --dry-run` only look.
     pub fn changes_state(&self) -> bool {
-        !matches!(self.command, CacheCommand::Ls)
+        !matches!(
+            self.command,
+            CacheCommand::Ls | CacheCommand::Gc { dry_run: true, .. }
+        )
     }
 }
 
@@ -61,35 +87,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                 return empty(&args.command, global.format);
             };
             let store = LocalStore::open(&global.state_dir)?;
-            let entries: Vec<Entry> = ledger
-                .outputs()?
-                .into_iter()
-                .map(|o| Entry {
-                    key: o.key.hex(),
-                    sha256: o.video_sha.hex(),
-                    bytes: o.video_bytes,
-                    video_id: o.video_id,
-                    present: store.has(&o.video_sha),
-                })
-                .collect();
+            let entries = list_entries(&ledger, &store)?;
             if global.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
-                for e in &entries {
-                    let missing = if e.present { "" } else { "  (object missing)" };
-                    println!(
-                        "{}  {}  {:>12} bytes{missing}",
-                        &e.key[..16],
-                        &e.sha256[..16],
-                        e.bytes
-                    );
-                }
-                println!("{} outputs", entries.len());
+                print_entries(&entries);
             }
             Ok(Outcome::Success)
         }
         CacheCommand::Verify if !exists => empty(&args.command, global.format),
-        CacheCommand::Gc { .. } if !exists => empty(&args.command, global.format),
+        CacheCommand::Gc { dry_run: false, .. } if !exists => empty(&args.command, global.format),
         CacheCommand::Verify => {
             let state = open_state(global)?;
             let problems = state.store.verify_all(true)?;
@@ -118,7 +125,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         CacheCommand::Gc {
             max_size,
             keep_runs,
+            dry_run: true,
+            ..
+        } => dry_run_gc(global, max_size, keep_runs),
+        CacheCommand::Gc {
+            max_size,
+            keep_runs,
             shared_max_age,
+            dry_run: false,
         } => {
             let state = open_state(global)?;
             let shared_removed = match super::state::shared_cache(global)? {
@@ -159,11 +173,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                     );
                 }
                 println!(
-                    "removed {} objects ({} bytes); kept {} ({} bytes)",
+                    "removed {} objects ({} bytes, {}); kept {} ({} bytes, {})",
                     report.removed.len(),
                     report.freed_bytes,
+                    human_size(report.freed_bytes),
                     report.kept_objects,
-                    report.kept_bytes
+                    report.kept_bytes,
+                    human_size(report.kept_bytes)
                 );
             }
             Ok(Outcome::Success)
@@ -186,6 +202,185 @@ fn empty(command: &CacheCommand, format: Format) -> anyhow::Result<Outcome> {
         CacheCommand::Gc { .. } => println!("removed 0 objects (0 bytes); kept 0 (0 bytes)"),
     }
     Ok(Outcome::Success)
+}
+
+/// Every output the ledger records, named by its newest use, newest first.
+fn list_entries(ledger: &Ledger, store: &LocalStore) -> anyhow::Result<Vec<Entry>> {
+    let objects: HashMap<ObjectId, ObjectInfo> =
+        store.list()?.into_iter().map(|o| (o.id, o)).collect();
+    let uses = ledger.newest_uses()?;
+    let mut entries: Vec<Entry> = ledger
+        .outputs()?
+        .into_iter()
+        .map(|o| {
+            let video = objects.get(&o.video_sha);
+            let thumbnail = o.thumbnail_sha.and_then(|t| objects.get(&t));
+            let size_bytes = video.iter().chain(thumbnail.iter()).map(|i| i.size).sum();
+            let used: Option<&KeyUse> = uses.get(&o.key);
+            let last_used_at = video.map(|v| v.last_used);
+            Entry {
+                key: o.key.hex(),
+                sha256: o.video_sha.hex(),
+                bytes: o.video_bytes,
+                video_id: o.video_id,
+                present: video.is_some(),
+                shot_id: used.map(|u| u.shot_id.clone()),
+                take: used.map(|u| u.take),
+                project: used.and_then(|u| u.project.clone()),
+                size_bytes,
+                size: human_size(size_bytes),
+                last_used: last_used_at.map(rfc3339),
+                last_used_at,
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at).then(a.key.cmp(&b.key)));
+    Ok(entries)
+}
+
+fn print_entries(entries: &[Entry]) {
+    let rows: Vec<[String; 4]> = entries
+        .iter()
+        .map(|e| {
+            let shot = match (&e.shot_id, e.take) {
+                (Some(shot), Some(take)) if take > 1 => format!("{shot} (take {take})"),
+                (Some(shot), _) => shot.clone(),
+                (None, _) => format!("({}…)", &e.key[..12]),
+            };
+            let last_use = match &e.last_used_at {
+                Some(at) => human_time(*at),
+                None => "(object missing)".to_string(),
+            };
+            [
+                escape_controls(&shot).into_owned(),
+                escape_controls(e.project.as_deref().unwrap_or("-")).into_owned(),
+                e.size.clone(),
+                last_use,
+            ]
+        })
+        .collect();
+    let header = ["shot", "project", "size", "last use (UTC)"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let [shot, project, size, last] = row;
+        let [w0, w1, w2, _] = widths;
+        println!("{shot:<w0$}  {project:<w1$}  {size:>w2$}  {last}");
+    }
+    let total: u64 = entries.iter().map(|e| e.size_bytes).sum();
+    println!("{} outputs, {}", entries.len(), human_size(total));
+}
+
+/// `cache gc --dry-run`: the same choice gc makes, shown, and nothing removed. It takes no lock
+/// and leaves the shared cache alone (its gc is not previewed).
+fn dry_run_gc(
+    global: &GlobalArgs,
+    max_size: Option<u64>,
+    keep_runs: Option<usize>,
+) -> anyhow::Result<Outcome> {
+    let Some(ledger) = super::state::existing_ledger(global)? else {
+        return print_gc_plan(&GcPlan::default(), &HashMap::new(), global);
+    };
+    let store = LocalStore::open(&global.state_dir)?;
+    let keep = match keep_runs {
+        Some(n) => ledger.objects_of_newest_runs(n)?,
+        None => ledger.referenced_objects()?,
+    };
+    let plan = plan_gc(store.list()?, &keep, max_size);
+    // Name each object by the shot whose video or thumbnail it is.
+    let uses = ledger.newest_uses()?;
+    let mut names = HashMap::new();
+    for output in ledger.outputs()? {
+        if let Some(used) = uses.get(&output.key) {
+            names.insert(output.video_sha, used.clone());
+            if let Some(thumbnail) = output.thumbnail_sha {
+                names.insert(thumbnail, used.clone());
+            }
+        }
+    }
+    print_gc_plan(&plan, &names, global)
+}
+
+fn print_gc_plan(
+    plan: &GcPlan,
+    names: &HashMap<ObjectId, KeyUse>,
+    global: &GlobalArgs,
+) -> anyhow::Result<Outcome> {
+    if global.format == Format::Json {
+        let remove: Vec<_> = plan
+            .remove
+            .iter()
+            .map(|info| {
+                let used = names.get(&info.id);
+                serde_json::json!({
+                    "sha256": info.id.hex(),
+                    "bytes": info.size,
+                    "shot_id": used.map(|u| u.shot_id.clone()),
+                    "project": used.and_then(|u| u.project.clone()),
+                    "last_used": rfc3339(info.last_used),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "dry_run": true,
+                "would_remove": remove,
+                "would_free_bytes": plan.freed_bytes(),
+                "kept_objects": plan.keep.len(),
+                "kept_bytes": plan.kept_bytes(),
+            }))?
+        );
+        return Ok(Outcome::Success);
+    }
+    for info in &plan.remove {
+        let name = match names.get(&info.id) {
+            Some(used) => format!(
+                "{} ({})",
+                used.shot_id,
+                used.project.as_deref().unwrap_or("-")
+            ),
+            None => "no output uses it".to_string(),
+        };
+        println!(
+            "would remove {}…  {:>10}  {}",
+            &info.id.hex()[..16],
+            human_size(info.size),
+            escape_controls(&name)
+        );
+    }
+    println!(
+        "dry run: would remove {} objects ({}, {} bytes); would keep {} ({}); nothing was removed",
+        plan.remove.len(),
+        human_size(plan.freed_bytes()),
+        plan.freed_bytes(),
+        plan.keep.len(),
+        human_size(plan.kept_bytes())
+    );
+    if global.cache.is_some() {
+        println!("the shared cache is not examined in a dry run");
+    }
+    Ok(Outcome::Success)
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    crate::report::spend::rfc3339(unix_seconds(at))
+}
+
+fn human_time(at: SystemTime) -> String {
+    chrono::DateTime::from_timestamp(unix_seconds(at), 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn unix_seconds(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn describe(problem: &VerifyProblem) -> String {

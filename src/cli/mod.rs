@@ -14,6 +14,7 @@ mod nightly;
 mod plan;
 mod retry;
 mod sandbox;
+mod spend;
 mod state;
 mod status;
 mod submit;
@@ -70,8 +71,12 @@ pub struct GlobalArgs {
         default_value = ".render"
     )]
     pub state_dir: PathBuf,
-    /// Output for people (tables, progress) or for scripts (JSON on stdout).
-    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    /// Output for people (tables, progress) or for scripts (JSON on stdout; CSV for `spend`).
+    #[arg(long = "format", value_name = "FORMAT", global = true, value_enum,
+          default_value_t = FormatChoice::Human)]
+    pub format_choice: FormatChoice,
+    /// `--format` as the commands read it: CSV is `spend`'s alone and refused elsewhere.
+    #[arg(skip = Format::Human)]
     pub format: Format,
     /// A providers file (default: `<state-dir>/providers.yaml` when it exists); the server of
     /// OPENAI_BASE_URL is always there too, as `default`.
@@ -109,6 +114,14 @@ pub enum Format {
     Json,
 }
 
+/// What `--format` accepts: every command's two, and the spreadsheet `spend` also writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatChoice {
+    Human,
+    Json,
+    Csv,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate and price shot lists per provider and lane, showing what is already cached.
@@ -127,6 +140,8 @@ enum Command {
     Nightly(nightly::Args),
     /// Inspect and maintain the content-addressed cache.
     Cache(cache::Args),
+    /// The bill: each run's planned and billed cost, and what Batch saved (human, json, csv).
+    Spend(spend::Args),
     /// Serve a local, OpenAI-compatible Files + Batch + Videos API for tests and rehearsals.
     Sandbox(sandbox::Args),
 }
@@ -134,7 +149,11 @@ enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Err(usage) = settle_format(&mut cli) {
+        eprintln!("error: {usage}");
+        return ExitCode::from(Outcome::Usage as u8);
+    }
     let color = crate::report::terminal::init_color(cli.global.color);
     init_logging(
         cli.global.verbose,
@@ -150,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => cancel::run(args, &cli.global),
         Command::Nightly(args) => nightly::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
+        Command::Spend(args) => spend::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };
     match result {
@@ -162,6 +182,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_status_of(&err) as u8)
         }
     }
+}
+
+/// Sets the `--format` every command reads; `--format csv` is a usage error but for `spend`.
+fn settle_format(cli: &mut Cli) -> Result<(), UsageError> {
+    cli.global.format = match cli.global.format_choice {
+        FormatChoice::Human => Format::Human,
+        FormatChoice::Json => Format::Json,
+        FormatChoice::Csv if matches!(cli.command, Command::Spend(_)) => Format::Human,
+        FormatChoice::Csv => {
+            return Err(UsageError(
+                "--format csv is only for `render spend`; use human or json".into(),
+            ));
+        }
+    };
+    Ok(())
 }
 
 /// A closed stdout (`render status | head -1`) ends the process quietly, as it does `cat`

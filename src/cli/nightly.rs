@@ -87,6 +87,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         None => routes_for(&providers, &plan.providers, args.trust.bounds())?,
     };
     let mut state = open_state(global)?;
+    let human = global.format == Format::Human;
+    let estimate = super::spend::before_sending(&plan, &mut state.ledger, human)?;
     let progress = global.progress();
     let harvest_options = HarvestOptions {
         jobs: args.jobs,
@@ -129,7 +131,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     });
     progress.finish();
     let report = report?;
-    super::harvest::print_report(&report, global.format)?;
+    let spent = match report.runs.first() {
+        Some(run) => super::spend::spent(&state.ledger, &run.run_id)?,
+        None => crate::money::Usd::ZERO,
+    };
+    super::spend::print_with_spend(&report, &estimate, spent, !human, || {
+        super::harvest::print_report(&report, global.format)
+    })?;
     let outcome = super::harvest::outcome(&report, true);
     let secrets: Vec<String> = providers
         .iter()

@@ -87,6 +87,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     }
     let routes = routes_for(&providers, &plan.providers, Bounds::default())?;
     let mut state = open_state(global)?;
+    let human = global.format == Format::Human;
+    let estimate = super::spend::before_sending(&plan, &mut state.ledger, human)?;
     let progress = global.progress();
     let shared = super::state::shared_cache(global)?;
     let report = runtime()?.block_on(submit(
@@ -99,7 +101,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         &progress,
     ));
     progress.finish();
-    print_report(&report?, global.format)?;
+    let report = report?;
+    let spent = super::spend::spent(&state.ledger, &report.run_id)?;
+    super::spend::print_with_spend(&report, &estimate, spent, !human, || {
+        print_report(&report, global.format)
+    })?;
     Ok(Outcome::Success)
 }
 

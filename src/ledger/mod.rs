@@ -18,6 +18,8 @@ use crate::provider::Lane;
 
 mod jobs;
 pub use jobs::{JobRow, JobStatus};
+mod spend;
+pub use spend::{Estimate, Planned, RunSpend};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -201,6 +203,8 @@ ALTER TABLE requests ADD COLUMN take INTEGER NOT NULL DEFAULT 1;
 UPDATE requests SET take = COALESCE(
     (SELECT run_items.take FROM run_items WHERE run_items.key = requests.key LIMIT 1), 1);
 "#,
+    // The bill: each render, charged to the run that sent it (see `spend.rs`).
+    spend::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +318,14 @@ pub struct RunItem {
     pub key: RequestKey,
     pub cost: Usd,
     pub tags: Vec<String>,
+}
+
+/// Where a key was last used: its shot, take and project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUse {
+    pub shot_id: String,
+    pub take: u32,
+    pub project: Option<String>,
 }
 
 /// Everything needed to (re)send a request without the shot list.
@@ -651,6 +663,32 @@ impl Ledger {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Each key's shot, take and project in the newest run that holds it: what `cache ls`
+    /// names an object by.
+    pub fn newest_uses(&self) -> Result<std::collections::HashMap<RequestKey, KeyUse>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_items.key, run_items.shot_id, run_items.take, runs.project
+             FROM run_items JOIN runs ON runs.id = run_items.run_id
+             ORDER BY runs.created_at, runs.rowid, run_items.rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                KeyUse {
+                    shot_id: r.get(1)?,
+                    take: r.get(2)?,
+                    project: r.get(3)?,
+                },
+            ))
+        })?;
+        let mut uses = std::collections::HashMap::new();
+        for row in rows {
+            let (key, used) = row?;
+            uses.insert(parse_sha(&key)?, used);
+        }
+        Ok(uses)
     }
 
     // ------------------------------------------------------------ requests

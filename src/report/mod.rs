@@ -2,5 +2,6 @@
 
 pub mod plan;
 pub mod progress;
+pub mod spend;
 pub mod status;
 pub mod terminal;

@@ -21,12 +21,14 @@ pub fn render_runs(runs: &[RunStatus]) -> String {
 }
 
 fn render_run(out: &mut String, run: &RunStatus) {
-    let state = match (run.done, run.cancelled) {
-        (_, true) => "cancelled",
-        (true, false) => "done",
-        (false, false) => "open",
-    };
     let c = &run.counts;
+    // A finished run with losses is not "done" in the sense a supervisor means.
+    let state = match (run.done, run.cancelled) {
+        (_, true) => "cancelled".to_string(),
+        (true, false) if c.failed + c.lost == 0 => "done".to_string(),
+        (true, false) => format!("finished: {} failed, {} lost", c.failed, c.lost),
+        (false, false) => "open".to_string(),
+    };
     let _ = writeln!(
         out,
         "{}  {}  [{state}]",
@@ -267,6 +269,20 @@ mod tests {
             text.contains("as of the last harvest:\n    wan-farm: not configured"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_finished_run_with_losses_does_not_say_done() {
+        let mut run = night();
+        run.done = true;
+        run.counts = Counts {
+            harvested: 2,
+            failed: 1,
+            lost: 1,
+            pending: 0,
+        };
+        let text = render_runs(&[run]);
+        assert!(text.contains("[finished: 1 failed, 1 lost]"), "{text}");
     }
 
     #[test]

@@ -198,3 +198,58 @@ fn cancel_stops_running_direct_jobs_once_and_marks_them_lost() {
         2
     );
 }
+
+#[test]
+fn cancel_works_while_the_night_runs_and_the_night_then_ends() {
+    let night = slow_night(Duration::from_secs(120));
+    night.write(
+        "providers.yaml",
+        format!(
+            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: 2\n",
+            night.sandbox.base_url()
+        ),
+    );
+    night.write(
+        "shots.yaml",
+        "project: live-cancel\ndefaults: {provider: lab}\nshots:\n  - {id: a, prompt: a kite}\n  - {id: b, prompt: a boat}\n  - {id: c, prompt: a bird}\n",
+    );
+    let mut nightly = night
+        .command(&[
+            "--providers",
+            "providers.yaml",
+            "nightly",
+            "shots.yaml",
+            "--max-poll-interval",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Two jobs rendering (slots full), the third waiting for a slot.
+    let started = std::time::Instant::now();
+    while night.sandbox.stats().videos_created < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the night never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cancelled = night.json(&["--providers", "providers.yaml", "cancel", "last"]);
+    assert_eq!(cancelled["jobs_cancelled"], 2, "{cancelled}");
+    // The night sees its jobs settled and ends long before a render would have finished.
+    let ended = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = nightly.try_wait().unwrap() {
+            break status;
+        }
+        if ended.elapsed() > Duration::from_secs(30) {
+            nightly.kill().unwrap();
+            panic!("the night kept running after its cancel");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(5), "lost (cancelled) requests");
+    // The waiting third request was never sent.
+    assert_eq!(night.sandbox.stats().videos_created, 2);
+}

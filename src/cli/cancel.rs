@@ -1,8 +1,8 @@
 //! `render cancel RUN`: cancel a run's batches and jobs at their providers, keeping what
 //! finished (the next `render harvest` downloads it).
 
-use super::state::{Bounds, find_run, open_state, providers, reachable_routes, runtime};
-use super::{Format, GlobalArgs, Outcome};
+use super::state::{Bounds, existing_ledger, find_run, providers, reachable_routes, runtime};
+use super::{Format, GlobalArgs, Outcome, UsageError};
 use crate::cancel::cancel_run;
 
 #[derive(Debug, clap::Args)]
@@ -12,11 +12,20 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let mut state = open_state(global)?;
-    let run = find_run(&state.ledger, &args.run)?;
+    // Without the state directory's lock: a cancel is wanted most while the night that holds
+    // it runs. It only marks the run, records what it stopped (SQLite keeps the writes of two
+    // processes apart) and asks the providers; the running night then finds its batches
+    // cancelled and its jobs settled, harvests what finished and stops.
+    let mut ledger = existing_ledger(global)?.ok_or_else(|| {
+        UsageError(format!(
+            "no runs to cancel (no ledger in {})",
+            global.state_dir.display()
+        ))
+    })?;
+    let run = find_run(&ledger, &args.run)?;
     let routes = reachable_routes(&providers(global)?, None, Bounds::default())?;
     let progress = global.progress();
-    let outcome = runtime()?.block_on(cancel_run(&run, &mut state.ledger, &routes, &progress))?;
+    let outcome = runtime()?.block_on(cancel_run(&run, &mut ledger, &routes, &progress))?;
     progress.finish();
     match global.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),

@@ -11,6 +11,7 @@ mod cache;
 mod harvest;
 mod nightly;
 mod plan;
+mod report;
 mod retry;
 mod sandbox;
 mod state;
@@ -114,6 +115,8 @@ enum Command {
     Nightly(nightly::Args),
     /// Inspect and maintain the content-addressed cache.
     Cache(cache::Args),
+    /// Write a run's contact sheet (index.html) again, from the ledger and the cache alone.
+    Report(report::Args),
     /// Serve a local, OpenAI-compatible Files + Batch + Videos API for tests and rehearsals.
     Sandbox(sandbox::Args),
 }
@@ -136,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => retry::run(args, &cli.global),
         Command::Nightly(args) => nightly::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
+        Command::Report(args) => report::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };
     match result {

@@ -130,6 +130,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     progress.finish();
     let report = report?;
     super::harvest::print_report(&report, global.format)?;
+    super::report::write_sheets(&report, global);
     let outcome = super::harvest::outcome(&report, true);
     let secrets: Vec<String> = providers
         .iter()

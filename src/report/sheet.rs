@@ -120,8 +120,9 @@ struct ShotRow {
 
 struct TakeCard {
     take: u32,
-    /// `harvested`, `failed`, `lost` or `pending`, which is also the card's CSS class.
+    /// `harvested`, `failed`, `lost` or `pending`.
     status: &'static str,
+    /// `ready`, `refused`, `failed`, `lost` or `pending`: the badge and the card's CSS class.
     badge: String,
     /// URL-encoded paths relative to the page.
     video: Option<String>,

@@ -44,6 +44,10 @@ pub struct Manifest {
     pub requests: Vec<ManifestEntry>,
     /// Earlier outputs moved into `superseded/` by this layout (paths relative to the folder).
     pub superseded: Vec<PathBuf>,
+    /// A newer run is laid out in the folder: this run's files were not put there (its
+    /// manifest is `manifests/<run>.json` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newer_run: Option<String>,
 }
 
 impl Manifest {
@@ -156,6 +160,9 @@ pub fn lay_out(
     lock.lock().map_err(write_error(&lock_path))?;
     // Holding the lock, nobody else is writing here: what a kill left half-written goes.
     crate::fsutil::sweep_temps(out_dir).map_err(write_error(out_dir))?;
+    // An older run harvested (or reported) after a newer one was laid out here must not put
+    // its files over the newer night's, nor move them aside: it gets its own manifest only.
+    let newer_run = newer_run_laid_out(out_dir, run, ledger);
     let mut entries = Vec::new();
     let mut total = crate::money::Usd::ZERO;
     let mut names = OutputNames::default();
@@ -163,13 +170,13 @@ pub fn lay_out(
         let request = ledger.request(&item.key)?;
         let output = cached_output(ledger, store, &item.key)?;
         let mut entry = entry(&item, request.as_ref(), output.as_ref());
-        if let Some(output) = &output {
+        if let Some(output) = output.as_ref().filter(|_| newer_run.is_none()) {
             place_files(&item, output, store, out_dir, &mut names, &mut entry)?;
         }
         total += item.cost;
         entries.push(entry);
     }
-    let superseded = if run.partial {
+    let superseded = if run.partial || newer_run.is_some() {
         Vec::new()
     } else {
         supersede_earlier_outputs(out_dir, &entries).map_err(write_error(out_dir))?
@@ -183,13 +190,35 @@ pub fn lay_out(
         total_cost_usd: plain_usd(total),
         requests: entries,
         superseded,
+        newer_run,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("the manifest always serializes");
     let own = out_dir.join(MANIFESTS_DIR).join(format!("{}.json", run.id));
     crate::fsutil::atomic_write(&own, &json).map_err(write_error(&own))?;
-    let latest = out_dir.join(MANIFEST_NAME);
-    crate::fsutil::atomic_write(&latest, &json).map_err(write_error(&latest))?;
+    if manifest.newer_run.is_none() {
+        let latest = out_dir.join(MANIFEST_NAME);
+        crate::fsutil::atomic_write(&latest, &json).map_err(write_error(&latest))?;
+    }
     Ok(manifest)
+}
+
+/// The run of the folder's latest manifest, when it is newer than `run`: by this ledger's
+/// order when it knows both (runs started in the same second included), else by start time.
+fn newer_run_laid_out(out_dir: &Path, run: &RunRow, ledger: &Ledger) -> Option<String> {
+    let bytes = std::fs::read(out_dir.join(MANIFEST_NAME)).ok()?;
+    let latest: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let id = latest["run_id"].as_str()?;
+    if id == run.id {
+        return None;
+    }
+    let runs = ledger.runs().ok()?;
+    let position = |id: &str| runs.iter().position(|r| r.id == id);
+    let newer = match (position(id), position(&run.id)) {
+        // Newest first.
+        (Some(theirs), Some(ours)) => theirs < ours,
+        _ => latest["created_at"].as_i64()? > run.created_at,
+    };
+    newer.then(|| id.to_string())
 }
 
 fn entry(

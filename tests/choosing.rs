@@ -196,3 +196,42 @@ fn a_csv_list_takes_its_project_from_the_flag_and_odd_names_keep_a_folder() {
         stderr_of(&renamed)
     );
 }
+
+#[test]
+fn an_older_run_harvested_late_never_covers_a_newer_nights_outputs() {
+    let night = Night::new();
+    night.write(
+        "shots.yaml",
+        "project: late\nshots:\n  - {id: a, prompt: monday's words}\n",
+    );
+    let monday = night.json(&["submit", "shots.yaml"]);
+    let monday = monday["run_id"].as_str().unwrap().to_string();
+    night.write(
+        "shots.yaml",
+        "project: late\nshots:\n  - {id: a, prompt: tuesday's words}\n",
+    );
+    let tuesday = night.json(&["submit", "shots.yaml"]);
+    let tuesday = tuesday["run_id"].as_str().unwrap().to_string();
+    night.ok(&["harvest", &tuesday, "--watch"]);
+    let tuesdays_video = std::fs::read(night.path("renders/late/a.mp4")).unwrap();
+
+    night.ok(&["harvest", &monday, "--watch"]);
+    assert_eq!(
+        std::fs::read(night.path("renders/late/a.mp4")).unwrap(),
+        tuesdays_video
+    );
+    assert_eq!(night.manifest("renders/late")["run_id"], tuesday.as_str());
+    assert!(!night.path("renders/late/superseded").exists());
+    assert!(
+        night
+            .path(&format!("renders/late/manifests/{monday}.json"))
+            .is_file()
+    );
+    let report = night.render(&["report", &monday]);
+    assert_eq!(report.status.code(), Some(2), "{}", stderr_of(&report));
+    assert!(
+        stderr_of(&report).contains("newer run"),
+        "{}",
+        stderr_of(&report)
+    );
+}

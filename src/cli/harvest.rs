@@ -89,6 +89,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     progress.finish();
     let report = report?;
     print_report(&report, global.format)?;
+    super::report::write_sheets(&report, &state.ledger, global);
     Ok(outcome(&report, args.watch))
 }
 

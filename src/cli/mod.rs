@@ -12,6 +12,7 @@ mod cancel;
 mod harvest;
 mod nightly;
 mod plan;
+mod report;
 mod retry;
 mod sandbox;
 mod spend;
@@ -142,6 +143,8 @@ enum Command {
     Cache(cache::Args),
     /// The bill: each run's planned and billed cost, and what Batch saved (human, json, csv).
     Spend(spend::Args),
+    /// Write a run's contact sheet (index.html) again, from the ledger and the cache alone.
+    Report(report::Args),
     /// Serve a local, OpenAI-compatible Files + Batch + Videos API for tests and rehearsals.
     Sandbox(sandbox::Args),
 }
@@ -170,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Nightly(args) => nightly::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
         Command::Spend(args) => spend::run(args, &cli.global),
+        Command::Report(args) => report::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };
     match result {

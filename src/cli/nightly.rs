@@ -138,6 +138,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     super::spend::print_with_spend(&report, &estimate, spent, !human, || {
         super::harvest::print_report(&report, global.format)
     })?;
+    super::report::write_sheets(&report, &state.ledger, global);
     let outcome = super::harvest::outcome(&report, true);
     let secrets: Vec<String> = providers
         .iter()

@@ -103,6 +103,9 @@ pub struct RunSummary {
     /// Still rendering or waiting for download.
     pub pending: usize,
     pub manifest: Option<PathBuf>,
+    /// What was laid out, for the contact sheet the CLI writes beside the manifest.
+    #[serde(skip)]
+    pub laid_out: Option<outputs::Manifest>,
 }
 
 impl HarvestReport {
@@ -639,6 +642,7 @@ fn finish_run(
             - manifest.count("failed")
             - manifest.count("lost"),
         manifest: Some(out_dir.join(outputs::MANIFEST_NAME)),
+        laid_out: Some(manifest),
     };
     let finished = summary.pending == 0
         && ledger

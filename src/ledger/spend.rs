@@ -172,6 +172,17 @@ impl Ledger {
         Ok(billed + Usd::from_micros(rendering))
     }
 
+    /// A key's standard price as the latest plan had it (`None` for keys planned before the
+    /// bill was kept).
+    pub fn standard_price(&self, key: &RequestKey) -> Result<Option<Usd>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT standard_micros FROM standard_prices WHERE key = ?1")?
+            .query_row([key.hex()], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(Usd::from_micros))
+    }
+
     /// Remembers each key's standard price, so that a render through the Batch lane knows
     /// what it saved. Call before sending; the latest plan's price wins.
     pub fn record_standard_prices(&mut self, prices: &[(RequestKey, Usd)]) -> Result<()> {

@@ -2,6 +2,7 @@
 
 pub mod plan;
 pub mod progress;
+pub mod sheet;
 pub mod spend;
 pub mod status;
 pub mod terminal;

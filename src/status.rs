@@ -19,8 +19,6 @@ use crate::provider::Lane;
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Questions in flight at once, across the run's batches and jobs.
 const ASKS_IN_FLIGHT: usize = 8;
-/// How long a provider keeps a finished batch's or job's videos.
-const OUTPUTS_KEPT_FOR: i64 = 24 * 3600;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunStatus {
@@ -337,7 +335,8 @@ fn batch_status(row: &BatchRow, live: Option<&(Batch, i64)>, now: i64) -> BatchS
         requests: row.request_count,
         completed,
         failed,
-        outputs_expire_in: ended_at.map(|t| t + OUTPUTS_KEPT_FOR - (now + offset)),
+        outputs_expire_in: ended_at
+            .map(|t| t + crate::api::types::OUTPUTS_LIFETIME_SECS - (now + offset)),
         harvested: row.harvested,
         live: live.is_some(),
     }

@@ -161,6 +161,9 @@ pub struct Deleted {
 
 // ---------------------------------------------------------------- Batches
 
+/// How long a provider keeps a finished batch's (or job's) videos downloadable: 24 hours.
+pub const OUTPUTS_LIFETIME_SECS: i64 = 24 * 3600;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {

@@ -43,7 +43,9 @@ impl Harvester<'_> {
         // and a real server's may simply differ.
         let now = client.server_now().unwrap_or_else(unix_now);
         ledger.set_clock_offset(batch.row, now - unix_now())?;
-        let outputs_expire_at = remote.completed_at.map(|t| t + OUTPUTS_LIFETIME_SECS);
+        let outputs_expire_at = remote
+            .completed_at
+            .map(|t| t + crate::api::types::OUTPUTS_LIFETIME_SECS);
         let expire_in = outputs_expire_at.map(|t| t - now);
         events.emit(Event::BatchStatus {
             batch_id: batch_id.to_string(),
@@ -206,8 +208,6 @@ fn give_up(
     Ok(())
 }
 
-/// How long a batch's videos stay downloadable after it completes.
-const OUTPUTS_LIFETIME_SECS: i64 = 24 * 3600;
 /// How long past its `expires_at` a batch in a status nobody knows is still waited for.
 const UNKNOWN_STATUS_GRACE_SECS: i64 = 3600;
 

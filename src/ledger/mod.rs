@@ -400,7 +400,8 @@ pub struct BatchRow {
 impl BatchRow {
     /// When the provider deletes this batch's videos: 24 hours after it completed.
     pub fn outputs_expire_at(&self) -> Option<i64> {
-        self.completed_at.map(|t| t + 24 * 3600)
+        self.completed_at
+            .map(|t| t + crate::api::types::OUTPUTS_LIFETIME_SECS)
     }
 }
 
@@ -1126,9 +1127,10 @@ impl Ledger {
         condition: &str,
         params: P,
     ) -> Result<Vec<BatchRow>> {
+        use crate::api::types::OUTPUTS_LIFETIME_SECS;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {BATCH_COLUMNS} FROM batches WHERE {condition}
-             ORDER BY COALESCE(completed_at + 86400, expires_at, intent_at), row"
+             ORDER BY COALESCE(completed_at + {OUTPUTS_LIFETIME_SECS}, expires_at, intent_at), row"
         ))?;
         let rows = stmt.query_map(params, batch_from_row)?;
         rows.map(|r| r.map_err(LedgerError::from)).collect()

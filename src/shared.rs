@@ -26,7 +26,7 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::cache::{CacheError, LocalStore, ObjectStore};
+use crate::cache::{CacheError, CacheStorage, LocalStore};
 use crate::key::{RequestKey, Sha256Hex};
 use crate::ledger::{OutputRow, unix_now};
 
@@ -216,7 +216,7 @@ impl SharedCache {
     pub async fn fetch(
         &self,
         entry: &IndexEntry,
-        local: &LocalStore,
+        local: &dyn CacheStorage,
     ) -> Result<OutputRow, SharedError> {
         self.fetch_object(entry.video_sha, local).await?;
         let thumbnail = match entry.thumbnail_sha {
@@ -239,7 +239,11 @@ impl SharedCache {
         })
     }
 
-    async fn fetch_object(&self, sha: Sha256Hex, local: &LocalStore) -> Result<(), SharedError> {
+    async fn fetch_object(
+        &self,
+        sha: Sha256Hex,
+        local: &dyn CacheStorage,
+    ) -> Result<(), SharedError> {
         if local.has(&sha) {
             return Ok(());
         }
@@ -248,7 +252,7 @@ impl SharedCache {
             .get(&object_path(&sha))
             .await
             .map_err(|e| self.store_error(e))?;
-        let mut pending = local.begin_object()?;
+        let mut pending = local.begin_object().await?;
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.store_error(e))?;
@@ -263,7 +267,7 @@ impl SharedCache {
         let actual = pending.finish(None).await?;
         if actual != sha {
             // Correctly named for what it is, but not what was asked for: not kept.
-            let _ = local.remove(&actual);
+            let _ = local.remove(&actual).await;
             return Err(SharedError::Corrupt {
                 url: self.url.clone(),
                 expected: sha,
@@ -274,7 +278,11 @@ impl SharedCache {
     }
 
     /// Publishes an output: its objects first (those not there yet), its index entry last.
-    pub async fn publish(&self, output: &OutputRow, local: &LocalStore) -> Result<(), SharedError> {
+    pub async fn publish(
+        &self,
+        output: &OutputRow,
+        local: &dyn CacheStorage,
+    ) -> Result<(), SharedError> {
         for sha in std::iter::once(output.video_sha).chain(output.thumbnail_sha) {
             self.publish_object(sha, local).await?;
         }
@@ -310,7 +318,11 @@ impl SharedCache {
         }
     }
 
-    async fn publish_object(&self, sha: Sha256Hex, local: &LocalStore) -> Result<(), SharedError> {
+    async fn publish_object(
+        &self,
+        sha: Sha256Hex,
+        local: &dyn CacheStorage,
+    ) -> Result<(), SharedError> {
         let path = object_path(&sha);
         match self.bucket.head(&path).await {
             Ok(_) => return Ok(()),
@@ -318,30 +330,22 @@ impl SharedCache {
             Err(e) => return Err(self.store_error(e)),
         }
         // Streamed in parts: memory stays flat however large the video.
-        let file = tokio::fs::File::open(local.path(&sha))
-            .await
-            .map_err(|source| {
-                SharedError::Cache(CacheError::Io {
-                    action: "open",
-                    path: local.path(&sha),
-                    source,
-                })
-            })?;
+        let reader = local.read(&sha).await?;
         let mut upload = object_store::buffered::BufWriter::new(self.bucket.clone(), path);
-        let mut reader = tokio::io::BufReader::new(file);
+        let mut reader = tokio::io::BufReader::new(reader);
         let copied = tokio::io::copy(&mut reader, &mut upload).await;
         if let Err(source) = copied {
             let _ = upload.abort().await;
             return Err(SharedError::Cache(CacheError::Io {
                 action: "upload",
-                path: local.path(&sha),
+                path: local.root().join(sha.hex()),
                 source,
             }));
         }
         upload.shutdown().await.map_err(|source| {
             SharedError::Cache(CacheError::Io {
                 action: "finish the upload of",
-                path: local.path(&sha),
+                path: local.root().join(sha.hex()),
                 source,
             })
         })
@@ -433,7 +437,7 @@ impl SharedCache {
 
     /// Re-hashes every shared object against its name; returns the names that do not match
     /// (and removes them, with the index entries that point at them, so nobody lays them out).
-    pub async fn verify(&self, local: &LocalStore) -> Result<Vec<String>, SharedError> {
+    pub async fn verify(&self, local: &dyn CacheStorage) -> Result<Vec<String>, SharedError> {
         let mut problems = Vec::new();
         let mut listing = self.bucket.list(Some(&StorePath::from("objects")));
         let mut names = Vec::new();

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::api::error::ApiError;
 use crate::batch::{self, BatchLimits};
-use crate::cache::LocalStore;
+use crate::cache::CacheStorage;
 use crate::events::{Event, EventSink};
 use crate::key::{RequestKey, Sha256Hex};
 use crate::lanes::Routes;
@@ -87,7 +87,7 @@ impl SubmitReport {
 pub async fn submit(
     plan: &Plan,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     shared: Option<&SharedCache>,
     routes: &Routes,
     limits: BatchLimits,
@@ -143,7 +143,7 @@ pub async fn submit(
 async fn pull_shared(
     plan: &Plan,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     shared: &SharedCache,
     events: &dyn EventSink,
     report: &mut SubmitReport,
@@ -421,7 +421,7 @@ fn new_run_id(now: i64) -> String {
 fn select_requests(
     plan: &Plan,
     ledger: &Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     report: &mut SubmitReport,
 ) -> Result<Vec<PlannedRequest>, SubmitError> {
     let mut seen = HashSet::new();
@@ -487,7 +487,7 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
 pub fn dry_run(
     plan: &Plan,
     ledger: &Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     limits: BatchLimits,
     out_dir: &Path,
 ) -> Result<Vec<(PathBuf, usize)>, SubmitError> {

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use render::cache::{CacheError, LocalStore, ObjectStore, Placement, VerifyProblem};
+use render::cache::{CacheError, LocalStore, Placement, VerifyProblem};
 use render::key::Sha256Hex;
 use tokio::io::AsyncWriteExt;
 
@@ -70,7 +70,11 @@ async fn streamed_object_reads_back_under_its_sha256() {
     );
     assert!(store.has(&id));
     let mut back = Vec::new();
-    store.open(&id).unwrap().read_to_end(&mut back).unwrap();
+    store
+        .read_object(&id)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
     assert_eq!(back, data);
     assert!(files_under(&state.path().join("cache/v1/tmp")).is_empty());
     let listed = store.list().unwrap();
@@ -234,7 +238,7 @@ async fn size_limited_gc_evicts_the_least_recently_used_first() {
     set_last_used(&store, &b, 2000);
     set_last_used(&store, &c, 1000);
     // Reading `a` makes it the most recently used: `b` is now the oldest, then `c`.
-    store.open(&a).unwrap();
+    store.read_object(&a).unwrap();
 
     let keep = HashSet::from([a, b, c]);
     let report = store.gc(&keep, Some(200)).unwrap();

@@ -15,12 +15,13 @@ mod download;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::api::error::ApiError;
-use crate::cache::{CacheError, LocalStore};
+use crate::cache::{CacheError, CacheStorage};
 use crate::events::{Event, EventSink};
 use crate::key::RequestKey;
 use crate::lanes::direct::{self, DirectError, MissingRule};
@@ -126,7 +127,7 @@ pub async fn harvest(
     run_ids: &[String],
     ledger: &mut Ledger,
     routes: &Routes,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     options: &HarvestOptions,
     events: &dyn EventSink,
 ) -> Result<HarvestReport, HarvestError> {
@@ -162,7 +163,7 @@ pub async fn harvest(
         tokio::time::sleep(pause).await;
     };
     for run in &runs {
-        let summary = finish_run(run, harvester.ledger, store, options)?;
+        let summary = finish_run(run, harvester.ledger, store, options).await?;
         harvester.report.runs.push(summary);
     }
     match error {
@@ -178,7 +179,7 @@ const MAX_FAILED_POLLS: u32 = 5;
 struct Harvester<'a> {
     ledger: &'a mut Ledger,
     routes: &'a Routes,
-    store: &'a LocalStore,
+    store: &'a Arc<dyn CacheStorage>,
     options: &'a HarvestOptions,
     events: &'a dyn EventSink,
     report: HarvestReport,
@@ -611,10 +612,10 @@ fn poll_interval(idle_polls: u32, max: Duration) -> Duration {
 }
 
 /// Lays out the run's outputs and manifest, and tallies where its requests stand.
-fn finish_run(
+async fn finish_run(
     run: &RunRow,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     options: &HarvestOptions,
 ) -> Result<RunSummary, HarvestError> {
     // `--out` wins and is remembered; otherwise the run keeps the folder it was first given.
@@ -627,7 +628,7 @@ fn finish_run(
     if run.out_dir.as_deref() != Some(recorded.as_str()) {
         ledger.set_run_out_dir(&run.id, &recorded)?;
     }
-    let manifest = outputs::lay_out(run, ledger, store, &out_dir)?;
+    let manifest = outputs::lay_out(run, ledger, &**store, &out_dir).await?;
     let summary = RunSummary {
         run_id: run.id.clone(),
         requests: manifest.requests.len(),

@@ -32,8 +32,9 @@ use crate::ledger::{OutputRow, unix_now};
 
 /// Bump when the layout under the prefix changes.
 const LAYOUT_VERSION: u32 = 1;
-/// How long a claim holds: longer than a Batch window (24 h) and its grace, so a machine whose
-/// batch is still rendering is never taken over (claims are not renewed).
+/// How long a claim holds without a word from its owner: longer than a Batch window (24 h) and
+/// its grace. A machine whose night is still running renews its claims as it goes
+/// ([`SharedCache::renew`]), so only a machine that has gone silent is ever taken over.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(26 * 3600);
 
 #[derive(Debug, thiserror::Error)]
@@ -423,6 +424,47 @@ impl SharedCache {
                 owner,
                 age_secs: age,
             })),
+            Err(e) => Err(self.store_error(e)),
+        }
+    }
+
+    /// How long a claim holds without a word from its owner.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Re-writes this machine's claim on `key` with a fresh time, so nobody takes it over while
+    /// this night is alive. Conditional on the claim as it was read (`If-Match` on its e-tag):
+    /// a claim another machine took over, or released, is left alone. `true` when renewed.
+    pub async fn renew(&self, key: &RequestKey) -> Result<bool, SharedError> {
+        let path = claim_path(key);
+        let got = match self.bucket.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.store_error(e)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
+        let held: Option<ClaimRecord> = serde_json::from_slice(&bytes).ok();
+        if held.is_none_or(|held| held.owner != self.machine) {
+            return Ok(false);
+        }
+        let update = PutOptions {
+            mode: PutMode::Update(version),
+            ..PutOptions::default()
+        };
+        match self
+            .bucket
+            .put_opts(&path, self.claim_record(), update)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => Ok(false),
             Err(e) => Err(self.store_error(e)),
         }
     }

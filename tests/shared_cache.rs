@@ -16,7 +16,15 @@ struct Studio {
 
 impl Studio {
     fn new(bucket: &str) -> Studio {
-        let night = Night::with(SandboxConfig::default().video_bytes(64 * 1024));
+        Studio::with(bucket, SandboxConfig::default().video_bytes(64 * 1024))
+    }
+
+    fn with(bucket: &str, config: SandboxConfig) -> Studio {
+        Studio::around(bucket, Night::with(config))
+    }
+
+    /// A studio around a night built by hand (`Night::with` makes renders quick).
+    fn around(bucket: &str, night: Night) -> Studio {
         let moto = Moto::start();
         let cache = moto.bucket(bucket);
         Studio { night, moto, cache }
@@ -42,20 +50,33 @@ impl Studio {
     }
 
     fn nightly(&self, name: &str, list: &str) -> std::process::Output {
+        self.nightly_with(name, list, &[]).output().unwrap()
+    }
+
+    /// `render nightly LIST --out NAME/renders …` as machine `name`, with `extra` flags.
+    fn nightly_with(&self, name: &str, list: &str, extra: &[&str]) -> std::process::Command {
         let out = format!("{name}/renders");
-        self.run(
-            name,
-            &[
-                "nightly",
-                list,
-                "--out",
-                &out,
-                "--max-poll-interval",
-                "1",
-                "--format",
-                "json",
-            ],
-        )
+        let mut args = vec![
+            "nightly",
+            list,
+            "--out",
+            &out,
+            "--max-poll-interval",
+            "1",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let mut command = self.command(name, &args);
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    }
+
+    /// The claims in the bucket now.
+    fn claims(&self, bucket: &str) -> Vec<String> {
+        self.moto.list(bucket, "studio-cache/claims/")
     }
 
     /// SHA-256 of each laid-out video of machine `name`, by file name.
@@ -233,4 +254,53 @@ fn an_unreachable_store_mid_night_leaves_the_night_to_the_local_cache_and_says_s
         "{}",
         stderr_of(&out)
     );
+}
+
+#[test]
+fn a_night_longer_than_the_lease_renews_its_claims_and_is_not_taken_over() {
+    // Renders take longer than the lease: without renewals, machine B would find A's claims
+    // silent past the lease, take them over and render everything again.
+    let config = SandboxConfig::default()
+        .video_bytes(64 * 1024)
+        .render_time(std::time::Duration::from_secs(10));
+    let night = Night {
+        sandbox: render::sandbox::spawn(config).expect("the sandbox starts"),
+        dir: tempfile::tempdir().expect("a scratch folder"),
+    };
+    let studio = Studio::around("studio-renew", night);
+    studio.night.write("night.yaml", shot_list(2, "long"));
+    let lease = ["--cache-lease", "4"];
+    let a = studio
+        .nightly_with("a", "night.yaml", &lease)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while studio.claims("studio-renew").len() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "machine A never claimed its requests"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Well past the lease since A claimed, and A is still rendering.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let b = studio
+        .nightly_with("b", "night.yaml", &lease)
+        .output()
+        .unwrap();
+    let a = a.wait_with_output().unwrap();
+    ok(&a, "machine A");
+    ok(&b, "machine B");
+    assert!(
+        !stderr_of(&b).contains("taking it over"),
+        "{}",
+        stderr_of(&b)
+    );
+    assert_eq!(
+        studio.night.sandbox.stats().videos_created,
+        2,
+        "each request rendered once: machine A kept its claims"
+    );
+    assert_eq!(studio.outputs("a"), studio.outputs("b"));
+    assert_eq!(studio.outputs("b").len(), 2);
 }

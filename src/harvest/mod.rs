@@ -26,7 +26,7 @@ use crate::events::{Event, EventSink};
 use crate::key::RequestKey;
 use crate::lanes::direct::{self, DirectError, MissingRule};
 use crate::lanes::{Route, Routes};
-use crate::ledger::{BatchRow, Ledger, LedgerError, RunRow};
+use crate::ledger::{BatchRow, Ledger, LedgerError, RequestStatus, RunRow};
 use crate::outputs::{self, LayoutError};
 
 /// Warn when a batch's videos will be deleted within this long.
@@ -144,6 +144,7 @@ pub async fn harvest(
         report: HarvestReport::default(),
         pacer: Pacer::default(),
         warned: HashSet::new(),
+        renewed_at: None,
     };
     let (mut idle_polls, mut failed_polls) = (0, 0);
     let error = loop {
@@ -172,6 +173,10 @@ pub async fn harvest(
     }
 }
 
+/// How often per lease a running night renews its claims: a missed renewal or two (a slow
+/// poll, a store hiccup) still leaves the claim inside its lease.
+const RENEWALS_PER_LEASE: u32 = 4;
+
 /// Consecutive failing polls `--watch` sits through before it reports the error.
 const MAX_FAILED_POLLS: u32 = 5;
 
@@ -186,6 +191,8 @@ struct Harvester<'a> {
     pacer: Pacer,
     /// Providers already warned about (not configured here), so each is said once.
     warned: HashSet<String>,
+    /// When this machine last renewed its shared-cache claims.
+    renewed_at: Option<Instant>,
 }
 
 impl<'a> Harvester<'a> {
@@ -239,6 +246,7 @@ impl<'a> Harvester<'a> {
         }
         // At once, not at the end: another machine may be waiting for these.
         self.publish(&keys).await?;
+        self.renew_claims(&keys).await?;
         Ok((progressed, first_error))
     }
 
@@ -303,6 +311,44 @@ impl<'a> Harvester<'a> {
     ) -> Result<(), HarvestError> {
         if shared.claim(&request.key).await? == crate::shared::Claim::Ours {
             self.ledger.set_pending(&request.key)?;
+        }
+        Ok(())
+    }
+
+    /// Renews this machine's claims on the runs' requests still in its hands (sent, rendering,
+    /// or waiting to be sent), a few times per lease, so a long night is never taken over
+    /// while it is alive. Best effort, like publishing: an unreachable store is said once.
+    async fn renew_claims(&mut self, keys: &HashSet<RequestKey>) -> Result<(), HarvestError> {
+        let Some(shared) = self.options.shared.as_ref() else {
+            return Ok(());
+        };
+        let every = shared.lease() / RENEWALS_PER_LEASE;
+        if self.renewed_at.is_some_and(|at| at.elapsed() < every) {
+            return Ok(());
+        }
+        self.renewed_at = Some(Instant::now());
+        for key in keys {
+            let in_hand = self.ledger.request(key)?.is_some_and(|r| {
+                matches!(
+                    r.status,
+                    RequestStatus::Pending
+                        | RequestStatus::Queued
+                        | RequestStatus::Submitted
+                        | RequestStatus::Completed
+                )
+            });
+            if !in_hand {
+                continue;
+            }
+            if let Err(err) = shared.renew(key).await {
+                if self.warned.insert(format!("renew:{}", shared.url())) {
+                    warn(
+                        self.events,
+                        format!("{err}; this machine's claims were not renewed this time"),
+                    );
+                }
+                return Ok(());
+            }
         }
         Ok(())
     }

@@ -9,7 +9,8 @@
 //! - `claims/<key>.json`: who is rendering a key. Created with a conditional write
 //!   (`If-None-Match: *`), so of two machines starting the same night one wins each key; the
 //!   other waits for its index entry, and takes a claim over (`If-Match` on the claim it saw)
-//!   once its owner has been silent past the lease.
+//!   once its owner has been silent past the lease. The owner renews its claims while its night
+//!   runs ([`SharedCache::renew`]), so only a machine that has gone silent loses them.
 //!
 //! The local cache stays in front: downloads land locally, then are published; a shared hit is
 //! fetched once into the local store, verified by its hash, then laid out.

@@ -315,3 +315,45 @@ fn outputs_on_another_device_are_copied() {
     assert!(!fs::metadata(&out).unwrap().permissions().readonly());
     assert_eq!(fs::read_dir(other.path()).unwrap().count(), 1);
 }
+
+#[tokio::test]
+async fn the_store_cache_open_builds_is_used_wholly_through_the_trait() {
+    use render::cache::CacheStorage;
+    use tokio::io::AsyncReadExt;
+    let state = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn CacheStorage> = render::cache::open(state.path()).unwrap();
+    let data = sample(2 * 1024 * 1024 + 5, 21);
+    let mut pending = store.begin_object().await.unwrap();
+    for chunk in data.chunks(100_000) {
+        pending.write_all(chunk).await.unwrap();
+    }
+    let id = pending.finish(Some(data.len() as u64)).await.unwrap();
+    assert_eq!(id, Sha256Hex::of(&data));
+    assert!(store.has(&id));
+
+    let mut back = Vec::new();
+    store
+        .read(&id)
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, data);
+
+    let out = state.path().join("renders/shot.mp4");
+    assert_eq!(
+        store.link_or_copy(&id, &out).await.unwrap(),
+        Placement::Linked
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size, data.len() as u64);
+    assert!(store.verify_all(false).await.unwrap().is_empty());
+
+    let report = store.gc(&HashSet::new(), None).await.unwrap();
+    assert_eq!(report.removed, vec![id]);
+    assert!(!store.has(&id));
+    assert!(!store.remove(&id).await.unwrap());
+}

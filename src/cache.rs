@@ -23,7 +23,9 @@
 //! Every caller goes through one door, [`CacheStorage`] (the shape of sccache's `Storage`
 //! trait), opened in one place, [`open`]: the local disk ([`LocalStore`]), and in front of it,
 //! when a test asks for a disk that fills up, the [`DiskFull`] wrapper. The studio's shared
-//! tier (`crate::shared`) sits behind it and is handed the same door for its local side.
+//! cache (`crate::shared`) is not a backend of this trait: it answers by request key (index
+//! entries, claims), not by object, so it stays its own module, behind the local store, and is
+//! handed this same door for everything it fetches or publishes.
 
 mod disk_full;
 mod local;

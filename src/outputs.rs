@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cache::{CacheError, LocalStore, ObjectStore};
+use crate::cache::{CacheError, CacheStorage};
 use crate::key::Sha256Hex;
 use crate::ledger::{Ledger, LedgerError, OutputRow, RequestRow, RequestStatus, RunItem, RunRow};
 
@@ -94,7 +94,7 @@ pub struct EntryError {
 /// object is gone (removed by `cache gc`) does not count, so the request is rendered again.
 pub fn cached_output(
     ledger: &Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     key: &crate::key::RequestKey,
 ) -> Result<Option<OutputRow>, LedgerError> {
     Ok(ledger.output(key)?.filter(|o| store.has(&o.video_sha)))
@@ -139,10 +139,10 @@ pub fn is_safe_file_stem(stem: &str) -> bool {
 /// Links every harvested video of the run into `out_dir` and writes its manifest (its own,
 /// and `manifest.json` as the latest), holding the folder's lock so that runs of other state
 /// directories laying out into the same folder take turns.
-pub fn lay_out(
+pub async fn lay_out(
     run: &RunRow,
     ledger: &Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     out_dir: &Path,
 ) -> Result<Manifest, LayoutError> {
     let write_error = |path: &Path| {
@@ -171,7 +171,7 @@ pub fn lay_out(
         let output = cached_output(ledger, store, &item.key)?;
         let mut entry = entry(&item, request.as_ref(), output.as_ref());
         if let Some(output) = output.as_ref().filter(|_| newer_run.is_none()) {
-            place_files(&item, output, store, out_dir, &mut names, &mut entry)?;
+            place_files(&item, output, store, out_dir, &mut names, &mut entry).await?;
         }
         total += item.cost;
         entries.push(entry);
@@ -376,10 +376,10 @@ fn is_plain_relative(path: &Path) -> bool {
     )
 }
 
-fn place_files(
+async fn place_files(
     item: &RunItem,
     output: &OutputRow,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     out_dir: &Path,
     names: &mut OutputNames,
     entry: &mut ManifestEntry,
@@ -390,25 +390,30 @@ fn place_files(
     }
     let stem = names.claim(item);
     let video = PathBuf::from(format!("{stem}.mp4"));
-    store.link_or_copy(&output.video_sha, &out_dir.join(&video))?;
+    store
+        .link_or_copy(&output.video_sha, &out_dir.join(&video))
+        .await?;
     entry.video_path = Some(video);
     if let Some(thumb_sha) = output.thumbnail_sha.filter(|s| store.has(s)) {
-        let thumb = PathBuf::from(format!("{stem}.{}", image_extension(store, &thumb_sha)));
-        store.link_or_copy(&thumb_sha, &out_dir.join(&thumb))?;
+        let extension = image_extension(store, &thumb_sha).await;
+        let thumb = PathBuf::from(format!("{stem}.{extension}"));
+        store
+            .link_or_copy(&thumb_sha, &out_dir.join(&thumb))
+            .await?;
         entry.thumbnail_path = Some(thumb);
     }
     Ok(())
 }
 
 /// `jpg` or `webp`, by the image's own magic bytes.
-fn image_extension(store: &LocalStore, sha: &Sha256Hex) -> &'static str {
-    let mut head = [0u8; 12];
-    let read = std::fs::File::open(store.path(sha))
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head));
-    match read {
-        Ok(n) if n >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" => "webp",
-        Ok(n) if n >= 8 && head[..8] == *b"\x89PNG\r\n\x1a\n" => "png",
-        _ => "jpg",
+async fn image_extension(store: &dyn CacheStorage, sha: &Sha256Hex) -> &'static str {
+    let head = crate::cache::read_head(store, sha, 12).await;
+    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        "webp"
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "png"
+    } else {
+        "jpg"
     }
 }
 

@@ -9,7 +9,8 @@
 //! - `claims/<key>.json`: who is rendering a key. Created with a conditional write
 //!   (`If-None-Match: *`), so of two machines starting the same night one wins each key; the
 //!   other waits for its index entry, and takes a claim over (`If-Match` on the claim it saw)
-//!   once its owner has been silent past the lease.
+//!   once its owner has been silent past the lease. The owner renews its claims while its night
+//!   runs ([`SharedCache::renew`]), so only a machine that has gone silent loses them.
 //!
 //! The local cache stays in front: downloads land locally, then are published; a shared hit is
 //! fetched once into the local store, verified by its hash, then laid out.
@@ -26,14 +27,15 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::cache::{CacheError, LocalStore, ObjectStore};
+use crate::cache::{CacheError, CacheStorage, LocalStore};
 use crate::key::{RequestKey, Sha256Hex};
 use crate::ledger::{OutputRow, unix_now};
 
 /// Bump when the layout under the prefix changes.
 const LAYOUT_VERSION: u32 = 1;
-/// How long a claim holds: longer than a Batch window (24 h) and its grace, so a machine whose
-/// batch is still rendering is never taken over (claims are not renewed).
+/// How long a claim holds without a word from its owner: longer than a Batch window (24 h) and
+/// its grace. A machine whose night is still running renews its claims as it goes
+/// ([`SharedCache::renew`]), so only a machine that has gone silent is ever taken over.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(26 * 3600);
 
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +218,7 @@ impl SharedCache {
     pub async fn fetch(
         &self,
         entry: &IndexEntry,
-        local: &LocalStore,
+        local: &dyn CacheStorage,
     ) -> Result<OutputRow, SharedError> {
         self.fetch_object(entry.video_sha, local).await?;
         let thumbnail = match entry.thumbnail_sha {
@@ -239,7 +241,11 @@ impl SharedCache {
         })
     }
 
-    async fn fetch_object(&self, sha: Sha256Hex, local: &LocalStore) -> Result<(), SharedError> {
+    async fn fetch_object(
+        &self,
+        sha: Sha256Hex,
+        local: &dyn CacheStorage,
+    ) -> Result<(), SharedError> {
         if local.has(&sha) {
             return Ok(());
         }
@@ -248,7 +254,7 @@ impl SharedCache {
             .get(&object_path(&sha))
             .await
             .map_err(|e| self.store_error(e))?;
-        let mut pending = local.begin_object()?;
+        let mut pending = local.begin_object().await?;
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.store_error(e))?;
@@ -263,7 +269,7 @@ impl SharedCache {
         let actual = pending.finish(None).await?;
         if actual != sha {
             // Correctly named for what it is, but not what was asked for: not kept.
-            let _ = local.remove(&actual);
+            let _ = local.remove(&actual).await;
             return Err(SharedError::Corrupt {
                 url: self.url.clone(),
                 expected: sha,
@@ -274,7 +280,11 @@ impl SharedCache {
     }
 
     /// Publishes an output: its objects first (those not there yet), its index entry last.
-    pub async fn publish(&self, output: &OutputRow, local: &LocalStore) -> Result<(), SharedError> {
+    pub async fn publish(
+        &self,
+        output: &OutputRow,
+        local: &dyn CacheStorage,
+    ) -> Result<(), SharedError> {
         for sha in std::iter::once(output.video_sha).chain(output.thumbnail_sha) {
             self.publish_object(sha, local).await?;
         }
@@ -310,7 +320,11 @@ impl SharedCache {
         }
     }
 
-    async fn publish_object(&self, sha: Sha256Hex, local: &LocalStore) -> Result<(), SharedError> {
+    async fn publish_object(
+        &self,
+        sha: Sha256Hex,
+        local: &dyn CacheStorage,
+    ) -> Result<(), SharedError> {
         let path = object_path(&sha);
         match self.bucket.head(&path).await {
             Ok(_) => return Ok(()),
@@ -318,30 +332,22 @@ impl SharedCache {
             Err(e) => return Err(self.store_error(e)),
         }
         // Streamed in parts: memory stays flat however large the video.
-        let file = tokio::fs::File::open(local.path(&sha))
-            .await
-            .map_err(|source| {
-                SharedError::Cache(CacheError::Io {
-                    action: "open",
-                    path: local.path(&sha),
-                    source,
-                })
-            })?;
+        let reader = local.read(&sha).await?;
         let mut upload = object_store::buffered::BufWriter::new(self.bucket.clone(), path);
-        let mut reader = tokio::io::BufReader::new(file);
+        let mut reader = tokio::io::BufReader::new(reader);
         let copied = tokio::io::copy(&mut reader, &mut upload).await;
         if let Err(source) = copied {
             let _ = upload.abort().await;
             return Err(SharedError::Cache(CacheError::Io {
                 action: "upload",
-                path: local.path(&sha),
+                path: local.root().join(sha.hex()),
                 source,
             }));
         }
         upload.shutdown().await.map_err(|source| {
             SharedError::Cache(CacheError::Io {
                 action: "finish the upload of",
-                path: local.path(&sha),
+                path: local.root().join(sha.hex()),
                 source,
             })
         })
@@ -423,6 +429,47 @@ impl SharedCache {
         }
     }
 
+    /// How long a claim holds without a word from its owner.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Re-writes this machine's claim on `key` with a fresh time, so nobody takes it over while
+    /// this night is alive. Conditional on the claim as it was read (`If-Match` on its e-tag):
+    /// a claim another machine took over, or released, is left alone. `true` when renewed.
+    pub async fn renew(&self, key: &RequestKey) -> Result<bool, SharedError> {
+        let path = claim_path(key);
+        let got = match self.bucket.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.store_error(e)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
+        let held: Option<ClaimRecord> = serde_json::from_slice(&bytes).ok();
+        if held.is_none_or(|held| held.owner != self.machine) {
+            return Ok(false);
+        }
+        let update = PutOptions {
+            mode: PutMode::Update(version),
+            ..PutOptions::default()
+        };
+        match self
+            .bucket
+            .put_opts(&path, self.claim_record(), update)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.store_error(e)),
+        }
+    }
+
     fn claim_record(&self) -> PutPayload {
         let record = ClaimRecord {
             owner: self.machine.clone(),
@@ -433,7 +480,7 @@ impl SharedCache {
 
     /// Re-hashes every shared object against its name; returns the names that do not match
     /// (and removes them, with the index entries that point at them, so nobody lays them out).
-    pub async fn verify(&self, local: &LocalStore) -> Result<Vec<String>, SharedError> {
+    pub async fn verify(&self, local: &dyn CacheStorage) -> Result<Vec<String>, SharedError> {
         let mut problems = Vec::new();
         let mut listing = self.bucket.list(Some(&StorePath::from("objects")));
         let mut names = Vec::new();

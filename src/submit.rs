@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::api::error::ApiError;
 use crate::batch::{self, BatchLimits};
-use crate::cache::LocalStore;
+use crate::cache::CacheStorage;
 use crate::events::{Event, EventSink};
 use crate::key::{RequestKey, Sha256Hex};
 use crate::lanes::Routes;
@@ -87,7 +87,7 @@ impl SubmitReport {
 pub async fn submit(
     plan: &Plan,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     shared: Option<&SharedCache>,
     routes: &Routes,
     limits: BatchLimits,
@@ -143,48 +143,144 @@ pub async fn submit(
 async fn pull_shared(
     plan: &Plan,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     shared: &SharedCache,
     events: &dyn EventSink,
     report: &mut SubmitReport,
 ) -> Result<HashSet<RequestKey>, SubmitError> {
     let mut corrupt = HashSet::new();
-    let listed = match shared.keys().await {
-        Ok(keys) => keys,
-        Err(err) => {
-            unreachable_shared(events, &err);
-            return Ok(corrupt);
-        }
+    let Some(listed) = shared_keys(shared, events).await else {
+        return Ok(corrupt);
     };
     for request in &plan.requests {
         if !listed.contains(&request.key) || cached_output(ledger, store, &request.key)?.is_some() {
             continue;
         }
-        let fetched = match shared.entry(&request.key).await {
-            Ok(Some(entry)) => shared.fetch(&entry, store).await,
-            Ok(None) => continue,
-            Err(err) => Err(err),
+        let pulled = Pulling {
+            key: request.key,
+            shot_id: &request.shot_id,
+            store,
+            shared,
+            events,
         };
-        match fetched {
-            Ok(output) => {
-                ledger.record_output(&output)?;
-                ledger.set_published(&output.key)?;
-                report.fetched_shared += 1;
-            }
-            Err(err @ SharedError::Corrupt { .. }) => {
-                events.emit(Event::Warning {
-                    message: format!("{err}; shot {} renders again", request.shot_id),
-                });
-                shared.forget(&request.key).await.ok();
+        match pull_one(pulled, ledger, report).await? {
+            Pulled::Fetched | Pulled::Absent => {}
+            Pulled::Corrupt => {
                 corrupt.insert(request.key);
             }
-            Err(err) => {
-                unreachable_shared(events, &err);
-                break;
-            }
+            Pulled::Unreachable => break,
         }
     }
     Ok(corrupt)
+}
+
+/// The keys the shared index holds; `None` (said once) when the store cannot be reached.
+async fn shared_keys(shared: &SharedCache, events: &dyn EventSink) -> Option<HashSet<RequestKey>> {
+    match shared.keys().await {
+        Ok(keys) => Some(keys),
+        Err(err) => {
+            unreachable_shared(events, &err);
+            None
+        }
+    }
+}
+
+/// One request to bring from the shared cache.
+struct Pulling<'a> {
+    key: RequestKey,
+    shot_id: &'a str,
+    store: &'a dyn CacheStorage,
+    shared: &'a SharedCache,
+    events: &'a dyn EventSink,
+}
+
+/// What became of one request asked of the shared cache.
+enum Pulled {
+    /// In the local store now, and recorded.
+    Fetched,
+    /// No machine published it.
+    Absent,
+    /// Its shared objects were damaged: the entry is dropped and it renders again.
+    Corrupt,
+    /// The store could not be reached (said): ask it nothing more this time.
+    Unreachable,
+}
+
+async fn pull_one(
+    pulling: Pulling<'_>,
+    ledger: &mut Ledger,
+    report: &mut SubmitReport,
+) -> Result<Pulled, SubmitError> {
+    let Pulling {
+        key,
+        shot_id,
+        store,
+        shared,
+        events,
+    } = pulling;
+    let fetched = match shared.entry(&key).await {
+        Ok(Some(entry)) => shared.fetch(&entry, store).await,
+        Ok(None) => return Ok(Pulled::Absent),
+        Err(err) => Err(err),
+    };
+    match fetched {
+        Ok(output) => {
+            ledger.record_output(&output)?;
+            ledger.set_published(&output.key)?;
+            report.fetched_shared += 1;
+            Ok(Pulled::Fetched)
+        }
+        Err(err @ SharedError::Corrupt { .. }) => {
+            events.emit(Event::Warning {
+                message: format!("{err}; shot {shot_id} renders again"),
+            });
+            shared.forget(&key).await.ok();
+            Ok(Pulled::Corrupt)
+        }
+        Err(err) => {
+            unreachable_shared(events, &err);
+            Ok(Pulled::Unreachable)
+        }
+    }
+}
+
+/// The rows a retry still has to send: those another machine has published since are
+/// fetched instead (`report.fetched_shared`).
+async fn pull_shared_rows(
+    rows: Vec<RequestRow>,
+    ledger: &mut Ledger,
+    store: &dyn CacheStorage,
+    shared: &SharedCache,
+    events: &dyn EventSink,
+    report: &mut SubmitReport,
+) -> Result<Vec<RequestRow>, SubmitError> {
+    let Some(listed) = shared_keys(shared, events).await else {
+        return Ok(rows);
+    };
+    let mut left = Vec::with_capacity(rows.len());
+    let mut reachable = true;
+    for row in rows {
+        if !reachable || !listed.contains(&row.key) {
+            left.push(row);
+            continue;
+        }
+        let pulling = Pulling {
+            key: row.key,
+            shot_id: &row.shot_id,
+            store,
+            shared,
+            events,
+        };
+        match pull_one(pulling, ledger, report).await? {
+            Pulled::Fetched => {}
+            Pulled::Absent | Pulled::Corrupt => left.push(row),
+            Pulled::Unreachable => {
+                reachable = false;
+                left.push(row);
+            }
+        }
+    }
+    Ok(left)
 }
 
 /// Claims each row's key in the shared cache; rows another machine holds are left to it (and
@@ -239,11 +335,14 @@ fn unreachable_shared(events: &dyn EventSink, err: &SharedError) {
 }
 
 /// Resubmits the given requests (failed-but-retryable or lost ones) through the same path,
-/// rebuilt from the ledger alone: no shot list is needed.
+/// rebuilt from the ledger alone: no shot list is needed. With a shared cache, as `submit`
+/// does: what another machine published since is fetched, and the rest is claimed first, so a
+/// retried request another machine is rendering is waited for, not rendered twice.
 pub async fn resubmit(
     run: &RunRow,
     requests: &[RequestRow],
     ledger: &mut Ledger,
+    caches: (&dyn CacheStorage, Option<&SharedCache>),
     routes: &Routes,
     limits: BatchLimits,
     events: &dyn EventSink,
@@ -254,11 +353,15 @@ pub async fn resubmit(
         requests: requests.len(),
         ..SubmitReport::default()
     };
-    let rows: Vec<RequestRow> = requests
+    let mut rows: Vec<RequestRow> = requests
         .iter()
         .filter(|r| !r.status.is_in_flight_or_done())
         .cloned()
         .collect();
+    if let (store, Some(shared)) = caches {
+        rows = pull_shared_rows(rows, ledger, store, shared, events, &mut report).await?;
+        rows = claim_rows(rows, ledger, shared, events, &mut report).await?;
+    }
     let mut providers: Vec<String> = Vec::new();
     for row in &rows {
         let id = provider_of_row(row, run);
@@ -421,7 +524,7 @@ fn new_run_id(now: i64) -> String {
 fn select_requests(
     plan: &Plan,
     ledger: &Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     report: &mut SubmitReport,
 ) -> Result<Vec<PlannedRequest>, SubmitError> {
     let mut seen = HashSet::new();
@@ -487,7 +590,7 @@ fn request_row(request: &PlannedRequest) -> RequestRow {
 pub fn dry_run(
     plan: &Plan,
     ledger: &Ledger,
-    store: &LocalStore,
+    store: &dyn CacheStorage,
     limits: BatchLimits,
     out_dir: &Path,
 ) -> Result<Vec<(PathBuf, usize)>, SubmitError> {

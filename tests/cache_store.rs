@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use render::cache::{CacheError, LocalStore, ObjectStore, Placement, VerifyProblem};
+use render::cache::{CacheError, LocalStore, Placement, VerifyProblem};
 use render::key::Sha256Hex;
 use tokio::io::AsyncWriteExt;
 
@@ -70,7 +70,11 @@ async fn streamed_object_reads_back_under_its_sha256() {
     );
     assert!(store.has(&id));
     let mut back = Vec::new();
-    store.open(&id).unwrap().read_to_end(&mut back).unwrap();
+    store
+        .read_object(&id)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
     assert_eq!(back, data);
     assert!(files_under(&state.path().join("cache/v1/tmp")).is_empty());
     let listed = store.list().unwrap();
@@ -234,7 +238,7 @@ async fn size_limited_gc_evicts_the_least_recently_used_first() {
     set_last_used(&store, &b, 2000);
     set_last_used(&store, &c, 1000);
     // Reading `a` makes it the most recently used: `b` is now the oldest, then `c`.
-    store.open(&a).unwrap();
+    store.read_object(&a).unwrap();
 
     let keep = HashSet::from([a, b, c]);
     let report = store.gc(&keep, Some(200)).unwrap();
@@ -310,4 +314,46 @@ fn outputs_on_another_device_are_copied() {
     assert_eq!(fs::read(&out).unwrap(), b"across devices");
     assert!(!fs::metadata(&out).unwrap().permissions().readonly());
     assert_eq!(fs::read_dir(other.path()).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn the_store_cache_open_builds_is_used_wholly_through_the_trait() {
+    use render::cache::CacheStorage;
+    use tokio::io::AsyncReadExt;
+    let state = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn CacheStorage> = render::cache::open(state.path()).unwrap();
+    let data = sample(2 * 1024 * 1024 + 5, 21);
+    let mut pending = store.begin_object().await.unwrap();
+    for chunk in data.chunks(100_000) {
+        pending.write_all(chunk).await.unwrap();
+    }
+    let id = pending.finish(Some(data.len() as u64)).await.unwrap();
+    assert_eq!(id, Sha256Hex::of(&data));
+    assert!(store.has(&id));
+
+    let mut back = Vec::new();
+    store
+        .read(&id)
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, data);
+
+    let out = state.path().join("renders/shot.mp4");
+    assert_eq!(
+        store.link_or_copy(&id, &out).await.unwrap(),
+        Placement::Linked
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size, data.len() as u64);
+    assert!(store.verify_all(false).await.unwrap().is_empty());
+
+    let report = store.gc(&HashSet::new(), None).await.unwrap();
+    assert_eq!(report.removed, vec![id]);
+    assert!(!store.has(&id));
+    assert!(!store.remove(&id).await.unwrap());
 }

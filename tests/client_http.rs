@@ -14,7 +14,7 @@ use axum::response::Response;
 use render::api::client::{ApiClient, ApiKey, ClientConfig, DownloadOutcome};
 use render::api::error::ApiError;
 use render::api::types::{ContentVariant, CreateBatch, FilePurpose};
-use render::cache::{LocalStore, ObjectStore};
+use render::cache::LocalStore;
 use render::key::Sha256Hex;
 use serde_json::json;
 

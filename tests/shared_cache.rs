@@ -5,7 +5,7 @@ mod common;
 
 use common::moto::Moto;
 use common::*;
-use render::sandbox::SandboxConfig;
+use render::sandbox::{FaultConfig, SandboxConfig, Trigger};
 
 /// Two "machines": two state folders (and output folders) beside one sandbox and one bucket.
 struct Studio {
@@ -16,7 +16,15 @@ struct Studio {
 
 impl Studio {
     fn new(bucket: &str) -> Studio {
-        let night = Night::with(SandboxConfig::default().video_bytes(64 * 1024));
+        Studio::with(bucket, SandboxConfig::default().video_bytes(64 * 1024))
+    }
+
+    fn with(bucket: &str, config: SandboxConfig) -> Studio {
+        Studio::around(bucket, Night::with(config))
+    }
+
+    /// A studio around a night built by hand (`Night::with` makes renders quick).
+    fn around(bucket: &str, night: Night) -> Studio {
         let moto = Moto::start();
         let cache = moto.bucket(bucket);
         Studio { night, moto, cache }
@@ -42,20 +50,33 @@ impl Studio {
     }
 
     fn nightly(&self, name: &str, list: &str) -> std::process::Output {
+        self.nightly_with(name, list, &[]).output().unwrap()
+    }
+
+    /// `render nightly LIST --out NAME/renders …` as machine `name`, with `extra` flags.
+    fn nightly_with(&self, name: &str, list: &str, extra: &[&str]) -> std::process::Command {
         let out = format!("{name}/renders");
-        self.run(
-            name,
-            &[
-                "nightly",
-                list,
-                "--out",
-                &out,
-                "--max-poll-interval",
-                "1",
-                "--format",
-                "json",
-            ],
-        )
+        let mut args = vec![
+            "nightly",
+            list,
+            "--out",
+            &out,
+            "--max-poll-interval",
+            "1",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let mut command = self.command(name, &args);
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    }
+
+    /// The claims in the bucket now.
+    fn claims(&self, bucket: &str) -> Vec<String> {
+        self.moto.list(bucket, "studio-cache/claims/")
     }
 
     /// SHA-256 of each laid-out video of machine `name`, by file name.
@@ -233,4 +254,160 @@ fn an_unreachable_store_mid_night_leaves_the_night_to_the_local_cache_and_says_s
         "{}",
         stderr_of(&out)
     );
+}
+
+#[test]
+fn a_night_longer_than_the_lease_renews_its_claims_and_is_not_taken_over() {
+    // Renders take longer than the lease: without renewals, machine B would find A's claims
+    // silent past the lease, take them over and render everything again.
+    let config = SandboxConfig::default()
+        .video_bytes(64 * 1024)
+        .render_time(std::time::Duration::from_secs(10));
+    let studio = Studio::around("studio-renew", slow_night(config));
+    studio.night.write("night.yaml", shot_list(2, "long"));
+    let lease = ["--cache-lease", "4"];
+    let a = studio
+        .nightly_with("a", "night.yaml", &lease)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while studio.claims("studio-renew").len() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "machine A never claimed its requests"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Well past the lease since A claimed, and A is still rendering.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let b = studio
+        .nightly_with("b", "night.yaml", &lease)
+        .output()
+        .unwrap();
+    let a = a.wait_with_output().unwrap();
+    ok(&a, "machine A");
+    ok(&b, "machine B");
+    assert!(
+        !stderr_of(&b).contains("taking it over"),
+        "{}",
+        stderr_of(&b)
+    );
+    assert_eq!(
+        studio.night.sandbox.stats().videos_created,
+        2,
+        "each request rendered once: machine A kept its claims"
+    );
+    assert_eq!(studio.outputs("a"), studio.outputs("b"));
+    assert_eq!(studio.outputs("b").len(), 2);
+}
+
+/// A night whose sandbox renders take `render_time` (`Night::with` makes them quick).
+fn slow_night(config: SandboxConfig) -> Night {
+    Night {
+        sandbox: render::sandbox::spawn(config).expect("the sandbox starts"),
+        dir: tempfile::tempdir().expect("a scratch folder"),
+    }
+}
+
+#[test]
+fn a_retried_request_another_machine_is_rendering_is_waited_for_not_rendered_twice() {
+    let config = SandboxConfig::default()
+        .video_bytes(64 * 1024)
+        .render_time(std::time::Duration::from_secs(4))
+        .faults(FaultConfig::none().batch_request_failure(Trigger::rate(1.0)));
+    let studio = Studio::around("studio-retry", slow_night(config));
+    studio.night.write("night.yaml", shot_list(2, "retry"));
+    // Machine A's night fails with a retryable server error on every request; its claims stay.
+    let a = studio.nightly("a", "night.yaml");
+    assert_eq!(a.status.code(), Some(4), "{}", stderr_of(&a));
+    let claims = studio.claims("studio-retry");
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    let held_by_a: Vec<Option<Vec<u8>>> = claims
+        .iter()
+        .map(|k| studio.moto.get("studio-retry", k))
+        .collect();
+
+    // Machine B, with a short lease, takes A's silent claims over and renders them, slowly.
+    studio
+        .night
+        .sandbox
+        .set_faults(FaultConfig::none())
+        .unwrap();
+    let before = studio.night.sandbox.stats().videos_created;
+    let b = studio
+        .nightly_with("b", "night.yaml", &["--cache-lease", "1"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while claims
+        .iter()
+        .zip(&held_by_a)
+        .any(|(k, a)| studio.moto.get("studio-retry", k) == *a)
+        || claims
+            .iter()
+            .any(|k| studio.moto.get("studio-retry", k).is_none())
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "machine B never took the claims over"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // A retries while B renders: the requests are B's now, so A waits for them, sends nothing.
+    let retry = studio.run("a", &["retry", "last", "--format", "json"]);
+    ok(&retry, "machine A retries");
+    let retry: serde_json::Value = serde_json::from_slice(&retry.stdout).unwrap();
+    assert_eq!(retry["submitted"], 0, "{retry}");
+    assert_eq!(retry["skipped_elsewhere"], 2, "{retry}");
+    let harvest = studio.run("a", &["harvest", "--watch"]);
+    ok(&harvest, "machine A harvests B's renders");
+    ok(&b.wait_with_output().unwrap(), "machine B");
+    assert_eq!(
+        studio.night.sandbox.stats().videos_created - before,
+        2,
+        "machine B rendered the retried requests, machine A did not"
+    );
+    assert_eq!(studio.outputs("a"), studio.outputs("b"));
+    assert_eq!(studio.outputs("a").len(), 2);
+}
+
+#[test]
+fn a_retry_fetches_what_another_machine_has_published_since() {
+    let faults = FaultConfig::none().batch_request_failure(Trigger::rate(1.0));
+    let studio = Studio::with(
+        "studio-retry-fetch",
+        SandboxConfig::default()
+            .video_bytes(64 * 1024)
+            .faults(faults),
+    );
+    studio
+        .night
+        .write("night.yaml", shot_list(2, "retry-fetch"));
+    let a = studio.nightly("a", "night.yaml");
+    assert_eq!(a.status.code(), Some(4), "{}", stderr_of(&a));
+    studio
+        .night
+        .sandbox
+        .set_faults(FaultConfig::none())
+        .unwrap();
+    // Machine B takes A's silent claims over at once (lease 0), renders and publishes them.
+    ok(
+        &studio
+            .nightly_with("b", "night.yaml", &["--cache-lease", "0"])
+            .output()
+            .unwrap(),
+        "machine B",
+    );
+    let before = studio.night.sandbox.stats().videos_created;
+
+    let retry = studio.run("a", &["retry", "last", "--format", "json"]);
+    ok(&retry, "machine A retries");
+    let retry: serde_json::Value = serde_json::from_slice(&retry.stdout).unwrap();
+    assert_eq!(retry["submitted"], 0, "{retry}");
+    assert_eq!(retry["fetched_shared"], 2, "{retry}");
+    ok(&studio.run("a", &["harvest"]), "machine A lays them out");
+    assert_eq!(studio.night.sandbox.stats().videos_created, before);
+    assert_eq!(studio.outputs("a"), studio.outputs("b"));
+    assert_eq!(studio.outputs("a").len(), 2);
 }

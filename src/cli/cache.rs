@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use super::state::open_state;
 use super::{Format, GlobalArgs, Outcome};
-use crate::cache::LocalStore;
-use crate::cache::{GcPlan, ObjectId, ObjectInfo, ObjectStore, VerifyProblem};
+use crate::cache::{CacheStorage, GcPlan, ObjectId, ObjectInfo, VerifyProblem};
 use crate::cache::{human_size, parse_size, plan_gc};
 use crate::ledger::{KeyUse, Ledger};
 use crate::report::terminal::escape_controls;
@@ -86,8 +85,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             let Some(ledger) = super::state::existing_ledger(global)? else {
                 return empty(&args.command, global.format);
             };
-            let store = LocalStore::open(&global.state_dir)?;
-            let entries = list_entries(&ledger, &store)?;
+            let store = crate::cache::open(&global.state_dir)?;
+            let entries = list_entries(&ledger, &*store)?;
             if global.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
@@ -99,10 +98,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         CacheCommand::Gc { dry_run: false, .. } if !exists => empty(&args.command, global.format),
         CacheCommand::Verify => {
             let state = open_state(global)?;
-            let problems = state.store.verify_all(true)?;
+            let runtime = super::state::runtime()?;
+            let problems = runtime.block_on(state.store.verify_all(true))?;
             let mut lines: Vec<String> = problems.iter().map(describe).collect();
             if let Some(shared) = super::state::shared_cache(global)? {
-                let found = super::state::runtime()?.block_on(shared.verify(&state.store))?;
+                let found = runtime.block_on(shared.verify(&state.store))?;
                 lines.extend(found.into_iter().map(|p| format!("shared {p}")));
             }
             if global.format == Format::Json {
@@ -135,10 +135,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             dry_run: false,
         } => {
             let state = open_state(global)?;
+            let runtime = super::state::runtime()?;
             let shared_removed = match super::state::shared_cache(global)? {
                 Some(shared) => {
                     let age = std::time::Duration::from_secs(shared_max_age * 24 * 3600);
-                    Some(super::state::runtime()?.block_on(shared.gc(age))?)
+                    Some(runtime.block_on(shared.gc(age))?)
                 }
                 None => None,
             };
@@ -146,7 +147,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                 Some(n) => state.ledger.objects_of_newest_runs(n)?,
                 None => state.ledger.referenced_objects()?,
             };
-            let report = state.store.gc(&keep, max_size)?;
+            let report = runtime.block_on(state.store.gc(&keep, max_size))?;
             // A size limit may evict referenced objects: forget outputs whose object is gone,
             // so the next plan prices them again instead of trusting a dangling record.
             for output in state.ledger.outputs()? {
@@ -205,9 +206,9 @@ fn empty(command: &CacheCommand, format: Format) -> anyhow::Result<Outcome> {
 }
 
 /// Every output the ledger records, named by its newest use, newest first.
-fn list_entries(ledger: &Ledger, store: &LocalStore) -> anyhow::Result<Vec<Entry>> {
-    let objects: HashMap<ObjectId, ObjectInfo> =
-        store.list()?.into_iter().map(|o| (o.id, o)).collect();
+fn list_entries(ledger: &Ledger, store: &dyn CacheStorage) -> anyhow::Result<Vec<Entry>> {
+    let listed = super::state::runtime()?.block_on(store.list())?;
+    let objects: HashMap<ObjectId, ObjectInfo> = listed.into_iter().map(|o| (o.id, o)).collect();
     let uses = ledger.newest_uses()?;
     let mut entries: Vec<Entry> = ledger
         .outputs()?
@@ -285,12 +286,16 @@ fn dry_run_gc(
     let Some(ledger) = super::state::existing_ledger(global)? else {
         return print_gc_plan(&GcPlan::default(), &HashMap::new(), global);
     };
-    let store = LocalStore::open(&global.state_dir)?;
+    let store = crate::cache::open(&global.state_dir)?;
     let keep = match keep_runs {
         Some(n) => ledger.objects_of_newest_runs(n)?,
         None => ledger.referenced_objects()?,
     };
-    let plan = plan_gc(store.list()?, &keep, max_size);
+    let plan = plan_gc(
+        super::state::runtime()?.block_on(store.list())?,
+        &keep,
+        max_size,
+    );
     // Name each object by the shot whose video or thumbnail it is.
     let uses = ledger.newest_uses()?;
     let mut names = HashMap::new();

@@ -48,14 +48,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         .into());
     };
     let run = find_run(&ledger, args.run.as_deref().unwrap_or("last"))?;
-    let store = crate::cache::LocalStore::open(&global.state_dir)
+    let store = crate::cache::open(&global.state_dir)
         .with_context(|| format!("cannot open the cache in {}", global.state_dir.display()))?;
     let out_dir = match (args.out, &run.out_dir) {
         (Some(dir), _) => dir,
         (None, Some(dir)) => PathBuf::from(dir),
         (None, None) => crate::outputs::default_out_dir(run.project.as_deref()),
     };
-    let manifest = crate::outputs::lay_out(&run, &ledger, &store, &out_dir)?;
+    let manifest = super::state::runtime()?.block_on(crate::outputs::lay_out(
+        &run,
+        &ledger,
+        store.as_ref(),
+        &out_dir,
+    ))?;
     if let Some(newer) = &manifest.newer_run {
         return Err(UsageError(format!(
             "{} is laid out for a newer run ({newer}); run {} has its manifest in {} only",

@@ -70,19 +70,22 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
+    let shared = super::state::shared_cache(global)?;
     let progress = global.progress();
     let report = runtime()?.block_on(resubmit(
         &run,
         &retryable,
         &mut state.ledger,
+        (&*state.store, shared.as_ref()),
         &routes,
         args.limits.limits(),
         &progress,
     ));
     progress.finish();
     let report = report?;
-    // The run is open again until the resubmitted requests are harvested.
-    if report.submitted > 0 {
+    // The run is open again until the resubmitted requests are harvested (or, fetched from the
+    // shared cache or waited for there, laid out).
+    if report.submitted + report.fetched_shared + report.skipped_elsewhere > 0 {
         state.ledger.set_run_done(&run.id, false)?;
     }
     print_report(&report, global.format)?;

@@ -3,7 +3,9 @@
 use anyhow::Context;
 
 use crate::api::client::{ApiClient, ApiKey, ClientConfig};
-use crate::cache::LocalStore;
+use std::sync::Arc;
+
+use crate::cache::CacheStorage;
 use crate::catalog::Catalog;
 use crate::lanes::{Route, Routes};
 use crate::ledger::Ledger;
@@ -16,7 +18,8 @@ pub const LEDGER_FILE: &str = "ledger.sqlite";
 
 pub struct State {
     pub ledger: Ledger,
-    pub store: LocalStore,
+    /// The cache, whatever stands behind it ([`crate::cache::open`] decides).
+    pub store: Arc<dyn CacheStorage>,
     /// Held for the life of the command: one `render` at a time changes a state directory.
     _lock: std::fs::File,
 }
@@ -30,7 +33,7 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
         .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     let lock = lock_state_dir(&dir)?;
     let ledger = Ledger::open(&dir.join(LEDGER_FILE))?;
-    let store = LocalStore::open(&dir)
+    let store = crate::cache::open(&dir)
         .with_context(|| format!("cannot open the cache in {}", dir.display()))?;
     Ok(State {
         ledger,

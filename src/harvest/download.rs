@@ -1,13 +1,12 @@
 //! The download stage, shared by both lanes: every finished video (and its thumbnail, where
 //! the server has one) streamed into the content-addressed store, `jobs` at a time.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use crate::api::client::ApiClient;
 use crate::api::error::ApiError;
 use crate::api::types::ContentVariant;
-use crate::cache::{LocalStore, ObjectStore};
+use crate::cache::CacheStorage;
 use crate::dialect::image_mime;
 use crate::events::{Event, EventSink};
 use crate::failpoint;
@@ -23,7 +22,7 @@ pub(super) async fn download(
     requests: Vec<RequestRow>,
     route: &Route,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     options: &HarvestOptions,
     events: &dyn EventSink,
     report: &mut HarvestReport,
@@ -174,7 +173,7 @@ impl<E: Into<HarvestError>> From<E> for DownloadFailure {
 async fn download_request(
     request: &RequestRow,
     client: &ApiClient,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     thumbnails: bool,
     events: &dyn EventSink,
 ) -> Result<OutputRow, DownloadFailure> {
@@ -192,7 +191,7 @@ async fn download_request(
             {
                 // A "thumbnail" is whatever the server sends: only a picture is kept as one
                 // (vllm-omni and LiteLLM answer the MP4 again).
-                Ok((sha, _)) if is_image(store, &sha) => Some(sha),
+                Ok((sha, _)) if is_image(&**store, &sha).await => Some(sha),
                 Ok(_) => {
                     events.emit(Event::Warning {
                         message: format!(
@@ -223,7 +222,7 @@ async fn download_variant(
     video_id: &str,
     variant: ContentVariant,
     client: &ApiClient,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     events: &dyn EventSink,
 ) -> Result<(Sha256Hex, u64), DownloadFailure> {
     // Named by the video, not the request: a partial of a video that was lost must never be
@@ -273,10 +272,9 @@ async fn download_variant(
 }
 
 /// Whether a stored object begins like a JPEG, PNG or WebP image.
-fn is_image(store: &LocalStore, sha: &Sha256Hex) -> bool {
-    let mut head = [0u8; 16];
-    let read = std::fs::File::open(store.path(sha)).and_then(|mut f| f.read(&mut head));
-    read.is_ok_and(|n| image_mime(&head[..n]).is_some())
+async fn is_image(store: &dyn CacheStorage, sha: &Sha256Hex) -> bool {
+    let head = crate::cache::read_head(store, sha, 16).await;
+    image_mime(&head).is_some()
 }
 
 /// Passes bytes through to the pending object, reporting progress as they go.

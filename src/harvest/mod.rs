@@ -15,17 +15,18 @@ mod download;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::api::error::ApiError;
-use crate::cache::{CacheError, LocalStore};
+use crate::cache::{CacheError, CacheStorage};
 use crate::events::{Event, EventSink};
 use crate::key::RequestKey;
 use crate::lanes::direct::{self, DirectError, MissingRule};
 use crate::lanes::{Route, Routes};
-use crate::ledger::{BatchRow, Ledger, LedgerError, RunRow};
+use crate::ledger::{BatchRow, Ledger, LedgerError, RequestStatus, RunRow};
 use crate::outputs::{self, LayoutError};
 
 /// Warn when a batch's videos will be deleted within this long.
@@ -129,7 +130,7 @@ pub async fn harvest(
     run_ids: &[String],
     ledger: &mut Ledger,
     routes: &Routes,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     options: &HarvestOptions,
     events: &dyn EventSink,
 ) -> Result<HarvestReport, HarvestError> {
@@ -146,6 +147,7 @@ pub async fn harvest(
         report: HarvestReport::default(),
         pacer: Pacer::default(),
         warned: HashSet::new(),
+        renewed_at: None,
     };
     let (mut idle_polls, mut failed_polls) = (0, 0);
     let error = loop {
@@ -165,7 +167,7 @@ pub async fn harvest(
         tokio::time::sleep(pause).await;
     };
     for run in &runs {
-        let summary = finish_run(run, harvester.ledger, store, options)?;
+        let summary = finish_run(run, harvester.ledger, store, options).await?;
         harvester.report.runs.push(summary);
     }
     match error {
@@ -174,6 +176,10 @@ pub async fn harvest(
     }
 }
 
+/// How often per lease a running night renews its claims: a missed renewal or two (a slow
+/// poll, a store hiccup) still leaves the claim inside its lease.
+const RENEWALS_PER_LEASE: u32 = 4;
+
 /// Consecutive failing polls `--watch` sits through before it reports the error.
 const MAX_FAILED_POLLS: u32 = 5;
 
@@ -181,13 +187,15 @@ const MAX_FAILED_POLLS: u32 = 5;
 struct Harvester<'a> {
     ledger: &'a mut Ledger,
     routes: &'a Routes,
-    store: &'a LocalStore,
+    store: &'a Arc<dyn CacheStorage>,
     options: &'a HarvestOptions,
     events: &'a dyn EventSink,
     report: HarvestReport,
     pacer: Pacer,
     /// Providers already warned about (not configured here), so each is said once.
     warned: HashSet<String>,
+    /// When this machine last renewed its shared-cache claims.
+    renewed_at: Option<Instant>,
 }
 
 impl<'a> Harvester<'a> {
@@ -241,6 +249,7 @@ impl<'a> Harvester<'a> {
         }
         // At once, not at the end: another machine may be waiting for these.
         self.publish(&keys).await?;
+        self.renew_claims(&keys).await?;
         Ok((progressed, first_error))
     }
 
@@ -305,6 +314,44 @@ impl<'a> Harvester<'a> {
     ) -> Result<(), HarvestError> {
         if shared.claim(&request.key).await? == crate::shared::Claim::Ours {
             self.ledger.set_pending(&request.key)?;
+        }
+        Ok(())
+    }
+
+    /// Renews this machine's claims on the runs' requests still in its hands (sent, rendering,
+    /// or waiting to be sent), a few times per lease, so a long night is never taken over
+    /// while it is alive. Best effort, like publishing: an unreachable store is said once.
+    async fn renew_claims(&mut self, keys: &HashSet<RequestKey>) -> Result<(), HarvestError> {
+        let Some(shared) = self.options.shared.as_ref() else {
+            return Ok(());
+        };
+        let every = shared.lease() / RENEWALS_PER_LEASE;
+        if self.renewed_at.is_some_and(|at| at.elapsed() < every) {
+            return Ok(());
+        }
+        self.renewed_at = Some(Instant::now());
+        for key in keys {
+            let in_hand = self.ledger.request(key)?.is_some_and(|r| {
+                matches!(
+                    r.status,
+                    RequestStatus::Pending
+                        | RequestStatus::Queued
+                        | RequestStatus::Submitted
+                        | RequestStatus::Completed
+                )
+            });
+            if !in_hand {
+                continue;
+            }
+            if let Err(err) = shared.renew(key).await {
+                if self.warned.insert(format!("renew:{}", shared.url())) {
+                    warn(
+                        self.events,
+                        format!("{err}; this machine's claims were not renewed this time"),
+                    );
+                }
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -614,10 +661,10 @@ fn poll_interval(idle_polls: u32, max: Duration) -> Duration {
 }
 
 /// Lays out the run's outputs and manifest, and tallies where its requests stand.
-fn finish_run(
+async fn finish_run(
     run: &RunRow,
     ledger: &mut Ledger,
-    store: &LocalStore,
+    store: &Arc<dyn CacheStorage>,
     options: &HarvestOptions,
 ) -> Result<RunSummary, HarvestError> {
     // `--out` wins and is remembered; otherwise the run keeps the folder it was first given.
@@ -630,7 +677,7 @@ fn finish_run(
     if run.out_dir.as_deref() != Some(recorded.as_str()) {
         ledger.set_run_out_dir(&run.id, &recorded)?;
     }
-    let manifest = outputs::lay_out(run, ledger, store, &out_dir)?;
+    let manifest = outputs::lay_out(run, ledger, &**store, &out_dir).await?;
     let summary = RunSummary {
         run_id: run.id.clone(),
         requests: manifest.requests.len(),

@@ -108,6 +108,32 @@ impl Moto {
             .collect()
     }
 
+    /// The content of one object, signed as any client would; `None` when it is not there.
+    pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt;
+        let (runtime, _) = client();
+        let store = self.client(bucket);
+        runtime.block_on(async {
+            match store.get(&object_store::path::Path::from(key)).await {
+                Ok(got) => Some(got.bytes().await.unwrap().to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("reading {key}: {e}"),
+            }
+        })
+    }
+
+    fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_region("us-east-1")
+            .build()
+            .unwrap()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

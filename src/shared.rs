@@ -470,6 +470,28 @@ impl SharedCache {
         }
     }
 
+    /// Gives up this machine's claim on `key` (its request failed or was lost here), so another
+    /// machine may render it now rather than wait out the lease. `true` when released.
+    pub async fn release(&self, key: &RequestKey) -> Result<bool, SharedError> {
+        let path = claim_path(key);
+        let got = match self.bucket.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.store_error(e)),
+        };
+        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
+        let held: Option<ClaimRecord> = serde_json::from_slice(&bytes).ok();
+        if held.is_none_or(|held| held.owner != self.machine) {
+            return Ok(false);
+        }
+        // Unconditional: nobody takes a claim over while its owner renews it, and this one's
+        // owner is here, releasing it.
+        match self.bucket.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(self.store_error(e)),
+        }
+    }
+
     fn claim_record(&self) -> PutPayload {
         let record = ClaimRecord {
             owner: self.machine.clone(),

@@ -148,6 +148,7 @@ pub async fn harvest(
         pacer: Pacer::default(),
         warned: HashSet::new(),
         renewed_at: None,
+        released: HashSet::new(),
     };
     let (mut idle_polls, mut failed_polls) = (0, 0);
     let error = loop {
@@ -196,6 +197,8 @@ struct Harvester<'a> {
     warned: HashSet<String>,
     /// When this machine last renewed its shared-cache claims.
     renewed_at: Option<Instant>,
+    /// Claims of failed or lost requests already given up.
+    released: HashSet<RequestKey>,
 }
 
 impl<'a> Harvester<'a> {
@@ -250,6 +253,7 @@ impl<'a> Harvester<'a> {
         // At once, not at the end: another machine may be waiting for these.
         self.publish(&keys).await?;
         self.renew_claims(&keys).await?;
+        self.release_claims(&keys).await?;
         Ok((progressed, first_error))
     }
 
@@ -352,6 +356,37 @@ impl<'a> Harvester<'a> {
                 }
                 return Ok(());
             }
+        }
+        Ok(())
+    }
+
+    /// Gives up the claims of requests that failed or were lost here, once each, so another
+    /// machine of the studio need not wait out the lease for them. Best effort.
+    async fn release_claims(&mut self, keys: &HashSet<RequestKey>) -> Result<(), HarvestError> {
+        let Some(shared) = self.options.shared.as_ref() else {
+            return Ok(());
+        };
+        for key in keys {
+            if self.released.contains(key) {
+                continue;
+            }
+            let settled_badly = self
+                .ledger
+                .request(key)?
+                .is_some_and(|r| matches!(r.status, RequestStatus::Failed | RequestStatus::Lost));
+            if !settled_badly {
+                continue;
+            }
+            if let Err(err) = shared.release(key).await {
+                if self.warned.insert(format!("release:{}", shared.url())) {
+                    warn(
+                        self.events,
+                        format!("{err}; claims of failed requests were not released"),
+                    );
+                }
+                return Ok(());
+            }
+            self.released.insert(*key);
         }
         Ok(())
     }

@@ -90,6 +90,78 @@ pub fn cached_output(
     Ok(ledger.output(key)?.filter(|o| store.has(&o.video_sha)))
 }
 
+/// [`cached_output`]'s answer for the many keys of a plan, cheaply: the first keys are asked
+/// one query each; past [`CachedOutputs::POINT_QUERIES`], every recorded output is read in one
+/// query, and objects are looked up in their folder's listing, read once per folder (instead of
+/// a query and a `stat` per key).
+pub struct CachedOutputs {
+    ledger: Ledger,
+    store: LocalStore,
+    asked: std::cell::Cell<usize>,
+    recorded: std::cell::OnceCell<std::collections::HashMap<crate::key::RequestKey, Sha256Hex>>,
+    folders: std::cell::RefCell<
+        std::collections::HashMap<PathBuf, std::collections::HashSet<std::ffi::OsString>>,
+    >,
+}
+
+impl CachedOutputs {
+    /// Below this many keys, one query per key is quicker than reading every output.
+    pub const POINT_QUERIES: usize = 256;
+
+    pub fn new(ledger: Ledger, store: LocalStore) -> CachedOutputs {
+        CachedOutputs {
+            ledger,
+            store,
+            asked: Default::default(),
+            recorded: Default::default(),
+            folders: Default::default(),
+        }
+    }
+
+    /// Whether `key`'s output is recorded and present (a ledger error counts as not cached).
+    pub fn contains(&self, key: &crate::key::RequestKey) -> bool {
+        let asked = self.asked.get() + 1;
+        self.asked.set(asked);
+        if asked <= Self::POINT_QUERIES {
+            return cached_output(&self.ledger, &self.store, key).is_ok_and(|o| o.is_some());
+        }
+        let recorded = self.recorded.get_or_init(|| {
+            let rows = self.ledger.outputs().unwrap_or_default();
+            rows.into_iter().map(|o| (o.key, o.video_sha)).collect()
+        });
+        recorded.get(key).is_some_and(|sha| self.present(sha))
+    }
+
+    /// Whether the object is in the store, from its folder's listing.
+    fn present(&self, sha: &Sha256Hex) -> bool {
+        let path = self.store.path(sha);
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            return self.store.has(sha);
+        };
+        let mut folders = self.folders.borrow_mut();
+        let listing = folders
+            .entry(folder.to_path_buf())
+            .or_insert_with(|| files_in(folder));
+        listing.contains(name)
+    }
+}
+
+/// The names of the regular files in `folder` (through symbolic links, as `is_file` does).
+fn files_in(folder: &Path) -> std::collections::HashSet<std::ffi::OsString> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => entry.path().is_file(),
+            Ok(kind) => kind.is_file(),
+            Err(_) => false,
+        })
+        .map(|entry| entry.file_name())
+        .collect()
+}
+
 /// `renders/<project>/`, or `renders/default/` for a shot list without a project.
 pub fn default_out_dir(project: Option<&str>) -> PathBuf {
     let name = project

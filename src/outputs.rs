@@ -91,12 +91,12 @@ pub fn cached_output(
 }
 
 /// [`cached_output`]'s answer for the many keys of a plan, cheaply: the first keys are asked
-/// one query each; past [`CachedOutputs::POINT_QUERIES`], every recorded output is read in one
+/// one query each; past [`POINT_QUERIES`], every recorded output is read in one
 /// query, and objects are looked up in their folder's listing, read once per folder (instead of
 /// a query and a `stat` per key).
-pub struct CachedOutputs {
-    ledger: Ledger,
-    store: LocalStore,
+pub struct CachedOutputs<L = Ledger, S = LocalStore> {
+    ledger: L,
+    store: S,
     asked: std::cell::Cell<usize>,
     recorded: std::cell::OnceCell<std::collections::HashMap<crate::key::RequestKey, Sha256Hex>>,
     folders: std::cell::RefCell<
@@ -104,11 +104,12 @@ pub struct CachedOutputs {
     >,
 }
 
-impl CachedOutputs {
-    /// Below this many keys, one query per key is quicker than reading every output.
-    pub const POINT_QUERIES: usize = 256;
+/// Below this many keys, one query per key is quicker than reading every output.
+pub const POINT_QUERIES: usize = 256;
 
-    pub fn new(ledger: Ledger, store: LocalStore) -> CachedOutputs {
+impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedOutputs<L, S> {
+    /// Over an owned or a borrowed ledger and store.
+    pub fn new(ledger: L, store: S) -> CachedOutputs<L, S> {
         CachedOutputs {
             ledger,
             store,
@@ -120,23 +121,33 @@ impl CachedOutputs {
 
     /// Whether `key`'s output is recorded and present (a ledger error counts as not cached).
     pub fn contains(&self, key: &crate::key::RequestKey) -> bool {
+        self.try_contains(key).unwrap_or(false)
+    }
+
+    /// Whether `key`'s output is recorded and present.
+    pub fn try_contains(&self, key: &crate::key::RequestKey) -> Result<bool, LedgerError> {
         let asked = self.asked.get() + 1;
         self.asked.set(asked);
-        if asked <= Self::POINT_QUERIES {
-            return cached_output(&self.ledger, &self.store, key).is_ok_and(|o| o.is_some());
+        let (ledger, store) = (self.ledger.borrow(), self.store.borrow());
+        if asked <= POINT_QUERIES {
+            return Ok(cached_output(ledger, store, key)?.is_some());
         }
-        let recorded = self.recorded.get_or_init(|| {
-            let rows = self.ledger.outputs().unwrap_or_default();
-            rows.into_iter().map(|o| (o.key, o.video_sha)).collect()
-        });
-        recorded.get(key).is_some_and(|sha| self.present(sha))
+        if self.recorded.get().is_none() {
+            let rows = ledger.outputs()?;
+            let _ = self
+                .recorded
+                .set(rows.into_iter().map(|o| (o.key, o.video_sha)).collect());
+        }
+        let recorded = self.recorded.get().expect("just read");
+        Ok(recorded.get(key).is_some_and(|sha| self.present(sha)))
     }
 
     /// Whether the object is in the store, from its folder's listing.
     fn present(&self, sha: &Sha256Hex) -> bool {
-        let path = self.store.path(sha);
+        let store = self.store.borrow();
+        let path = store.path(sha);
         let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
-            return self.store.has(sha);
+            return store.has(sha);
         };
         let mut folders = self.folders.borrow_mut();
         let listing = folders

@@ -606,11 +606,19 @@ impl<'a> Planner<'a> {
         at: Pos,
         takes: u32,
     ) {
-        let used = self
+        // Looked up before inserting: the names are copied once per model, not once per shot.
+        let seen = self
             .models_used
-            .entry((provider.name.clone(), spec.name.clone()))
-            .or_insert_with(|| (path.to_string(), at, 0));
-        used.2 += takes as usize;
+            .iter_mut()
+            .find(|((p, m), _)| *p == provider.name && *m == spec.name);
+        match seen {
+            Some((_, used)) => used.2 += takes as usize,
+            None => {
+                let first = (path.to_string(), at, takes as usize);
+                self.models_used
+                    .insert((provider.name.clone(), spec.name.clone()), first);
+            }
+        }
     }
 
     /// The shot's provider: the shot's own, its list's default, else `--provider`'s.
@@ -745,6 +753,10 @@ impl<'a> Planner<'a> {
 
     fn check_prompt(&mut self, path: &str, spec: &ModelSpec, shot: &Shot) {
         let Some(prompt) = &shot.prompt else { return };
+        // No more characters than bytes: most prompts need no counting.
+        if prompt.value.len() <= spec.max_prompt_chars {
+            return;
+        }
         let chars = prompt.value.chars().count();
         if chars > spec.max_prompt_chars {
             let message = format!(

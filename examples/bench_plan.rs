@@ -32,16 +32,18 @@ fn main() {
     {
         return measure(mode, Path::new(path));
     }
-    let shots: usize = args
-        .iter()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let rounds = args
-        .iter()
-        .position(|a| a == "--rounds")
+    let rounds_at = args.iter().position(|a| a == "--rounds");
+    let rounds = rounds_at
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(DEFAULT_ROUNDS);
+    // The first number that is not the value of --rounds.
+    let shots: usize = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, _)| rounds_at.is_none_or(|r| *i != r + 1))
+        .find_map(|(_, a)| a.parse().ok())
+        .unwrap_or(100_000);
     let bin = render_bin();
     let dir = tempfile::tempdir().expect("a temp dir");
     let list = dir.path().join("big.yaml");

@@ -91,18 +91,20 @@ pub fn cached_output(
 }
 
 /// [`cached_output`]'s answer for the many keys of a plan, cheaply: the first keys are asked
-/// one query each; past [`POINT_QUERIES`], every recorded output is read in one
-/// query, and objects are looked up in their folder's listing, read once per folder (instead of
-/// a query and a `stat` per key).
+/// one query each; past [`POINT_QUERIES`], the keys of every recorded output whose object is
+/// present are read at once (one query, and one listing per object folder instead of a `stat`
+/// per key) — on another thread, while the shot lists are parsed, when [`prefetch`] was asked.
+///
+/// [`prefetch`]: CachedOutputs::prefetch
 pub struct CachedOutputs<L = Ledger, S = LocalStore> {
     ledger: L,
     store: S,
     asked: std::cell::Cell<usize>,
-    recorded: std::cell::OnceCell<std::collections::HashMap<crate::key::RequestKey, Sha256Hex>>,
-    folders: std::cell::RefCell<
-        std::collections::HashMap<PathBuf, std::collections::HashSet<std::ffi::OsString>>,
-    >,
+    prefetched: std::cell::RefCell<Option<std::thread::JoinHandle<CachedKeys>>>,
+    cached: std::cell::OnceCell<std::collections::HashSet<crate::key::RequestKey>>,
 }
+
+type CachedKeys = Result<std::collections::HashSet<crate::key::RequestKey>, LedgerError>;
 
 /// Below this many keys, one query per key is quicker than reading every output.
 pub const POINT_QUERIES: usize = 256;
@@ -114,9 +116,21 @@ impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedO
             ledger,
             store,
             asked: Default::default(),
-            recorded: Default::default(),
-            folders: Default::default(),
+            prefetched: Default::default(),
+            cached: Default::default(),
         }
+    }
+
+    /// Starts reading every cached key on another thread, through its own connection to the
+    /// ledger at `ledger_path`. Unused when the plan turns out small (the thread ends with the
+    /// process).
+    pub fn prefetch(self, ledger_path: &Path) -> CachedOutputs<L, S> {
+        let (path, store) = (ledger_path.to_path_buf(), self.store.borrow().clone());
+        let reader = std::thread::Builder::new()
+            .name("cache-index".into())
+            .spawn(move || cached_keys(&Ledger::open(&path)?, &store));
+        *self.prefetched.borrow_mut() = reader.ok();
+        self
     }
 
     /// Whether `key`'s output is recorded and present (a ledger error counts as not cached).
@@ -132,29 +146,41 @@ impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedO
         if asked <= POINT_QUERIES {
             return Ok(cached_output(ledger, store, key)?.is_some());
         }
-        if self.recorded.get().is_none() {
-            let rows = ledger.outputs()?;
-            let _ = self
-                .recorded
-                .set(rows.into_iter().map(|o| (o.key, o.video_sha)).collect());
+        if self.cached.get().is_none() {
+            let prefetched = self.prefetched.borrow_mut().take();
+            // A reader that failed to start or panicked: read here instead.
+            let keys = match prefetched.map(std::thread::JoinHandle::join) {
+                Some(Ok(keys)) => keys?,
+                _ => cached_keys(ledger, store)?,
+            };
+            let _ = self.cached.set(keys);
         }
-        let recorded = self.recorded.get().expect("just read");
-        Ok(recorded.get(key).is_some_and(|sha| self.present(sha)))
+        Ok(self.cached.get().is_some_and(|keys| keys.contains(key)))
     }
+}
 
-    /// Whether the object is in the store, from its folder's listing.
-    fn present(&self, sha: &Sha256Hex) -> bool {
-        let store = self.store.borrow();
-        let path = store.path(sha);
-        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
-            return store.has(sha);
+/// The keys of every recorded output whose object is in the store: the store's folders are
+/// listed once each instead of a `stat` per object.
+fn cached_keys(ledger: &Ledger, store: &LocalStore) -> CachedKeys {
+    let mut folders: std::collections::HashMap<PathBuf, std::collections::HashSet<_>> =
+        Default::default();
+    let mut cached = std::collections::HashSet::new();
+    for (key, sha) in ledger.output_videos()? {
+        let path = store.path(&sha);
+        let present = match (path.parent(), path.file_name()) {
+            (Some(folder), Some(name)) => {
+                if !folders.contains_key(folder) {
+                    folders.insert(folder.to_path_buf(), files_in(folder));
+                }
+                folders[folder].contains(name)
+            }
+            _ => store.has(&sha),
         };
-        let mut folders = self.folders.borrow_mut();
-        let listing = folders
-            .entry(folder.to_path_buf())
-            .or_insert_with(|| files_in(folder));
-        listing.contains(name)
+        if present {
+            cached.insert(key);
+        }
     }
+    Ok(cached)
 }
 
 /// The names of the regular files in `folder` (through symbolic links, as `is_file` does).

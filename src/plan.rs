@@ -449,7 +449,14 @@ impl<'a> Planner<'a> {
         self.paths.push(path.clone());
         let list_index = self.paths.len() - 1;
         let source = PathBuf::from(&input.path);
-        out.reserve(shots.len());
+        // At most this many requests: room for them all at once, not twice as much by doubling.
+        let takes = |shot: &Shot| {
+            shot.takes
+                .as_ref()
+                .or(defaults.takes.as_ref())
+                .map_or(1, |t| t.value)
+        };
+        out.reserve_exact(shots.iter().map(|s| takes(s) as usize).sum());
         for shot in shots {
             self.check_unique_id(list_index, &shot);
             let list = ListContext {

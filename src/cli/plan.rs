@@ -174,10 +174,11 @@ pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
     let cached = ledger_path
         .is_file()
         .then(|| {
-            Some(CachedOutputs::new(
+            let cached = CachedOutputs::new(
                 Ledger::open(&ledger_path).ok()?,
                 LocalStore::open(state_dir).ok()?,
-            ))
+            );
+            Some(cached.prefetch(&ledger_path))
         })
         .flatten();
     move |key: &RequestKey| cached.as_ref().is_some_and(|cached| cached.contains(key))

@@ -160,23 +160,34 @@ impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedO
 }
 
 /// The keys of every recorded output whose object is in the store: the store's folders are
-/// listed once each instead of a `stat` per object.
+/// listed once each instead of a `stat` per object (outputs sorted by object, so that objects
+/// of one folder come together and each folder is found without hashing its path).
 fn cached_keys(ledger: &Ledger, store: &LocalStore) -> CachedKeys {
-    let mut folders: std::collections::HashMap<PathBuf, std::collections::HashSet<_>> =
+    let mut outputs = ledger.output_videos()?;
+    outputs.sort_unstable_by_key(|(_, sha)| *sha);
+    let mut listed: std::collections::HashMap<PathBuf, std::collections::HashSet<_>> =
         Default::default();
-    let mut cached = std::collections::HashSet::new();
-    for (key, sha) in ledger.output_videos()? {
+    let mut current: Option<(PathBuf, std::collections::HashSet<std::ffi::OsString>)> = None;
+    let mut cached = std::collections::HashSet::with_capacity(outputs.len());
+    for (key, sha) in outputs {
         let path = store.path(&sha);
-        let present = match (path.parent(), path.file_name()) {
-            (Some(folder), Some(name)) => {
-                if !folders.contains_key(folder) {
-                    folders.insert(folder.to_path_buf(), files_in(folder));
-                }
-                folders[folder].contains(name)
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            if store.has(&sha) {
+                cached.insert(key);
             }
-            _ => store.has(&sha),
+            continue;
         };
-        if present {
+        if current.as_ref().is_none_or(|(f, _)| f != folder) {
+            if let Some((f, files)) = current.take() {
+                listed.insert(f, files);
+            }
+            let files = listed.remove(folder).unwrap_or_else(|| files_in(folder));
+            current = Some((folder.to_path_buf(), files));
+        }
+        if current
+            .as_ref()
+            .is_some_and(|(_, files)| files.contains(name))
+        {
             cached.insert(key);
         }
     }

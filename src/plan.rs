@@ -300,7 +300,7 @@ pub fn build(
     opts: &PlanOptions,
     is_cached: &dyn Fn(&RequestKey) -> bool,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let mut planner = Planner::new(opts, is_cached);
+    let mut planner = Planner::new(opts);
     let mut plan = Plan::default();
     for input in lists {
         let (list, diagnostics) = crate::shotlist::parse(input);
@@ -310,6 +310,14 @@ pub fn build(
             plan.project = list.project.as_ref().map(|p| p.value.clone());
         }
         planner.plan_list(input, list, &mut plan.requests);
+    }
+    // Asked once every request is planned, so that a probe reading its index on another
+    // thread (the CLI's) has had the whole parse to do it.
+    for request in &mut plan.requests {
+        request.cached = is_cached(&request.key);
+        if request.cached {
+            request.cost = Usd::ZERO;
+        }
     }
     for request in &plan.requests {
         if !plan.providers.contains(&request.provider) {
@@ -413,7 +421,6 @@ struct ImageFacts {
 
 struct Planner<'a> {
     opts: &'a PlanOptions,
-    is_cached: &'a dyn Fn(&RequestKey) -> bool,
     diagnostics: Vec<Diagnostic>,
     /// Each shot id's first use: the list (an index into `paths`) and the place.
     ids: HashMap<String, (usize, Pos)>,
@@ -425,10 +432,9 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn new(opts: &'a PlanOptions, is_cached: &'a dyn Fn(&RequestKey) -> bool) -> Planner<'a> {
+    fn new(opts: &'a PlanOptions) -> Planner<'a> {
         Planner {
             opts,
-            is_cached,
             diagnostics: Vec::new(),
             ids: HashMap::new(),
             paths: Vec::new(),
@@ -594,12 +600,6 @@ impl<'a> Planner<'a> {
             request.take = take;
             request.key = keys.key(take);
             out.push(request);
-        }
-        for request in &mut out[start..] {
-            request.cached = (self.is_cached)(&request.key);
-            if request.cached {
-                request.cost = Usd::ZERO;
-            }
         }
     }
 

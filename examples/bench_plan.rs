@@ -1,41 +1,265 @@
-//! How long `render plan` takes on a 100,000-shot list, and how much memory it needs, compared
-//! with parsing the same file into a plain value without spans.
+//! How long `render plan` takes on a 100,000-shot list, and how much memory it needs: end to end
+//! (the release binary, nothing cached and with 90% of the shots cached), in-process, and beside
+//! PyYAML's C loader merely loading the same file (when python3 has PyYAML with libyaml).
 //!
-//! Run by hand: `cargo run --release --example bench_plan [SHOTS]`. Each measurement runs in its
-//! own child process so the peak-memory figures (`VmHWM`) do not mix.
+//! Run by hand, after `cargo build --release` (the end-to-end cases run the real binary):
+//! `cargo run --release --example bench_plan [SHOTS] [--rounds N]`. Each measurement runs in
+//! its own child process so the peak-memory figures do not mix; every round runs each case once,
+//! side by side, so the ratios of one round share the machine's load. Medians of the rounds.
+
+mod bench_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use bench_support::{ChildRun, ms, render_bin, run_measured};
 use render::catalog::Catalog;
 use render::plan::{PlanOptions, build};
 use render::shotlist::{Format, ShotListInput};
 
 const HARBOUR_PNG: &[u8] = include_bytes!("../shotlists/refs/harbour.png");
+const DEFAULT_ROUNDS: usize = 3;
+/// One shot in ten is not cached in the cached case.
+const UNCACHED_EVERY: usize = 10;
+const PYYAML: &str = "import sys, yaml\nwith open(sys.argv[1], 'rb') as f:\n    \
+                      doc = yaml.load(f, Loader=yaml.CSafeLoader)\nprint(len(doc['shots']))";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, mode, path] = args.as_slice() {
+    if let [_, mode, path] = args.as_slice()
+        && !mode.starts_with("--")
+    {
         return measure(mode, Path::new(path));
     }
-    let shots: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let rounds_at = args.iter().position(|a| a == "--rounds");
+    let rounds = rounds_at
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(DEFAULT_ROUNDS);
+    // The first number that is not the value of --rounds.
+    let shots: usize = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, _)| rounds_at.is_none_or(|r| *i != r + 1))
+        .find_map(|(_, a)| a.parse().ok())
+        .unwrap_or(100_000);
+    let bin = render_bin();
     let dir = tempfile::tempdir().expect("a temp dir");
     let list = dir.path().join("big.yaml");
     write_list(&list, shots);
     std::fs::write(dir.path().join("harbour.png"), HARBOUR_PNG).expect("write the reference");
     let bytes = std::fs::metadata(&list).map_or(0, |m| m.len());
-    println!("{shots} shots, {:.1} MiB of YAML", bytes as f64 / 1048576.0);
-    let me = std::env::current_exe().expect("own path");
-    for mode in ["baseline", "plain", "plan"] {
-        let out = Command::new(&me)
-            .arg(mode)
-            .arg(&list)
-            .output()
-            .expect("child runs");
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let file_mib = bytes as f64 / 1048576.0;
+    println!("load average at start: {}", bench_support::load_average());
+    println!("{shots} shots, {file_mib:.1} MiB of YAML, {rounds} rounds");
+    let cached_state = dir.path().join("state-cached");
+    let cached = populate_cache(&bin, dir.path(), &list, &cached_state);
+    println!("cached case: {cached} requests cached (every shot but one in {UNCACHED_EVERY})");
+    let python = pyyaml_available();
+    if !python {
+        println!("python3 with PyYAML (libyaml) not found: no PyYAML comparison");
     }
+
+    let me = std::env::current_exe().expect("own path");
+    let mut results: Vec<(&str, Vec<ChildRun>)> = Vec::new();
+    let mut record =
+        |name: &'static str, run: ChildRun| match results.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, runs)) => runs.push(run),
+            None => results.push((name, vec![run])),
+        };
+    for round in 1..=rounds {
+        for mode in ["plain", "build"] {
+            let mut child = Command::new(&me);
+            child.arg(mode).arg(&list);
+            let run = run_measured(&child);
+            print!("round {round}: {}", run.expect_success(mode).stdout());
+            record(if mode == "plain" { "plain" } else { "build" }, run);
+        }
+        let empty_state = dir.path().join("state-empty");
+        let run = run_measured(&plan_command(&bin, dir.path(), &empty_state, &list));
+        run.expect_success("render plan");
+        record("plan", run);
+        let run = run_measured(&plan_command(&bin, dir.path(), &cached_state, &list));
+        run.expect_success("render plan (cached)");
+        record("plan-cached", run);
+        if python {
+            let mut py = Command::new("python3");
+            py.args(["-c", PYYAML]).arg(&list);
+            let run = run_measured(&py);
+            run.expect_success("PyYAML");
+            record("pyyaml", run);
+        }
+    }
+
+    println!();
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}   all rounds (wall ms)",
+        "median of rounds", "wall ms", "cpu ms", "peak MiB"
+    );
+    let labels = [
+        ("plain", "serde-saphyr plain parse, no spans (in-process)"),
+        ("build", "plan::build (in-process)"),
+        ("plan", "render plan LIST, nothing cached"),
+        ("plan-cached", "render plan LIST, 90% of shots cached"),
+        ("pyyaml", "PyYAML CSafeLoader yaml.load"),
+    ];
+    for (name, label) in labels {
+        let Some((_, runs)) = results.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let walls: Vec<f64> = runs.iter().map(|r| ms(r.wall)).collect();
+        let peaks: Vec<f64> = runs.iter().map(|r| r.peak_mib).collect();
+        let cpus: Vec<f64> = runs.iter().map(|r| r.cpu_secs * 1000.0).collect();
+        println!(
+            "{label:<52} {:>9.0} {:>9.0} {:>9.1}   {}",
+            median(&walls),
+            median(&cpus),
+            median(&peaks),
+            walls
+                .iter()
+                .map(|w| format!("{w:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let figures = |name: &str, figure: fn(&ChildRun) -> f64| -> Vec<f64> {
+        results
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, runs)| runs.iter().map(figure).collect())
+            .unwrap_or_default()
+    };
+    let walls = |name: &str| figures(name, |r| ms(r.wall));
+    let cpus = |name: &str| figures(name, |r| r.cpu_secs);
+    let ratios = |a: &[f64], b: &[f64]| -> Vec<f64> {
+        a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>()
+    };
+    println!();
+    if python {
+        let per_round = ratios(&walls("plan"), &walls("pyyaml"));
+        println!(
+            "render plan ÷ PyYAML yaml.load: median {:.3} (rounds: {})",
+            median(&per_round),
+            list_of(&per_round)
+        );
+        // CPU time is less moved by other work on a shared machine (but counts both threads).
+        let per_round = ratios(&cpus("plan"), &cpus("pyyaml"));
+        println!(
+            "  the same in CPU time: median {:.3} (rounds: {})",
+            median(&per_round),
+            list_of(&per_round)
+        );
+    }
+    let per_round = ratios(&walls("plan-cached"), &walls("plan"));
+    println!(
+        "90%-cached plan ÷ uncached plan: median {:.3} (rounds: {})",
+        median(&per_round),
+        list_of(&per_round)
+    );
+    let per_round = ratios(&cpus("plan-cached"), &cpus("plan"));
+    println!(
+        "  the same in CPU time: median {:.3} (rounds: {})",
+        median(&per_round),
+        list_of(&per_round)
+    );
+    let peaks: Vec<f64> = results
+        .iter()
+        .find(|(n, _)| *n == "plan")
+        .map(|(_, runs)| runs.iter().map(|r| r.peak_mib).collect())
+        .unwrap_or_default();
+    println!(
+        "render plan peak memory ÷ file size: {:.2} ({:.1} MiB for {file_mib:.1} MiB)",
+        median(&peaks) / file_mib,
+        median(&peaks)
+    );
+    println!("load average at end: {}", bench_support::load_average());
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn list_of(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pyyaml_available() -> bool {
+    Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml; sys.exit(0 if yaml.__with_libyaml__ else 1)",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `render plan LIST` as a night would run it: a compatible server (plan never contacts it),
+/// the table on stdout.
+fn plan_command(bin: &Path, dir: &Path, state: &Path, list: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .current_dir(dir)
+        .env("RENDER_STATE_DIR", state)
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env_remove("RENDER_LOG")
+        .env_remove("RENDER_CACHE_URL")
+        .arg("plan")
+        .arg(list);
+    command
+}
+
+/// Records an output (ledger row and cache object) for every request of every shot but one in
+/// ten, with the keys `render plan --format json` computes; returns how many.
+fn populate_cache(bin: &Path, dir: &Path, list: &Path, state: &Path) -> usize {
+    let mut command = plan_command(bin, dir, state, list);
+    command.args(["--format", "json"]);
+    let run = run_measured(&command);
+    run.expect_success("render plan --format json");
+    let doc: serde_json::Value = serde_json::from_slice(&run.output.stdout).expect("plan JSON");
+    let keys: Vec<&str> = doc["shots"]
+        .as_array()
+        .expect("the plan's requests")
+        .iter()
+        .filter(|r| {
+            !shot_number(r["id"].as_str().unwrap_or_default()).is_multiple_of(UNCACHED_EVERY)
+        })
+        .filter_map(|r| r["key"].as_str())
+        .collect();
+    let ledger_path = state.join("ledger.sqlite");
+    render::ledger::Ledger::open(&ledger_path).expect("the ledger opens");
+    let store = render::cache::LocalStore::open(state).expect("the cache opens");
+    let mut conn = rusqlite::Connection::open(&ledger_path).expect("the ledger opens");
+    let tx = conn.transaction().expect("a transaction");
+    for key in &keys {
+        // One object per output, as harvest leaves them (written directly: no fsync needed).
+        let video = format!("video of {key}");
+        let sha = render::key::Sha256Hex::of(video.as_bytes());
+        let path = store.path(&sha);
+        std::fs::create_dir_all(path.parent().expect("a fan-out folder")).expect("mkdir");
+        std::fs::write(&path, &video).expect("write an object");
+        tx.execute(
+            "INSERT INTO outputs (key, video_sha, video_bytes, harvested_at) VALUES (?1, ?2, ?3, 0)",
+            rusqlite::params![key, sha.hex(), video.len()],
+        )
+        .expect("record an output");
+    }
+    tx.commit().expect("commit");
+    keys.len()
+}
+
+fn shot_number(id: &str) -> usize {
+    id.trim_start_matches("shot-").parse().unwrap_or(0)
 }
 
 fn write_list(path: &PathBuf, shots: usize) {
@@ -55,11 +279,11 @@ fn write_list(path: &PathBuf, shots: usize) {
     std::fs::write(path, text).expect("write the list");
 }
 
+/// Child mode: one in-process measurement.
 fn measure(mode: &str, path: &Path) {
     let text = std::fs::read_to_string(path).expect("read the list");
     let start = Instant::now();
     let summary = match mode {
-        "baseline" => "read the file only".to_string(),
         "plain" => {
             let value: serde_json::Value =
                 serde_saphyr::from_str_with_options(&text, serde_saphyr::options! { budget: None })
@@ -81,20 +305,8 @@ fn measure(mode: &str, path: &Path) {
             }
         }
     };
-    let elapsed = start.elapsed();
     println!(
-        "{mode:>9}: {:>8.1} ms, peak memory {:>7.1} MiB  ({summary})",
-        elapsed.as_secs_f64() * 1000.0,
-        peak_mib()
+        "{mode:>6}: {:>8.1} ms in-process ({summary})",
+        start.elapsed().as_secs_f64() * 1000.0
     );
-}
-
-/// The process's peak resident memory, from `/proc/self/status` (Linux only).
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

@@ -69,8 +69,10 @@ pub fn compile(
         jsonl: Vec::new(),
     };
     for (key, body) in requests {
-        let line = encode_line(&key, body);
-        let line_len = line.len() as u64;
+        // Encoded in place at the end of the current file, then moved on if it does not fit.
+        let start = current.jsonl.len();
+        encode_line(&key, body, &mut current.jsonl);
+        let line_len = (current.jsonl.len() - start) as u64;
         if line_len > limits.max_bytes {
             return Err(BatchError::LineTooLarge {
                 custom_id: custom_id(&key),
@@ -78,19 +80,19 @@ pub fn compile(
                 max_bytes: limits.max_bytes,
             });
         }
-        let full = current.keys.len() >= limits.max_requests
-            || current.jsonl.len() as u64 + line_len > limits.max_bytes;
+        let full =
+            current.keys.len() >= limits.max_requests || start as u64 + line_len > limits.max_bytes;
         if full {
+            let line = current.jsonl.split_off(start);
             parts.push(std::mem::replace(
                 &mut current,
                 CompiledPart {
                     keys: Vec::new(),
-                    jsonl: Vec::new(),
+                    jsonl: line,
                 },
             ));
         }
         current.keys.push(key);
-        current.jsonl.extend_from_slice(&line);
     }
     if !current.keys.is_empty() {
         parts.push(current);
@@ -98,16 +100,16 @@ pub fn compile(
     Ok(parts)
 }
 
-fn encode_line(key: &RequestKey, body: CreateVideo) -> Vec<u8> {
+/// Appends the request's JSONL line (with its newline) to `out`.
+fn encode_line(key: &RequestKey, body: CreateVideo, out: &mut Vec<u8>) {
     let line = BatchInputLine {
         custom_id: custom_id(key),
         method: "POST".into(),
         url: VIDEOS_ENDPOINT.into(),
         body,
     };
-    let mut bytes = serde_json::to_vec(&line).expect("a batch line always serializes");
-    bytes.push(b'\n');
-    bytes
+    serde_json::to_writer(&mut *out, &line).expect("a batch line always serializes");
+    out.push(b'\n');
 }
 
 #[cfg(test)]

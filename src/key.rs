@@ -90,18 +90,65 @@ pub struct KeyInput<'a> {
 
 impl KeyInput<'_> {
     pub fn key(&self) -> RequestKey {
+        self.take_keys().key(self.take)
+    }
+
+    /// The keys of every take of this input (`take` is ignored): the canonical encoding up to
+    /// the take is hashed once, then each take only adds its number.
+    pub fn take_keys(&self) -> TakeKeys {
+        // Encoded with take 0, the encoding ends in `"take":0}`: everything before the `0` is
+        // the same for every take (the take is the last field).
+        let encoded = KeyInput { take: 0, ..*self }.encoding();
+        let prefix = encoded
+            .strip_suffix(TAKE_ZERO_SUFFIX)
+            .expect("the take is the last field of a key");
+        TakeKeys {
+            prefix: Sha256::new_with_prefix(prefix),
+        }
+    }
+
+    /// The canonical encoding: this input's fields in order, after the key version, as JSON.
+    fn encoding(&self) -> Vec<u8> {
         #[derive(Serialize)]
         struct Versioned<'a, 'b> {
             render_key_version: u32,
             #[serde(flatten)]
             input: &'a KeyInput<'b>,
         }
-        let encoded = serde_json::to_vec(&Versioned {
+        serde_json::to_vec(&Versioned {
             render_key_version: KEY_VERSION,
             input: self,
         })
-        .expect("a key input always serializes");
-        Sha256Hex::of(&encoded)
+        .expect("a key input always serializes")
+    }
+}
+
+const TAKE_ZERO_SUFFIX: &[u8] = b"0}";
+
+/// The keys of the takes of one request, from its hashed encoding up to the take number.
+#[derive(Clone)]
+pub struct TakeKeys {
+    prefix: Sha256,
+}
+
+impl TakeKeys {
+    pub fn key(&self, take: u32) -> RequestKey {
+        let mut hasher = self.prefix.clone();
+        // `take` in decimal, as serde_json writes it, then the closing brace.
+        let mut tail = [0u8; 11];
+        let mut start = tail.len() - 1;
+        tail[start] = b'}';
+        let mut n = take;
+        loop {
+            start -= 1;
+            tail[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        hasher.update(&tail[start..]);
+        Sha256Hex(hasher.finalize().into())
     }
 }
 
@@ -173,6 +220,23 @@ mod tests {
         let mut seen = std::collections::HashSet::from([original]);
         for variant in variants {
             assert!(seen.insert(variant.key()), "{variant:?} collided");
+        }
+    }
+
+    #[test]
+    fn take_keys_are_the_keys_of_each_take() {
+        let model = base_model();
+        let input = base(&model);
+        let takes = input.take_keys();
+        for take in [1, 2, 9, 10, 100, u32::MAX] {
+            // The whole encoding hashed at once, as version 2 has always been keyed.
+            let whole = KeyInput {
+                take,
+                ..input.clone()
+            }
+            .encoding();
+            assert!(whole.ends_with(format!(r#","take":{take}}}"#).as_bytes()));
+            assert_eq!(takes.key(take), Sha256Hex::of(&whole));
         }
     }
 

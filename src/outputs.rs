@@ -100,6 +100,126 @@ pub fn cached_output(
     Ok(ledger.output(key)?.filter(|o| store.has(&o.video_sha)))
 }
 
+/// [`cached_output`]'s answer for the many keys of a plan, cheaply: the first keys are asked
+/// one query each; past [`POINT_QUERIES`], the keys of every recorded output whose object is
+/// present are read at once (one query, and one listing per object folder instead of a `stat`
+/// per key) — on another thread, while the shot lists are parsed, when [`prefetch`] was asked.
+///
+/// [`prefetch`]: CachedOutputs::prefetch
+pub struct CachedOutputs<L = Ledger, S = LocalStore> {
+    ledger: L,
+    store: S,
+    asked: std::cell::Cell<usize>,
+    prefetched: std::cell::RefCell<Option<std::thread::JoinHandle<CachedKeys>>>,
+    cached: std::cell::OnceCell<std::collections::HashSet<crate::key::RequestKey>>,
+}
+
+type CachedKeys = Result<std::collections::HashSet<crate::key::RequestKey>, LedgerError>;
+
+/// Below this many keys, one query per key is quicker than reading every output.
+pub const POINT_QUERIES: usize = 256;
+
+impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedOutputs<L, S> {
+    /// Over an owned or a borrowed ledger and store.
+    pub fn new(ledger: L, store: S) -> CachedOutputs<L, S> {
+        CachedOutputs {
+            ledger,
+            store,
+            asked: Default::default(),
+            prefetched: Default::default(),
+            cached: Default::default(),
+        }
+    }
+
+    /// Starts reading every cached key on another thread, through its own connection to the
+    /// ledger at `ledger_path`. Unused when the plan turns out small (the thread ends with the
+    /// process).
+    pub fn prefetch(self, ledger_path: &Path) -> CachedOutputs<L, S> {
+        let (path, store) = (ledger_path.to_path_buf(), self.store.borrow().clone());
+        let reader = std::thread::Builder::new()
+            .name("cache-index".into())
+            .spawn(move || cached_keys(&Ledger::open(&path)?, &store));
+        *self.prefetched.borrow_mut() = reader.ok();
+        self
+    }
+
+    /// Whether `key`'s output is recorded and present (a ledger error counts as not cached).
+    pub fn contains(&self, key: &crate::key::RequestKey) -> bool {
+        self.try_contains(key).unwrap_or(false)
+    }
+
+    /// Whether `key`'s output is recorded and present.
+    pub fn try_contains(&self, key: &crate::key::RequestKey) -> Result<bool, LedgerError> {
+        let asked = self.asked.get() + 1;
+        self.asked.set(asked);
+        let (ledger, store) = (self.ledger.borrow(), self.store.borrow());
+        if asked <= POINT_QUERIES {
+            return Ok(cached_output(ledger, store, key)?.is_some());
+        }
+        if self.cached.get().is_none() {
+            let prefetched = self.prefetched.borrow_mut().take();
+            // A reader that failed to start or panicked: read here instead.
+            let keys = match prefetched.map(std::thread::JoinHandle::join) {
+                Some(Ok(keys)) => keys?,
+                _ => cached_keys(ledger, store)?,
+            };
+            let _ = self.cached.set(keys);
+        }
+        Ok(self.cached.get().is_some_and(|keys| keys.contains(key)))
+    }
+}
+
+/// The keys of every recorded output whose object is in the store: the store's folders are
+/// listed once each instead of a `stat` per object (outputs sorted by object, so that objects
+/// of one folder come together and each folder is found without hashing its path).
+fn cached_keys(ledger: &Ledger, store: &LocalStore) -> CachedKeys {
+    let mut outputs = ledger.output_videos()?;
+    outputs.sort_unstable_by_key(|(_, sha)| *sha);
+    let mut listed: std::collections::HashMap<PathBuf, std::collections::HashSet<_>> =
+        Default::default();
+    let mut current: Option<(PathBuf, std::collections::HashSet<std::ffi::OsString>)> = None;
+    let mut cached = std::collections::HashSet::with_capacity(outputs.len());
+    for (key, sha) in outputs {
+        let path = store.path(&sha);
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            if store.has(&sha) {
+                cached.insert(key);
+            }
+            continue;
+        };
+        if current.as_ref().is_none_or(|(f, _)| f != folder) {
+            if let Some((f, files)) = current.take() {
+                listed.insert(f, files);
+            }
+            let files = listed.remove(folder).unwrap_or_else(|| files_in(folder));
+            current = Some((folder.to_path_buf(), files));
+        }
+        if current
+            .as_ref()
+            .is_some_and(|(_, files)| files.contains(name))
+        {
+            cached.insert(key);
+        }
+    }
+    Ok(cached)
+}
+
+/// The names of the regular files in `folder` (through symbolic links, as `is_file` does).
+fn files_in(folder: &Path) -> std::collections::HashSet<std::ffi::OsString> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => entry.path().is_file(),
+            Ok(kind) => kind.is_file(),
+            Err(_) => false,
+        })
+        .map(|entry| entry.file_name())
+        .collect()
+}
+
 /// `renders/<project>/`, or `renders/default/` for a shot list without a project.
 pub fn default_out_dir(project: Option<&str>) -> PathBuf {
     Path::new("renders").join(project.map_or_else(|| "default".into(), project_folder))

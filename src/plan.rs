@@ -303,7 +303,7 @@ pub fn build(
     opts: &PlanOptions,
     is_cached: &dyn Fn(&RequestKey) -> bool,
 ) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let mut planner = Planner::new(opts, is_cached);
+    let mut planner = Planner::new(opts);
     let mut plan = Plan::default();
     for input in lists {
         let (list, diagnostics) = crate::shotlist::parse(input);
@@ -312,7 +312,15 @@ pub fn build(
         if plan.project.is_none() {
             plan.project = list.project.as_ref().map(|p| p.value.clone());
         }
-        planner.plan_list(input, &list, &mut plan.requests);
+        planner.plan_list(input, list, &mut plan.requests);
+    }
+    // Asked once every request is planned, so that a probe reading its index on another
+    // thread (the CLI's) has had the whole parse to do it.
+    for request in &mut plan.requests {
+        request.cached = is_cached(&request.key);
+        if request.cached {
+            request.cost = Usd::ZERO;
+        }
     }
     for request in &plan.requests {
         if !plan.providers.contains(&request.provider) {
@@ -396,6 +404,14 @@ impl<T> Resolved<T> {
     }
 }
 
+/// The shot list a shot comes from, as planning needs it.
+struct ListContext<'a> {
+    input: &'a ShotListInput,
+    path: &'a str,
+    defaults: &'a crate::shotlist::Defaults,
+    source: &'a Path,
+}
+
 /// What a reference image turned out to be.
 #[derive(Clone, Debug)]
 struct ImageFacts {
@@ -408,61 +424,82 @@ struct ImageFacts {
 
 struct Planner<'a> {
     opts: &'a PlanOptions,
-    is_cached: &'a dyn Fn(&RequestKey) -> bool,
     diagnostics: Vec<Diagnostic>,
-    ids: HashMap<String, (String, Pos)>,
+    /// Each shot id's first use: the list (an index into `paths`) and the place.
+    ids: HashMap<String, (usize, Pos)>,
+    /// The shot lists seen so far, by their display paths.
+    paths: Vec<String>,
     images: HashMap<PathBuf, Result<ImageFacts, String>>,
     /// First use and request count of each model per provider, for the retirement warning.
     models_used: BTreeMap<(String, Model), (String, Pos, usize)>,
 }
 
 impl<'a> Planner<'a> {
-    fn new(opts: &'a PlanOptions, is_cached: &'a dyn Fn(&RequestKey) -> bool) -> Planner<'a> {
+    fn new(opts: &'a PlanOptions) -> Planner<'a> {
         Planner {
             opts,
-            is_cached,
             diagnostics: Vec::new(),
             ids: HashMap::new(),
+            paths: Vec::new(),
             images: HashMap::new(),
             models_used: BTreeMap::new(),
         }
     }
 
-    fn plan_list(&mut self, input: &ShotListInput, list: &ShotList, out: &mut Vec<PlannedRequest>) {
-        for shot in &list.shots {
-            self.check_unique_id(&list.path, shot);
-            if let Some(requests) = self.plan_shot(input, list, shot) {
-                out.extend(requests);
-            }
+    /// Plans every shot of `list`, which it consumes: each shot's text moves into its last
+    /// request instead of being copied.
+    fn plan_list(&mut self, input: &ShotListInput, list: ShotList, out: &mut Vec<PlannedRequest>) {
+        let ShotList {
+            path,
+            defaults,
+            shots,
+            ..
+        } = list;
+        self.paths.push(path.clone());
+        let list_index = self.paths.len() - 1;
+        let source = PathBuf::from(&input.path);
+        // At most this many requests: room for them all at once, not twice as much by doubling.
+        let takes = |shot: &Shot| {
+            shot.takes
+                .as_ref()
+                .or(defaults.takes.as_ref())
+                .map_or(1, |t| t.value)
+        };
+        out.reserve_exact(shots.iter().map(|s| takes(s) as usize).sum());
+        for shot in shots {
+            self.check_unique_id(list_index, &shot);
+            let list = ListContext {
+                input,
+                path: &path,
+                defaults: &defaults,
+                source: &source,
+            };
+            self.plan_shot(&list, shot, out);
         }
     }
 
-    fn check_unique_id(&mut self, path: &str, shot: &Shot) {
+    fn check_unique_id(&mut self, list_index: usize, shot: &Shot) {
         let Some(id) = &shot.id else { return };
         match self.ids.get(&id.value) {
-            Some((first_path, first_pos)) => {
+            Some((first_list, first_pos)) => {
+                let path = &self.paths[list_index];
                 let d =
                     Diagnostic::error(path, id.pos, format!("duplicate shot id `{}`", id.value))
-                        .with_related(first_path, *first_pos, "first used here")
+                        .with_related(&self.paths[*first_list], *first_pos, "first used here")
                         .with_help("shot ids name output files, so each must be unique in a run");
                 self.diagnostics.push(d);
             }
             None => {
-                self.ids
-                    .insert(id.value.clone(), (path.to_string(), id.pos));
+                self.ids.insert(id.value.clone(), (list_index, id.pos));
             }
         }
     }
 
-    /// The shot's requests, or `None` (with diagnostics) when it cannot be priced.
-    fn plan_shot(
-        &mut self,
-        input: &ShotListInput,
-        list: &ShotList,
-        shot: &Shot,
-    ) -> Option<Vec<PlannedRequest>> {
-        let defaults = &list.defaults;
-        let provider = self.provider(&list.path, shot, defaults);
+    /// Appends the shot's requests to `out`, or nothing (with diagnostics) when it cannot be
+    /// priced.
+    fn plan_shot(&mut self, list: &ListContext, shot: Shot, out: &mut Vec<PlannedRequest>) {
+        let (path, defaults) = (list.path, list.defaults);
+        let provider = self.provider(path, &shot, defaults);
         let catalog = provider.map(|p| &p.catalog);
         let model_name = Resolved::pick(
             shot.model.as_ref(),
@@ -494,68 +531,104 @@ impl<'a> Planner<'a> {
             .or(defaults.takes.as_ref())
             .map_or(1, |t| t.value);
 
-        let spec = provider.and_then(|p| self.model_spec(&list.path, p, &model_name));
+        let spec = provider.and_then(|p| self.model_spec(path, p, &model_name));
         let checked = spec.and_then(|spec| {
             let catalog = &provider?.catalog;
-            let rate = self.check_size(&list.path, catalog, spec, &model_name, &size);
-            let secs = self.check_seconds(&list.path, spec, &model_name, &seconds);
-            self.check_prompt(&list.path, spec, shot);
+            let rate = self.check_size(path, catalog, spec, &model_name, &size);
+            let secs = self.check_seconds(path, spec, &model_name, &seconds);
+            self.check_prompt(path, spec, &shot);
             Some((spec, rate?, secs?))
         });
-        let reference = self.reference(input, shot, checked.map(|_| size.value));
-        let (spec, rate, seconds) = checked?;
-        let provider = provider?;
-        let (id, prompt) = (shot.id.as_ref()?, shot.prompt.as_ref()?);
-        let reference = reference.ok()?;
+        let reference = self.reference(list.input, &shot, checked.map(|_| size.value));
+        let Some((spec, rate, seconds)) = checked else {
+            return;
+        };
+        let (Some(provider), Some(_), Some(_), Ok(reference)) =
+            (provider, &shot.id, &shot.prompt, reference)
+        else {
+            return;
+        };
 
         let use_at = shot.model.as_ref().map_or(shot.at, |m| m.pos);
-        let used = self
-            .models_used
-            .entry((provider.name.clone(), spec.name.clone()))
-            .or_insert_with(|| (list.path.clone(), use_at, 0));
-        used.2 += takes as usize;
+        self.count_model_use(provider, spec, path, use_at, takes);
 
+        let Shot {
+            id, prompt, tags, ..
+        } = shot;
+        let (Some(id), Some(prompt)) = (id, prompt) else {
+            return;
+        };
         let lane = provider.lane_for(priority);
-        let price = |rate: Rate| match lane {
+        let price = match lane {
             Lane::Batch => rate.batch * seconds.0,
             Lane::Direct => rate.standard * seconds.0,
         };
-        let requests = (1..=takes).map(|take| {
-            let key = KeyInput {
-                provider: &provider.id,
-                model: &spec.name,
-                size: size.value,
-                seconds,
-                prompt: &prompt.value,
-                reference: reference.as_ref().map(|r| r.sha256),
-                take,
+        let keys = KeyInput {
+            provider: &provider.id,
+            model: &spec.name,
+            size: size.value,
+            seconds,
+            prompt: &prompt.value,
+            reference: reference.as_ref().map(|r| r.sha256),
+            take: 1,
+        }
+        .take_keys();
+        let first = PlannedRequest {
+            shot_id: id.value,
+            provider: provider.id.clone(),
+            provider_name: provider.name.clone(),
+            lane,
+            priority,
+            take: 1,
+            takes,
+            model: spec.name.clone(),
+            served_as: spec.wire_name().to_string(),
+            size: size.value,
+            seconds,
+            prompt: prompt.value,
+            reference,
+            tags,
+            key: keys.key(1),
+            cost: price,
+            standard_cost: rate.standard * seconds.0,
+            batch_cost: provider.offers_batch().then(|| rate.batch * seconds.0),
+            cached: false,
+            source: list.source.to_path_buf(),
+        };
+        // Takes differ only in their number and key: the first is the template of the rest.
+        let start = out.len();
+        out.push(first);
+        for take in 2..=takes {
+            let mut request = out[start].clone();
+            request.take = take;
+            request.key = keys.key(take);
+            out.push(request);
+        }
+    }
+
+    /// Counts a model's requests per provider, remembering its first use, for the retirement
+    /// warning.
+    fn count_model_use(
+        &mut self,
+        provider: &Provider,
+        spec: &ModelSpec,
+        path: &str,
+        at: Pos,
+        takes: u32,
+    ) {
+        // Looked up before inserting: the names are copied once per model, not once per shot.
+        let seen = self
+            .models_used
+            .iter_mut()
+            .find(|((p, m), _)| *p == provider.name && *m == spec.name);
+        match seen {
+            Some((_, used)) => used.2 += takes as usize,
+            None => {
+                let first = (path.to_string(), at, takes as usize);
+                self.models_used
+                    .insert((provider.name.clone(), spec.name.clone()), first);
             }
-            .key();
-            let cached = (self.is_cached)(&key);
-            PlannedRequest {
-                shot_id: id.value.clone(),
-                provider: provider.id.clone(),
-                provider_name: provider.name.clone(),
-                lane,
-                priority,
-                take,
-                takes,
-                model: spec.name.clone(),
-                served_as: spec.wire_name().to_string(),
-                size: size.value,
-                seconds,
-                prompt: prompt.value.clone(),
-                reference: reference.clone(),
-                tags: shot.tags.clone(),
-                key,
-                cost: if cached { Usd::ZERO } else { price(rate) },
-                standard_cost: rate.standard * seconds.0,
-                batch_cost: provider.offers_batch().then(|| rate.batch * seconds.0),
-                cached,
-                source: PathBuf::from(&input.path),
-            }
-        });
-        Some(requests.collect())
+        }
     }
 
     /// The shot's provider: the shot's own, its list's default, else `--provider`'s.
@@ -690,6 +763,10 @@ impl<'a> Planner<'a> {
 
     fn check_prompt(&mut self, path: &str, spec: &ModelSpec, shot: &Shot) {
         let Some(prompt) = &shot.prompt else { return };
+        // No more characters than bytes: most prompts need no counting.
+        if prompt.value.len() <= spec.max_prompt_chars {
+            return;
+        }
         let chars = prompt.value.chars().count();
         if chars > spec.max_prompt_chars {
             let message = format!(

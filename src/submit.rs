@@ -11,6 +11,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::api::error::ApiError;
+use crate::api::types::InputReference;
 use crate::batch::{self, BatchLimits};
 use crate::cache::CacheStorage;
 use crate::events::{Event, EventSink};
@@ -19,7 +20,7 @@ use crate::lanes::Routes;
 use crate::lanes::batch::{BatchLaneError, Outgoing, Submitter, Tally};
 use crate::lanes::direct::{self, DirectError};
 use crate::ledger::{Ledger, LedgerError, RequestRow, RequestStatus, RunItem, RunRow, unix_now};
-use crate::outputs::cached_output;
+use crate::outputs::{CachedOutputs, cached_output};
 use crate::plan::{Plan, PlannedRequest};
 use crate::provider::Lane;
 use crate::shared::{Claim, SharedCache, SharedError};
@@ -123,7 +124,7 @@ pub async fn submit(
         &mended
     };
     let selected = select_requests(plan, ledger, store, &mut report)?;
-    let mut rows: Vec<RequestRow> = selected.iter().map(request_row).collect();
+    let mut rows: Vec<RequestRow> = selected.iter().map(|r| request_row(r)).collect();
     ledger.insert_requests(&rows)?;
     if let Some(shared) = shared {
         rows = claim_rows(rows, ledger, shared, events, &mut report).await?;
@@ -521,17 +522,19 @@ fn new_run_id(now: i64) -> String {
 }
 
 /// The distinct requests of the plan that need rendering, counting what is skipped and why.
-fn select_requests(
-    plan: &Plan,
+fn select_requests<'p>(
+    plan: &'p Plan,
     ledger: &Ledger,
     store: &dyn CacheStorage,
     report: &mut SubmitReport,
-) -> Result<Vec<PlannedRequest>, SubmitError> {
+) -> Result<Vec<&'p PlannedRequest>, SubmitError> {
     let mut seen = HashSet::new();
     let mut selected = Vec::new();
+    // The plan's view may be stale (another process may have harvested since): ask again, for
+    // all of the plan's requests at once.
+    let cached = CachedOutputs::new(ledger, store);
     for request in &plan.requests {
-        // The plan's view may be stale (another process may have harvested since): ask again.
-        if request.cached || cached_output(ledger, store, &request.key)?.is_some() {
+        if request.cached || cached.try_contains(&request.key)? {
             report.skipped_cached += 1;
             continue;
         }
@@ -540,12 +543,12 @@ fn select_requests(
         }
         match ledger.request(&request.key)? {
             // Harvested but not cached means the object was removed: render it again.
-            Some(row) if row.status == RequestStatus::Harvested => selected.push(request.clone()),
+            Some(row) if row.status == RequestStatus::Harvested => selected.push(request),
             Some(row) if row.status.is_in_flight_or_done() => report.skipped_in_flight += 1,
             Some(row) if row.status == RequestStatus::Failed && !row.retryable => {
                 report.skipped_rejected += 1
             }
-            _ => selected.push(request.clone()),
+            _ => selected.push(request),
         }
     }
     Ok(selected)
@@ -596,20 +599,34 @@ pub fn dry_run(
 ) -> Result<Vec<(PathBuf, usize)>, SubmitError> {
     let selected = select_requests(plan, ledger, store, &mut SubmitReport::default())?;
     // Only the Batch lane has files to write; direct jobs are sent one by one.
-    let outgoing: Vec<Outgoing> = selected
-        .iter()
+    let outgoing: Vec<&PlannedRequest> = selected
+        .into_iter()
         .filter(|r| r.lane == Lane::Batch)
-        .map(|r| Outgoing::from_row(&request_row(r)))
         .collect();
     let mut file_ids = HashMap::new();
-    for (sha256, _) in outgoing.iter().filter_map(|o| o.reference.as_ref()) {
+    for sha256 in outgoing
+        .iter()
+        .filter_map(|r| r.reference.as_ref().map(|f| &f.sha256))
+    {
         if !file_ids.contains_key(sha256) {
             let known = ledger.asset(sha256)?.map(|a| a.file_id);
             let placeholder = || format!("file-pending-{}", &sha256.hex()[..16]);
             file_ids.insert(*sha256, known.unwrap_or_else(placeholder));
         }
     }
-    let bodies = outgoing.iter().map(|o| (o.key, o.body(&file_ids)));
+    // The bodies `submit` sends (`Outgoing::body`), built from the plan without the ledger's
+    // rows in between.
+    let bodies = outgoing.iter().map(|r| {
+        let mut body = batch::video_body(&r.served_as, &r.size.to_string(), r.seconds.0, &r.prompt);
+        body.input_reference = r
+            .reference
+            .as_ref()
+            .and_then(|f| file_ids.get(&f.sha256))
+            .map(|id| InputReference::FileId {
+                file_id: id.clone(),
+            });
+        (r.key, body)
+    });
     let parts = batch::compile(bodies, limits)?;
     std::fs::create_dir_all(out_dir).map_err(|source| SubmitError::Write {
         path: out_dir.display().to_string(),
@@ -625,4 +642,54 @@ pub fn dry_run(
         written.push((path, part.keys.len()));
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::plan::{PlanOptions, build};
+    use crate::shotlist::{Format, ShotListInput};
+
+    /// `dry_run` builds its bodies straight from the plan; they must be the bodies `submit`
+    /// sends, which go through the ledger's rows (`request_row`, `Outgoing`).
+    #[test]
+    fn dry_run_writes_the_lines_submit_would_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let refs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shotlists/refs");
+        let list = "defaults: {model: sora-2, takes: 2}\nshots:\n  \
+                    - {id: a, prompt: \"Harbour \\\"at\\\" dusk\", reference: harbour.png}\n  \
+                    - {id: b, prompt: Skyline, model: sora-2-pro, size: 1920x1080}\n  \
+                    - {id: c, prompt: Alley, reference: alley.jpg, priority: rush}\n";
+        let input = ShotListInput::new("t.yaml", &refs, list.into(), Format::Yaml);
+        let opts = PlanOptions::single("127.0.0.1", Catalog::builtin());
+        let (plan, _) = build(&[input], &opts, &|_| false).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let limits = BatchLimits {
+            max_requests: 3,
+            max_bytes: u64::MAX,
+        };
+        let written = dry_run(&plan, &ledger, &store, limits, &dir.path().join("out")).unwrap();
+
+        let outgoing: Vec<Outgoing> = plan
+            .requests
+            .iter()
+            .filter(|r| r.lane == Lane::Batch)
+            .map(|r| Outgoing::from_row(&request_row(r)))
+            .collect();
+        let file_ids: HashMap<Sha256Hex, String> = outgoing
+            .iter()
+            .filter_map(|o| o.reference.as_ref())
+            .map(|(sha, _)| (*sha, format!("file-pending-{}", &sha.hex()[..16])))
+            .collect();
+        let bodies = outgoing.iter().map(|o| (o.key, o.body(&file_ids)));
+        let expected = batch::compile(bodies, limits).unwrap();
+        assert_eq!(written.len(), expected.len());
+        for ((path, requests), part) in written.iter().zip(&expected) {
+            assert_eq!(*requests, part.keys.len());
+            assert_eq!(std::fs::read(path).unwrap(), part.jsonl);
+        }
+        assert_eq!(expected.iter().map(|p| p.keys.len()).sum::<usize>(), 4);
+    }
 }

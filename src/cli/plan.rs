@@ -10,7 +10,7 @@ use crate::catalog::{Model, Seconds, Size};
 use crate::key::RequestKey;
 use crate::ledger::Ledger;
 use crate::money::Usd;
-use crate::outputs::cached_output;
+use crate::outputs::CachedOutputs;
 use crate::plan::{COMMAND_LINE, PlanOptions, PlanRun};
 use crate::provider::Providers;
 use crate::report;
@@ -214,17 +214,16 @@ fn shared_keys(global: &GlobalArgs) -> Result<std::collections::HashSet<RequestK
 /// store. Without a state directory nothing is cached (and `plan` creates none).
 pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
     let ledger_path = state_dir.join(crate::cli::state::LEDGER_FILE);
-    let state = ledger_path
+    // A plan asks for every request: the index answers many keys with one query.
+    let cached = ledger_path
         .is_file()
         .then(|| {
-            Some((
+            let cached = CachedOutputs::new(
                 Ledger::open(&ledger_path).ok()?,
                 LocalStore::open(state_dir).ok()?,
-            ))
+            );
+            Some(cached.prefetch(&ledger_path))
         })
         .flatten();
-    move |key: &RequestKey| match &state {
-        Some((ledger, store)) => cached_output(ledger, store, key).is_ok_and(|o| o.is_some()),
-        None => false,
-    }
+    move |key: &RequestKey| cached.as_ref().is_some_and(|cached| cached.contains(key))
 }

@@ -1175,6 +1175,24 @@ impl Ledger {
         .transpose()
     }
 
+    /// Every output's key and video object, and nothing else: what a plan's cache probe reads
+    /// in one query (`outputs::CachedOutputs`).
+    pub fn output_videos(&self) -> Result<Vec<(RequestKey, Sha256Hex)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, video_sha FROM outputs")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let sha = |i: usize| -> Result<Sha256Hex> {
+                let text = row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?;
+                parse_sha(text)
+            };
+            out.push((sha(0)?, sha(1)?));
+        }
+        Ok(out)
+    }
+
     pub fn outputs(&self) -> Result<Vec<OutputRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at FROM outputs",

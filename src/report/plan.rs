@@ -100,54 +100,38 @@ fn byte_range(source: &str, offset: u32, len: u32) -> std::ops::Range<usize> {
 /// The table of requests, then totals by model and size, the Batch total, the standard-rate
 /// total and the saving.
 pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
-    let mut rows: Vec<[String; 10]> = vec![
-        [
-            "shot", "take", "provider", "lane", "model", "size", "seconds", "cost", "batch",
-            "cached",
-        ]
-        .map(String::from),
-    ];
+    let mut rows = Columns::new([
+        "shot", "take", "provider", "lane", "model", "size", "seconds", "cost", "batch", "cached",
+    ]);
     for r in &plan.requests {
-        rows.push([
-            r.shot_id.clone(),
-            format!("{}/{}", r.take, r.takes),
-            r.provider_name.clone(),
-            lane_label(r),
-            r.model.to_string(),
-            r.size.to_string(),
-            r.seconds.0.to_string(),
-            r.cost.to_string(),
-            // The Batch price where the provider offers one, to compare with what applies.
-            r.batch_cost
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            if r.cached {
-                "cached".into()
-            } else {
-                String::new()
-            },
-        ]);
+        rows.cell(&r.shot_id);
+        rows.cell_fmt(format_args!("{}/{}", r.take, r.takes));
+        rows.cell(&r.provider_name);
+        rows.cell(lane_label(r));
+        rows.cell(r.model.as_str());
+        rows.cell_fmt(format_args!("{}", r.size));
+        rows.cell_fmt(format_args!("{}", r.seconds.0));
+        rows.cell_fmt(format_args!("{}", r.cost));
+        // The Batch price where the provider offers one, to compare with what applies.
+        match r.batch_cost {
+            Some(cost) => rows.cell_fmt(format_args!("{cost}")),
+            None => rows.cell("-"),
+        }
+        rows.cell(if r.cached { "cached" } else { "" });
     }
-    let mut out = columns(
-        &rows,
-        &[
-            false, true, false, false, false, false, true, true, true, false,
-        ],
-    );
+    let mut out = rows.render(&[
+        false, true, false, false, false, false, true, true, true, false,
+    ]);
     out.push('\n');
-    let mut totals: Vec<[String; 7]> = vec![
-        [
-            "model", "size", "requests", "cached", "seconds", "batch", "standard",
-        ]
-        .map(String::from),
-    ];
+    let mut totals = Columns::new([
+        "model", "size", "requests", "cached", "seconds", "batch", "standard",
+    ]);
     for s in plan.subtotals() {
-        totals.push(subtotal_row(&s));
+        for cell in subtotal_row(&s) {
+            totals.cell(&cell);
+        }
     }
-    out.push_str(&columns(
-        &totals,
-        &[false, false, true, true, true, true, true],
-    ));
+    out.push_str(&totals.render(&[false, false, true, true, true, true, true]));
     out.push('\n');
     let label = |name: &str, value: Usd| format!("{name:<22}{value:>12}\n");
     out.push_str(&format!(
@@ -165,10 +149,10 @@ pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
 }
 
 /// `batch`, `direct`, or `direct (rush)` for a rush shot that could have gone by Batch.
-fn lane_label(r: &crate::plan::PlannedRequest) -> String {
+fn lane_label(r: &crate::plan::PlannedRequest) -> &'static str {
     match (r.lane, r.priority) {
-        (crate::provider::Lane::Direct, crate::shotlist::Priority::Rush) => "direct (rush)".into(),
-        (lane, _) => lane.to_string(),
+        (crate::provider::Lane::Direct, crate::shotlist::Priority::Rush) => "direct (rush)",
+        (lane, _) => lane.as_str(),
     }
 }
 
@@ -184,31 +168,96 @@ fn subtotal_row(s: &Subtotal) -> [String; 7] {
     ]
 }
 
-/// Left- or right-aligned columns separated by two spaces; the first row is the heading.
-fn columns<const N: usize>(rows: &[[String; N]], right: &[bool; N]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+/// A table of `N` columns filled cell by cell, row after row, into one buffer (a table of a
+/// hundred thousand rows is a million cells: one string each would cost more than the text).
+struct Columns<const N: usize> {
+    text: String,
+    /// Where each cell ends in `text`.
+    ends: Vec<usize>,
+    /// The widest cell of each column, in characters.
+    widths: [usize; N],
+}
+
+impl<const N: usize> Columns<N> {
+    /// A table whose first row is the heading.
+    fn new(headings: [&str; N]) -> Columns<N> {
+        let mut table = Columns {
+            text: String::new(),
+            ends: Vec::new(),
+            widths: [0; N],
+        };
+        for heading in headings {
+            table.cell(heading);
         }
+        table
     }
-    let mut out = String::new();
-    for row in rows {
+
+    fn cell(&mut self, text: &str) {
+        self.text.push_str(text);
+        self.end_cell();
+    }
+
+    fn cell_fmt(&mut self, args: std::fmt::Arguments) {
+        use std::fmt::Write as _;
+        // Writing into a String cannot fail.
+        let _ = self.text.write_fmt(args);
+        self.end_cell();
+    }
+
+    fn end_cell(&mut self) {
+        let start = self.ends.last().copied().unwrap_or(0);
+        let column = self.ends.len() % N;
+        let width = chars(&self.text[start..]);
+        self.widths[column] = self.widths[column].max(width);
+        self.ends.push(self.text.len());
+    }
+
+    /// Left- or right-aligned columns separated by two spaces, each line without trailing
+    /// whitespace.
+    fn render(&self, right: &[bool; N]) -> String {
+        let mut out =
+            String::with_capacity(self.widths.iter().sum::<usize>() * self.rows() * 9 / 8);
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
+        let mut start = 0;
+        for row in self.ends.chunks(N) {
+            line.clear();
+            for (i, &end) in row.iter().enumerate() {
+                let cell = &self.text[start..end];
+                start = end;
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = self.widths[i] - chars(cell);
+                if right[i] {
+                    spaces(&mut line, pad);
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    spaces(&mut line, pad);
+                }
             }
-            if right[i] {
-                line.push_str(&format!("{cell:>width$}", width = widths[i]));
-            } else {
-                line.push_str(&format!("{cell:<width$}", width = widths[i]));
-            }
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
+        out
     }
-    out
+
+    fn rows(&self) -> usize {
+        self.ends.len() / N
+    }
+}
+
+/// Characters, as `format!`'s padding counts them.
+fn chars(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    }
+}
+
+fn spaces(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
 }
 
 /// The JSON document of `render plan --format json`. Amounts are exact decimal strings ("0.40").

@@ -180,6 +180,14 @@ impl<'a> FieldReader<'a> {
         &mut self,
         entries: Vec<(Sp<String>, Sp<Node>)>,
     ) -> Vec<(Sp<String>, Sp<Node>)> {
+        let repeated = |i: usize| {
+            entries[..i]
+                .iter()
+                .any(|(k, _)| k.value == entries[i].0.value)
+        };
+        if !(1..entries.len()).any(repeated) {
+            return entries;
+        }
         let mut kept: Vec<(Sp<String>, Sp<Node>)> = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             match kept.iter().find(|(k, _)| k.value == key.value) {
@@ -213,26 +221,29 @@ impl<'a> FieldReader<'a> {
         }
     }
 
-    /// Text of a scalar; reports other kinds. `None` for null (treated as absent).
-    fn text(&mut self, key: &Sp<String>, value: &Sp<Node>) -> Option<Sp<String>> {
-        if let Node::Null = value.value {
-            return None;
-        }
-        match value.scalar_text(self.source) {
-            Some(text) => Some(Sp::new(text.into_owned(), value.pos)),
-            None => {
-                self.error(
-                    value.pos,
-                    format!("`{}` must be text, found {}", key.value, value.value.kind()),
-                );
-                None
-            }
+    /// Text of a scalar (moved out of the node, not copied); reports other kinds. `None` for
+    /// null (treated as absent).
+    fn text(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<String>> {
+        let pos = value.pos;
+        match value.value {
+            Node::Null => None,
+            Node::Str(text) => Some(Sp::new(text, pos)),
+            _ => match value.scalar_text(self.source) {
+                Some(text) => Some(Sp::new(text.into_owned(), pos)),
+                None => {
+                    self.error(
+                        pos,
+                        format!("`{}` must be text, found {}", key.value, value.value.kind()),
+                    );
+                    None
+                }
+            },
         }
     }
 
     fn optional_text(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<String>> {
-        self.text(key, &value)
-            .map(|t| Sp::new(t.value.trim().to_string(), t.pos))
+        self.text(key, value)
+            .map(|t| Sp::new(trimmed(t.value), t.pos))
             .filter(|t| !t.value.is_empty())
     }
 
@@ -245,7 +256,7 @@ impl<'a> FieldReader<'a> {
             );
             return None;
         }
-        let id = self.text(key, &value)?;
+        let id = self.text(key, value)?;
         if let Err(problem) = check_id(&id.value) {
             self.help(
                 id.pos,
@@ -259,18 +270,17 @@ impl<'a> FieldReader<'a> {
 
     fn prompt(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<String>> {
         let pos = value.pos;
-        let Some(prompt) = self.text(key, &value) else {
-            if let Node::Null = value.value {
-                self.help(pos, "the prompt is empty", "describe the shot in `prompt`");
-            }
-            return None;
-        };
-        let trimmed = prompt.value.trim();
-        if trimmed.is_empty() {
+        if let Node::Null = value.value {
             self.help(pos, "the prompt is empty", "describe the shot in `prompt`");
             return None;
         }
-        Some(Sp::new(trimmed.to_string(), prompt.pos))
+        let prompt = self.text(key, value)?;
+        let text = trimmed(prompt.value);
+        if text.is_empty() {
+            self.help(pos, "the prompt is empty", "describe the shot in `prompt`");
+            return None;
+        }
+        Some(Sp::new(text, prompt.pos))
     }
 
     fn size(&mut self, key: &Sp<String>, value: Sp<Node>) -> Option<Sp<Size>> {
@@ -374,6 +384,15 @@ impl<'a> FieldReader<'a> {
             }
         }
         tags
+    }
+}
+
+/// `text` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(text: String) -> String {
+    if text.trim().len() == text.len() {
+        text
+    } else {
+        text.trim().to_string()
     }
 }
 

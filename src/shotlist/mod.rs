@@ -7,6 +7,7 @@
 
 mod csv;
 pub mod diagnostic;
+mod fast;
 mod fields;
 mod node;
 mod yaml;

@@ -10,6 +10,15 @@ use super::{Defaults, LineIndex, Pos, ShotList, Sp, to_u32};
 const TOP_FIELDS: [&str; 3] = ["project", "defaults", "shots"];
 
 pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
+    parse_with(path, text, tree)
+}
+
+/// [`parse`] with the given reader of the document's tree.
+pub(crate) fn parse_with(
+    path: &str,
+    text: &str,
+    tree: fn(&str) -> Result<Sp<Node>, serde_saphyr::Error>,
+) -> (ShotList, Vec<Diagnostic>) {
     let mut list = ShotList {
         path: path.to_string(),
         project: None,
@@ -17,8 +26,8 @@ pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
         shots: Vec::new(),
     };
     let mut reader = FieldReader::new(path, text);
-    match serde_saphyr::from_str_with_options::<SpannedNode>(text, options(text)) {
-        Ok(SpannedNode(root)) => read_document(&mut reader, &mut list, root),
+    match tree(text) {
+        Ok(root) => read_document(&mut reader, &mut list, root),
         Err(err) => reader.diagnostics.push(syntax_error(path, text, &err)),
     }
     let mut diagnostics = reader.diagnostics;
@@ -26,10 +35,28 @@ pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
     (list, diagnostics)
 }
 
+/// The document's tree: from the fast reader when the text is plain block-style YAML it knows
+/// (the same tree serde-saphyr builds), else from serde-saphyr.
+pub(crate) fn tree(text: &str) -> Result<Sp<Node>, serde_saphyr::Error> {
+    if let Some(root) = super::fast::parse(text, max_events(text)) {
+        return Ok(root);
+    }
+    serde_saphyr_tree(text)
+}
+
+/// The document's tree as serde-saphyr reads it (what the fast reader must match).
+pub(crate) fn serde_saphyr_tree(text: &str) -> Result<Sp<Node>, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options::<SpannedNode>(text, options(text)).map(|n| n.0)
+}
+
+fn max_events(text: &str) -> usize {
+    (text.len() / 2).max(1_000_000)
+}
+
 /// Repeated keys reach us (and are reported with both places) instead of aborting the parse;
 /// the node budget grows with the input so a 100,000-shot list is not refused as a bomb.
 fn options(text: &str) -> serde_saphyr::Options {
-    let events = (text.len() / 2).max(1_000_000);
+    let events = max_events(text);
     let mut budget = Budget::default();
     budget.max_events = events;
     budget.max_nodes = events;

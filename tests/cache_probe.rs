@@ -1,0 +1,67 @@
+//! The plan's cache probe (`CachedOutputs`) answers exactly as `cached_output` does, key by
+//! key, past the point where it reads every output at once: recorded outputs whose object is
+//! present are cached; records whose object is gone, and keys never recorded, are not.
+
+use render::cache::LocalStore;
+use render::key::Sha256Hex;
+use render::ledger::{Ledger, OutputRow};
+use render::outputs::{CachedOutputs, POINT_QUERIES, cached_output};
+
+/// A state folder with `n` keys: one in three cached, one in three recorded but removed from
+/// the store, the rest never recorded.
+fn state(n: usize) -> (tempfile::TempDir, Vec<Sha256Hex>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let keys: Vec<Sha256Hex> = (0..n).map(|i| Sha256Hex::of(&i.to_le_bytes())).collect();
+    for (i, key) in keys.iter().enumerate() {
+        if i % 3 == 2 {
+            continue;
+        }
+        let video = format!("video {i}");
+        let video_sha = if i % 3 == 0 {
+            store.insert_bytes(video.as_bytes()).unwrap()
+        } else {
+            Sha256Hex::of(video.as_bytes()) // recorded, but its object is not in the store
+        };
+        let output = OutputRow {
+            key: *key,
+            video_sha,
+            video_bytes: video.len() as u64,
+            thumbnail_sha: None,
+            video_id: None,
+            harvested_at: 0,
+        };
+        ledger.record_output(&output).unwrap();
+    }
+    (dir, keys)
+}
+
+#[test]
+fn the_probe_agrees_with_cached_output_past_its_point_queries() {
+    let (dir, keys) = state(POINT_QUERIES * 2 + 50);
+    let ledger_path = dir.path().join("ledger.sqlite");
+    let open = || {
+        (
+            Ledger::open(&ledger_path).unwrap(),
+            LocalStore::open(dir.path()).unwrap(),
+        )
+    };
+    let (ledger, store) = open();
+    let expected: Vec<bool> = keys
+        .iter()
+        .map(|k| cached_output(&ledger, &store, k).unwrap().is_some())
+        .collect();
+    assert_eq!(
+        expected.iter().filter(|c| **c).count(),
+        keys.len().div_ceil(3)
+    );
+
+    let borrowed = CachedOutputs::new(&ledger, &store);
+    let (owned_ledger, owned_store) = open();
+    let prefetched = CachedOutputs::new(owned_ledger, owned_store).prefetch(&ledger_path);
+    for (key, cached) in keys.iter().zip(&expected) {
+        assert_eq!(borrowed.try_contains(key).unwrap(), *cached, "{key}");
+        assert_eq!(prefetched.contains(key), *cached, "{key}");
+    }
+}

@@ -157,6 +157,11 @@ pub trait CacheStorage: Send + Sync + std::fmt::Debug {
     /// of every request (125,000 in a large plan) from plain code, where a boxed future and a
     /// runtime per key would buy nothing.
     fn has(&self, id: &ObjectId) -> bool;
+    /// Which of `ids` are here, for a plan asking about every output it knows at once. The
+    /// local store lists each object folder once instead of a `stat` per object.
+    fn present(&self, ids: &[ObjectId]) -> HashSet<ObjectId> {
+        ids.iter().filter(|id| self.has(id)).copied().collect()
+    }
     /// Starts a new object; dropped without [`PendingObject::finish`], it leaves nothing.
     async fn begin_object(&self) -> Result<PendingObject, CacheError>;
     /// Opens (or starts) the resumable partial download named `key` (e.g. a video id).
@@ -190,6 +195,10 @@ impl<S: CacheStorage + ?Sized> CacheStorage for Arc<S> {
 
     fn has(&self, id: &ObjectId) -> bool {
         (**self).has(id)
+    }
+
+    fn present(&self, ids: &[ObjectId]) -> HashSet<ObjectId> {
+        (**self).present(ids)
     }
 
     async fn begin_object(&self) -> Result<PendingObject, CacheError> {

@@ -106,7 +106,7 @@ pub fn cached_output(
 /// per key) — on another thread, while the shot lists are parsed, when [`prefetch`] was asked.
 ///
 /// [`prefetch`]: CachedOutputs::prefetch
-pub struct CachedOutputs<L = Ledger, S = LocalStore> {
+pub struct CachedOutputs<L = Ledger, S = std::sync::Arc<dyn CacheStorage>> {
     ledger: L,
     store: S,
     asked: std::cell::Cell<usize>,
@@ -119,7 +119,28 @@ type CachedKeys = Result<std::collections::HashSet<crate::key::RequestKey>, Ledg
 /// Below this many keys, one query per key is quicker than reading every output.
 pub const POINT_QUERIES: usize = 256;
 
-impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedOutputs<L, S> {
+/// A store held or lent: what [`CachedOutputs`] asks (a night lends its store; `plan` owns one).
+pub trait StoreHandle {
+    fn store(&self) -> &dyn CacheStorage;
+}
+
+impl StoreHandle for &dyn CacheStorage {
+    fn store(&self) -> &dyn CacheStorage {
+        *self
+    }
+}
+
+impl StoreHandle for std::sync::Arc<dyn CacheStorage> {
+    fn store(&self) -> &dyn CacheStorage {
+        self.as_ref()
+    }
+}
+
+impl<L, S> CachedOutputs<L, S>
+where
+    L: std::borrow::Borrow<Ledger>,
+    S: StoreHandle,
+{
     /// Over an owned or a borrowed ledger and store.
     pub fn new(ledger: L, store: S) -> CachedOutputs<L, S> {
         CachedOutputs {
@@ -134,11 +155,14 @@ impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedO
     /// Starts reading every cached key on another thread, through its own connection to the
     /// ledger at `ledger_path`. Unused when the plan turns out small (the thread ends with the
     /// process).
-    pub fn prefetch(self, ledger_path: &Path) -> CachedOutputs<L, S> {
-        let (path, store) = (ledger_path.to_path_buf(), self.store.borrow().clone());
+    pub fn prefetch(self, ledger_path: &Path) -> CachedOutputs<L, S>
+    where
+        S: Clone + Send + 'static,
+    {
+        let (path, store) = (ledger_path.to_path_buf(), self.store.clone());
         let reader = std::thread::Builder::new()
             .name("cache-index".into())
-            .spawn(move || cached_keys(&Ledger::open(&path)?, &store));
+            .spawn(move || cached_keys(&Ledger::open(&path)?, store.store()));
         *self.prefetched.borrow_mut() = reader.ok();
         self
     }
@@ -152,7 +176,7 @@ impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedO
     pub fn try_contains(&self, key: &crate::key::RequestKey) -> Result<bool, LedgerError> {
         let asked = self.asked.get() + 1;
         self.asked.set(asked);
-        let (ledger, store) = (self.ledger.borrow(), self.store.borrow());
+        let (ledger, store) = (self.ledger.borrow(), self.store.store());
         if asked <= POINT_QUERIES {
             return Ok(cached_output(ledger, store, key)?.is_some());
         }
@@ -169,55 +193,16 @@ impl<L: std::borrow::Borrow<Ledger>, S: std::borrow::Borrow<LocalStore>> CachedO
     }
 }
 
-/// The keys of every recorded output whose object is in the store: the store's folders are
-/// listed once each instead of a `stat` per object (outputs sorted by object, so that objects
-/// of one folder come together and each folder is found without hashing its path).
-fn cached_keys(ledger: &Ledger, store: &LocalStore) -> CachedKeys {
-    let mut outputs = ledger.output_videos()?;
-    outputs.sort_unstable_by_key(|(_, sha)| *sha);
-    let mut listed: std::collections::HashMap<PathBuf, std::collections::HashSet<_>> =
-        Default::default();
-    let mut current: Option<(PathBuf, std::collections::HashSet<std::ffi::OsString>)> = None;
-    let mut cached = std::collections::HashSet::with_capacity(outputs.len());
-    for (key, sha) in outputs {
-        let path = store.path(&sha);
-        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
-            if store.has(&sha) {
-                cached.insert(key);
-            }
-            continue;
-        };
-        if current.as_ref().is_none_or(|(f, _)| f != folder) {
-            if let Some((f, files)) = current.take() {
-                listed.insert(f, files);
-            }
-            let files = listed.remove(folder).unwrap_or_else(|| files_in(folder));
-            current = Some((folder.to_path_buf(), files));
-        }
-        if current
-            .as_ref()
-            .is_some_and(|(_, files)| files.contains(name))
-        {
-            cached.insert(key);
-        }
-    }
-    Ok(cached)
-}
-
-/// The names of the regular files in `folder` (through symbolic links, as `is_file` does).
-fn files_in(folder: &Path) -> std::collections::HashSet<std::ffi::OsString> {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Default::default();
-    };
-    entries
-        .flatten()
-        .filter(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_symlink() => entry.path().is_file(),
-            Ok(kind) => kind.is_file(),
-            Err(_) => false,
-        })
-        .map(|entry| entry.file_name())
-        .collect()
+/// The keys of every recorded output whose object is in the store, asked of the store at once.
+fn cached_keys(ledger: &Ledger, store: &dyn CacheStorage) -> CachedKeys {
+    let outputs = ledger.output_videos()?;
+    let shas: Vec<Sha256Hex> = outputs.iter().map(|(_, sha)| *sha).collect();
+    let present = store.present(&shas);
+    Ok(outputs
+        .into_iter()
+        .filter(|(_, sha)| present.contains(sha))
+        .map(|(key, _)| key)
+        .collect())
 }
 
 /// `renders/<project>/`, or `renders/default/` for a shot list without a project.

@@ -665,7 +665,7 @@ mod tests {
         let opts = PlanOptions::single("127.0.0.1", Catalog::builtin());
         let (plan, _) = build(&[input], &opts, &|_| false).unwrap();
         let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = crate::cache::LocalStore::open(dir.path()).unwrap();
         let limits = BatchLimits {
             max_requests: 3,
             max_bytes: u64::MAX,

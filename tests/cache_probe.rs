@@ -57,9 +57,11 @@ fn the_probe_agrees_with_cached_output_past_its_point_queries() {
         keys.len().div_ceil(3)
     );
 
-    let borrowed = CachedOutputs::new(&ledger, &store);
+    let lent: &dyn render::cache::CacheStorage = &store;
+    let borrowed = CachedOutputs::new(&ledger, lent);
     let (owned_ledger, owned_store) = open();
-    let prefetched = CachedOutputs::new(owned_ledger, owned_store).prefetch(&ledger_path);
+    let owned: std::sync::Arc<dyn render::cache::CacheStorage> = std::sync::Arc::new(owned_store);
+    let prefetched = CachedOutputs::new(owned_ledger, owned).prefetch(&ledger_path);
     for (key, cached) in keys.iter().zip(&expected) {
         assert_eq!(borrowed.try_contains(key).unwrap(), *cached, "{key}");
         assert_eq!(prefetched.contains(key), *cached, "{key}");

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::LocalStore;
 use crate::catalog::{Model, Seconds, Size};
 use crate::key::RequestKey;
 use crate::ledger::Ledger;
@@ -220,7 +219,7 @@ pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
         .then(|| {
             let cached = CachedOutputs::new(
                 Ledger::open(&ledger_path).ok()?,
-                LocalStore::open(state_dir).ok()?,
+                crate::cache::open(state_dir).ok()?,
             );
             Some(cached.prefetch(&ledger_path))
         })

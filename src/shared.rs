@@ -390,17 +390,9 @@ impl SharedCache {
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(self.store_error(e)),
         }
-        let got = match self.bucket.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.store_error(e)),
+        let Some((held, version)) = self.read_claim(&path).await? else {
+            return Ok(None);
         };
-        let version = UpdateVersion {
-            e_tag: got.meta.e_tag.clone(),
-            version: got.meta.version.clone(),
-        };
-        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
-        let held: Option<ClaimRecord> = serde_json::from_slice(&bytes).ok();
         let (owner, age) = match &held {
             Some(held) => (held.owner.clone(), unix_now() - held.claimed_at),
             None => (String::from("?"), i64::MAX),
@@ -439,17 +431,9 @@ impl SharedCache {
     /// a claim another machine took over, or released, is left alone. `true` when renewed.
     pub async fn renew(&self, key: &RequestKey) -> Result<bool, SharedError> {
         let path = claim_path(key);
-        let got = match self.bucket.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(self.store_error(e)),
+        let Some((held, version)) = self.read_claim(&path).await? else {
+            return Ok(false);
         };
-        let version = UpdateVersion {
-            e_tag: got.meta.e_tag.clone(),
-            version: got.meta.version.clone(),
-        };
-        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
-        let held: Option<ClaimRecord> = serde_json::from_slice(&bytes).ok();
         if held.is_none_or(|held| held.owner != self.machine) {
             return Ok(false);
         }
@@ -474,13 +458,9 @@ impl SharedCache {
     /// machine may render it now rather than wait out the lease. `true` when released.
     pub async fn release(&self, key: &RequestKey) -> Result<bool, SharedError> {
         let path = claim_path(key);
-        let got = match self.bucket.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(self.store_error(e)),
+        let Some((held, _)) = self.read_claim(&path).await? else {
+            return Ok(false);
         };
-        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
-        let held: Option<ClaimRecord> = serde_json::from_slice(&bytes).ok();
         if held.is_none_or(|held| held.owner != self.machine) {
             return Ok(false);
         }
@@ -490,6 +470,25 @@ impl SharedCache {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(self.store_error(e)),
         }
+    }
+
+    /// The claim at `path` (`None` inside when unreadable: nobody's) with the version a
+    /// conditional write must match; `None` when there is no claim.
+    async fn read_claim(
+        &self,
+        path: &StorePath,
+    ) -> Result<Option<(Option<ClaimRecord>, UpdateVersion)>, SharedError> {
+        let got = match self.bucket.get(path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.store_error(e)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got.bytes().await.map_err(|e| self.store_error(e))?;
+        Ok(Some((serde_json::from_slice(&bytes).ok(), version)))
     }
 
     fn claim_record(&self) -> PutPayload {

@@ -15,15 +15,9 @@ fn night_yaml() -> String {
     )
 }
 
-/// A providers file naming the night's sandbox `lab`, on the direct lane.
+/// The night of these tests: `lab` on the direct lane, a first frame and ten requests.
 fn lab(night: &Night, max_in_flight: usize) {
-    night.write(
-        "providers.yaml",
-        format!(
-            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: {max_in_flight}\n",
-            night.sandbox.base_url()
-        ),
-    );
+    direct_lab(night, max_in_flight);
     night.write("first.png", png_of(1280, 720, 7));
     night.write("night.yaml", night_yaml());
 }

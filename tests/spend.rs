@@ -153,13 +153,7 @@ fn an_unchanged_rerun_adds_nothing_to_the_bill() {
 #[test]
 fn the_direct_lane_is_billed_at_standard_rates_and_saves_nothing() {
     let night = Night::with(SandboxConfig::default().video_bytes(4096).concurrency(2));
-    night.write(
-        "providers.yaml",
-        format!(
-            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: 2\n",
-            night.sandbox.base_url()
-        ),
-    );
+    direct_lab(&night, 2);
     let list = shot_list(3, "direct").replace("shots:\n", "defaults: { provider: lab }\nshots:\n");
     night.write("shots.yaml", list);
     let out = night.render(&[

@@ -168,13 +168,7 @@ fn cancel_stops_a_batch_keeps_what_finished_and_a_rerun_starts_afresh() {
 #[test]
 fn cancel_stops_running_direct_jobs_once_and_marks_them_lost() {
     let night = slow_night(Duration::from_secs(60));
-    night.write(
-        "providers.yaml",
-        format!(
-            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: 4\n",
-            night.sandbox.base_url()
-        ),
-    );
+    direct_lab(&night, 4);
     night.write(
         "shots.yaml",
         "project: direct-cancel\ndefaults: {provider: lab}\nshots:\n  - {id: a, prompt: a kite}\n  - {id: b, prompt: a boat}\n",
@@ -202,26 +196,13 @@ fn cancel_stops_running_direct_jobs_once_and_marks_them_lost() {
 #[test]
 fn cancel_works_while_the_night_runs_and_the_night_then_ends() {
     let night = slow_night(Duration::from_secs(120));
+    direct_lab(&night, 2);
     night.write(
-        "providers.yaml",
-        format!(
-            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: 2\n",
-            night.sandbox.base_url()
-        ),
-    );
-    night.write(
-        "shots.yaml",
+        "night.yaml",
         "project: live-cancel\ndefaults: {provider: lab}\nshots:\n  - {id: a, prompt: a kite}\n  - {id: b, prompt: a boat}\n  - {id: c, prompt: a bird}\n",
     );
     let mut nightly = night
-        .command(&[
-            "--providers",
-            "providers.yaml",
-            "nightly",
-            "shots.yaml",
-            "--max-poll-interval",
-            "1",
-        ])
+        .command(NIGHTLY_WITH_PROVIDERS)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -138,6 +138,17 @@ fn blocking(method: reqwest::Method, url: &str) -> (u16, Vec<u8>) {
     })
 }
 
+/// Writes `providers.yaml` naming the night's sandbox `lab`, on the direct lane.
+pub fn direct_lab(night: &Night, max_in_flight: usize) {
+    night.write(
+        "providers.yaml",
+        format!(
+            "providers:\n  - name: lab\n    base_url: {}\n    api_key_env: OPENAI_API_KEY\n    lane: direct\n    max_in_flight: {max_in_flight}\n",
+            night.sandbox.base_url()
+        ),
+    );
+}
+
 /// `render --providers providers.yaml nightly night.yaml`, polling at least once a second:
 /// the night of the provider tests.
 pub const NIGHTLY_WITH_PROVIDERS: &[&str] = &[

@@ -101,7 +101,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             let runtime = super::state::runtime()?;
             let problems = runtime.block_on(state.store.verify_all(true))?;
             let mut lines: Vec<String> = problems.iter().map(describe).collect();
-            if let Some(shared) = super::state::shared_cache(global)? {
+            if let Some(shared) = &state.shared {
                 let found = runtime.block_on(shared.verify(&state.store))?;
                 lines.extend(found.into_iter().map(|p| format!("shared {p}")));
             }
@@ -136,7 +136,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         } => {
             let state = open_state(global)?;
             let runtime = super::state::runtime()?;
-            let shared_removed = match super::state::shared_cache(global)? {
+            let shared_removed = match &state.shared {
                 Some(shared) => {
                     let age = std::time::Duration::from_secs(shared_max_age * 24 * 3600);
                     Some(runtime.block_on(shared.gc(age))?)

@@ -75,7 +75,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         out_dir: args.out,
         max_poll_interval: Duration::from_secs(60),
         missing: args.trust.rule(),
-        shared: super::state::shared_cache(global)?,
+        shared: state.shared.take(),
     };
     let progress = global.progress();
     let report = runtime()?.block_on(harvest(

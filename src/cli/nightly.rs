@@ -96,7 +96,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         out_dir: args.out.clone(),
         max_poll_interval: Duration::from_secs(args.max_poll_interval.max(1)),
         missing: args.trust.rule(),
-        shared: super::state::shared_cache(global)?,
+        shared: state.shared.take(),
     };
     let report = runtime()?.block_on(async {
         let submitted = submit(

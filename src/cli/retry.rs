@@ -70,7 +70,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let shared = super::state::shared_cache(global)?;
+    let shared = state.shared.take();
     let progress = global.progress();
     let report = runtime()?.block_on(resubmit(
         &run,

@@ -20,11 +20,16 @@ pub struct State {
     pub ledger: Ledger,
     /// The cache, whatever stands behind it ([`crate::cache::open`] decides).
     pub store: Arc<dyn CacheStorage>,
+    /// The studio's shared cache behind it, from `--cache URL` (keyed by request, not by object:
+    /// see `shared.rs`).
+    pub shared: Option<crate::shared::SharedCache>,
     /// Held for the life of the command: one `render` at a time changes a state directory.
     _lock: std::fs::File,
 }
 
-/// Opens the state directory for a command that changes it, taking its lock first: two
+/// Opens the state directory for a command that changes it, with its caches (the local store
+/// and, given `--cache URL`, the shared one: the one place both are built), taking its lock
+/// first: two
 /// processes selecting requests at once could both send them, and `cache gc` could remove an
 /// object a harvest has stored but not yet recorded.
 pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
@@ -38,6 +43,7 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
     Ok(State {
         ledger,
         store,
+        shared: shared_cache(global)?,
         _lock: lock,
     })
 }

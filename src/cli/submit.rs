@@ -90,7 +90,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let human = global.format == Format::Human;
     let estimate = super::spend::before_sending(&plan, &mut state.ledger, human)?;
     let progress = global.progress();
-    let shared = super::state::shared_cache(global)?;
+    let shared = state.shared.take();
     let report = runtime()?.block_on(submit(
         &plan,
         &mut state.ledger,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheError, CacheStorage};
 use crate::key::Sha256Hex;
@@ -33,7 +33,9 @@ pub enum LayoutError {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// What `manifest.json` says: written by [`lay_out`], read back by scripts (and by the tests,
+/// through this same type).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,
     pub run_id: String,
@@ -43,20 +45,66 @@ pub struct Manifest {
     pub total_cost_usd: String,
     pub requests: Vec<ManifestEntry>,
     /// Earlier outputs moved into `superseded/` by this layout (paths relative to the folder).
+    #[serde(default)]
     pub superseded: Vec<PathBuf>,
     /// A newer run is laid out in the folder: this run's files were not put there (its
     /// manifest is `manifests/<run>.json` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newer_run: Option<String>,
 }
 
 impl Manifest {
-    pub fn count(&self, status: &str) -> usize {
+    pub fn count(&self, status: EntryStatus) -> usize {
         self.requests.iter().filter(|r| r.status == status).count()
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// Where a request of the manifest stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    /// Its video is laid out.
+    Harvested,
+    Failed,
+    /// Expired before download or never run: `render retry` sends it again.
+    Lost,
+    /// Still rendering or downloading.
+    Pending,
+}
+
+impl EntryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryStatus::Harvested => "harvested",
+            EntryStatus::Failed => "failed",
+            EntryStatus::Lost => "lost",
+            EntryStatus::Pending => "pending",
+        }
+    }
+}
+
+/// What kind of failure an entry's error is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Refused by the content policy: fails again unless the prompt changes.
+    Policy,
+    /// The server failed it: may succeed when retried.
+    Server,
+    Lost,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Policy => "policy",
+            FailureKind::Server => "server",
+            FailureKind::Lost => "lost",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ManifestEntry {
     pub shot_id: String,
     pub take: u32,
@@ -69,8 +117,7 @@ pub struct ManifestEntry {
     pub seconds: Option<u32>,
     pub prompt: Option<String>,
     pub cost_usd: String,
-    /// `harvested`, `failed`, `lost`, or `pending` (still rendering or downloading).
-    pub status: &'static str,
+    pub status: EntryStatus,
     pub video_id: Option<String>,
     pub sha256: Option<String>,
     pub bytes: Option<u64>,
@@ -80,14 +127,13 @@ pub struct ManifestEntry {
     pub error: Option<EntryError>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EntryError {
     pub code: Option<String>,
     pub message: String,
     /// Policy rejections are not; server failures and lost requests are (`render retry`).
     pub retryable: bool,
-    /// `policy` or `server` or `lost`: what kind of failure this is.
-    pub kind: &'static str,
+    pub kind: FailureKind,
 }
 
 /// The output cached for `key`: recorded in the ledger *and* present in the store. A record whose
@@ -310,20 +356,18 @@ pub async fn lay_out(
 /// The run of the folder's latest manifest, when it is newer than `run`: by this ledger's
 /// order when it knows both (runs started in the same second included), else by start time.
 fn newer_run_laid_out(out_dir: &Path, run: &RunRow, ledger: &Ledger) -> Option<String> {
-    let bytes = std::fs::read(out_dir.join(MANIFEST_NAME)).ok()?;
-    let latest: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let id = latest["run_id"].as_str()?;
-    if id == run.id {
+    let latest = read_manifest(&out_dir.join(MANIFEST_NAME))?;
+    if latest.run_id == run.id {
         return None;
     }
     let runs = ledger.runs().ok()?;
     let position = |id: &str| runs.iter().position(|r| r.id == id);
-    let newer = match (position(id), position(&run.id)) {
+    let newer = match (position(&latest.run_id), position(&run.id)) {
         // Newest first.
         (Some(theirs), Some(ours)) => theirs < ours,
-        _ => latest["created_at"].as_i64()? > run.created_at,
+        _ => latest.created_at > run.created_at,
     };
-    newer.then(|| id.to_string())
+    newer.then_some(latest.run_id)
 }
 
 fn entry(
@@ -332,17 +376,17 @@ fn entry(
     output: Option<&OutputRow>,
 ) -> ManifestEntry {
     let status = match (output, request.map(|r| r.status)) {
-        (Some(_), _) => "harvested",
-        (None, Some(RequestStatus::Failed)) => "failed",
-        (None, Some(RequestStatus::Lost)) => "lost",
-        _ => "pending",
+        (Some(_), _) => EntryStatus::Harvested,
+        (None, Some(RequestStatus::Failed)) => EntryStatus::Failed,
+        (None, Some(RequestStatus::Lost)) => EntryStatus::Lost,
+        _ => EntryStatus::Pending,
     };
     let error = request.filter(|_| output.is_none()).and_then(|r| {
         let message = r.error_message.clone()?;
         let kind = match r.status {
-            RequestStatus::Lost => "lost",
-            _ if !r.retryable => "policy",
-            _ => "server",
+            RequestStatus::Lost => FailureKind::Lost,
+            _ if !r.retryable => FailureKind::Policy,
+            _ => FailureKind::Server,
         };
         Some(EntryError {
             code: r.error_code.clone(),
@@ -452,23 +496,18 @@ fn earlier_output_paths(out_dir: &Path) -> std::io::Result<std::collections::BTr
         Err(e) => return Err(e),
     }
     let mut paths = std::collections::BTreeSet::new();
-    for manifest in manifests {
-        let Ok(bytes) = std::fs::read(&manifest) else {
-            continue;
-        };
-        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-            continue;
-        };
-        let requests = doc["requests"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        for request in requests {
-            for field in ["video_path", "thumbnail_path"] {
-                if let Some(path) = request[field].as_str() {
-                    paths.insert(PathBuf::from(path));
-                }
-            }
+    for manifest in manifests.iter().filter_map(|path| read_manifest(path)) {
+        for entry in manifest.requests {
+            paths.extend(entry.video_path);
+            paths.extend(entry.thumbnail_path);
         }
     }
     Ok(paths)
+}
+
+/// A manifest on disk, when it reads as one (a damaged or foreign file is no manifest).
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// A bare file name: a manifest is a file on disk, and one edited by hand must not make the

@@ -716,13 +716,13 @@ async fn finish_run(
     let summary = RunSummary {
         run_id: run.id.clone(),
         requests: manifest.requests.len(),
-        harvested: manifest.count("harvested"),
-        failed: manifest.count("failed"),
-        lost: manifest.count("lost"),
+        harvested: manifest.count(outputs::EntryStatus::Harvested),
+        failed: manifest.count(outputs::EntryStatus::Failed),
+        lost: manifest.count(outputs::EntryStatus::Lost),
         pending: manifest.requests.len()
-            - manifest.count("harvested")
-            - manifest.count("failed")
-            - manifest.count("lost"),
+            - manifest.count(outputs::EntryStatus::Harvested)
+            - manifest.count(outputs::EntryStatus::Failed)
+            - manifest.count(outputs::EntryStatus::Lost),
         manifest: Some(out_dir.join(outputs::MANIFEST_NAME)),
         laid_out: Some(manifest),
     };

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use askama::Template;
 
 use crate::money::Usd;
-use crate::outputs::{Manifest, ManifestEntry};
+use crate::outputs::{EntryStatus, FailureKind, Manifest, ManifestEntry};
 
 /// The sheet's file name, beside `manifest.json`.
 pub const SHEET_NAME: &str = "index.html";
@@ -58,9 +58,9 @@ impl Totals {
         };
         for entry in &manifest.requests {
             match entry.status {
-                "harvested" => totals.harvested += 1,
-                "failed" => totals.failed += 1,
-                "lost" => totals.lost += 1,
+                EntryStatus::Harvested => totals.harvested += 1,
+                EntryStatus::Failed => totals.failed += 1,
+                EntryStatus::Lost => totals.lost += 1,
                 _ => totals.pending += 1,
             }
             let Some(billed) = billed(entry) else {
@@ -82,7 +82,7 @@ impl Totals {
 
 /// What an entry costs tonight: its lane's price once harvested; nothing otherwise.
 fn billed(entry: &ManifestEntry) -> Option<Usd> {
-    (entry.status == "harvested").then(|| cost(entry))
+    (entry.status == EntryStatus::Harvested).then(|| cost(entry))
 }
 
 fn cost(entry: &ManifestEntry) -> Usd {
@@ -232,10 +232,7 @@ fn summary(takes: &[TakeCard]) -> String {
 }
 
 fn take_card(entry: &ManifestEntry, standard: StandardPrice) -> TakeCard {
-    let status = match entry.status {
-        "harvested" | "failed" | "lost" => entry.status,
-        _ => "pending",
-    };
+    let status = entry.status.as_str();
     TakeCard {
         take: entry.take,
         status,
@@ -249,11 +246,11 @@ fn take_card(entry: &ManifestEntry, standard: StandardPrice) -> TakeCard {
 
 fn badge(entry: &ManifestEntry) -> &'static str {
     match (entry.status, entry.error.as_ref().map(|e| e.kind)) {
-        ("harvested", _) => "ready",
-        ("failed", Some("policy")) => "refused",
-        ("failed", _) => "failed",
-        ("lost", _) => "lost",
-        _ => "pending",
+        (EntryStatus::Harvested, _) => "ready",
+        (EntryStatus::Failed, Some(FailureKind::Policy)) => "refused",
+        (EntryStatus::Failed, _) => "failed",
+        (EntryStatus::Lost, _) => "lost",
+        (EntryStatus::Pending, _) => "pending",
     }
 }
 
@@ -275,12 +272,14 @@ fn facts(entry: &ManifestEntry, standard: StandardPrice) -> Vec<(&'static str, S
 fn cost_fact(entry: &ManifestEntry, standard: StandardPrice) -> String {
     let cost = cost(entry);
     match entry.status {
-        "harvested" if cost == Usd::ZERO && standard(entry).is_some_and(|s| s > Usd::ZERO) => {
+        EntryStatus::Harvested
+            if cost == Usd::ZERO && standard(entry).is_some_and(|s| s > Usd::ZERO) =>
+        {
             "$0.00 (cached)".into()
         }
-        "harvested" => cost.to_string(),
-        "pending" => format!("{cost} (planned)"),
-        _ => "not billed".into(),
+        EntryStatus::Harvested => cost.to_string(),
+        EntryStatus::Pending => format!("{cost} (planned)"),
+        EntryStatus::Failed | EntryStatus::Lost => "not billed".into(),
     }
 }
 
@@ -292,20 +291,20 @@ fn reason(entry: &ManifestEntry) -> Option<Reason> {
         .map(|c| format!(" ({c})"))
         .unwrap_or_default();
     let (title, hint) = match (entry.status, error.map(|e| e.kind)) {
-        ("harvested", _) => return None,
-        ("failed", Some("policy")) => (
+        (EntryStatus::Harvested, _) => return None,
+        (EntryStatus::Failed, Some(FailureKind::Policy)) => (
             format!("Refused by the content policy{code}"),
             "Not retried: change the prompt.",
         ),
-        ("failed", _) => (
+        (EntryStatus::Failed, _) => (
             format!("Server error{code}"),
             "Retryable: render retry sends it again.",
         ),
-        ("lost", _) => (
+        (EntryStatus::Lost, _) => (
             format!("Lost: expired before harvest{code}"),
             "render retry sends it again.",
         ),
-        _ => (
+        (EntryStatus::Pending, _) => (
             "Pending".to_string(),
             "Still rendering or downloading: harvest again.",
         ),
@@ -343,13 +342,14 @@ mod tests {
     use crate::outputs::EntryError;
     use crate::provider::Lane;
 
-    fn entry(shot: &str, take: u32, status: &'static str, cost: &str) -> ManifestEntry {
+    fn entry(shot: &str, take: u32, status: &str, cost: &str) -> ManifestEntry {
+        let status: EntryStatus = serde_json::from_value(serde_json::json!(status)).unwrap();
         let stem = if take > 1 {
             format!("{shot}_take{take}")
         } else {
             shot.to_string()
         };
-        let harvested = status == "harvested";
+        let harvested = status == EntryStatus::Harvested;
         ManifestEntry {
             shot_id: shot.into(),
             take,
@@ -376,7 +376,7 @@ mod tests {
             code: Some("moderation_blocked".into()),
             message: "Your request was blocked by our moderation system.".into(),
             retryable: false,
-            kind: "policy",
+            kind: FailureKind::Policy,
         });
         e
     }
@@ -392,14 +392,14 @@ mod tests {
             code: Some("server_error".into()),
             message: "The render crashed.".into(),
             retryable: true,
-            kind: "server",
+            kind: FailureKind::Server,
         });
         let mut lost = entry("s06-dawn", 1, "lost", "0.40");
         lost.error = Some(EntryError {
             code: Some("video_expired".into()),
             message: "expired before harvest".into(),
             retryable: true,
-            kind: "lost",
+            kind: FailureKind::Lost,
         });
         Manifest {
             version: 1,
@@ -479,6 +479,16 @@ mod tests {
         ] {
             assert!(!html.contains(banned), "{banned} in the sheet");
         }
+    }
+
+    /// The manifest is a contract with scripts: its JSON is snapshotted, and reads back as the
+    /// same typed value.
+    #[test]
+    fn the_manifest_reads_back_as_written() {
+        let manifest = night();
+        insta::assert_json_snapshot!("manifest", manifest);
+        let text = serde_json::to_string(&manifest).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), manifest);
     }
 
     #[test]

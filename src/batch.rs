@@ -149,6 +149,17 @@ mod tests {
         assert!(value["custom_id"].as_str().unwrap().starts_with("render-"));
     }
 
+    /// The line the provider reads, to the byte: a change here changes every batch sent.
+    #[test]
+    fn a_batch_line_with_a_reference_snapshot() {
+        let (key, mut body) = request(7);
+        body.input_reference = Some(crate::api::types::InputReference::FileId {
+            file_id: "file-abc123".into(),
+        });
+        let parts = compile([(key, body)], BatchLimits::default()).unwrap();
+        insta::assert_snapshot!(String::from_utf8(parts[0].jsonl.clone()).unwrap());
+    }
+
     #[test]
     fn splits_at_the_request_limit() {
         let limits = BatchLimits {

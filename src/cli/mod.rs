@@ -20,40 +20,69 @@ mod state;
 mod status;
 mod submit;
 
-/// Exit statuses, documented in `render --help` and the README.
+/// Exit statuses: the one list, from which `render --help` is written (and against which a test
+/// holds the README's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Everything asked for was done.
     Success = 0,
-    /// A shot list (or catalog) is invalid; nothing was spent.
     Invalid = 1,
-    /// Usage error: bad flags or missing configuration (clap also exits 2).
+    /// Bad flags or configuration (clap's own errors exit 2 too).
     Usage = 2,
-    /// The plan costs more than `--budget`; nothing was spent.
     OverBudget = 3,
-    /// Some requests failed (their errors are in the manifest).
     SomeFailed = 4,
-    /// Some requests were lost: their outputs expired before harvest (`render retry`).
     SomeLost = 5,
-    /// `cache verify` found damaged objects (quarantined; the requests render again).
     Corrupt = 6,
-    /// A runtime failure: the API, the network, the disk or the ledger. Rerun to continue.
     Failure = 10,
 }
 
-const EXIT_CODES_HELP: &str = "\
-Exit status:
-  0   everything asked for was done
-  1   invalid shot list or catalog (nothing was spent)
-  2   usage error
-  3   the plan exceeds --budget (nothing was spent)
-  4   some requests failed (see the manifest)
-  5   some requests were lost: expired before harvest (see `render retry`)
-  6   `render cache verify` found damaged objects (quarantined; they render again)
-  10  runtime failure (API, network, disk); rerun the same command to continue";
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Success,
+        Outcome::Invalid,
+        Outcome::Usage,
+        Outcome::OverBudget,
+        Outcome::SomeFailed,
+        Outcome::SomeLost,
+        Outcome::Corrupt,
+        Outcome::Failure,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// What the status means, as `render --help` and the README say it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Outcome::Success => "everything asked for was done",
+            Outcome::Invalid => "invalid shot list or catalog (nothing was spent)",
+            Outcome::Usage => "usage error",
+            Outcome::OverBudget => "the plan exceeds `--budget` (nothing was spent)",
+            Outcome::SomeFailed => "some requests failed (their errors are in the manifest)",
+            Outcome::SomeLost => {
+                "some requests were lost: they expired before harvest (`render retry RUN`)"
+            }
+            Outcome::Corrupt => {
+                "`render cache verify` found damaged objects (quarantined; their requests render again)"
+            }
+            Outcome::Failure => {
+                "runtime failure (API, network, disk): run the same command again to continue"
+            }
+        }
+    }
+}
+
+/// The exit statuses for `render --help`.
+fn exit_codes_help() -> String {
+    let mut help = String::from("Exit status:");
+    for outcome in Outcome::ALL {
+        help.push_str(&format!("\n  {:<3} {}", outcome.code(), outcome.meaning()));
+    }
+    help
+}
 
 #[derive(Debug, Parser)]
-#[command(name = "render", version, about, after_help = EXIT_CODES_HELP)]
+#[command(name = "render", version, about, after_help = exit_codes_help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -155,7 +184,7 @@ pub fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Err(usage) = settle_format(&mut cli) {
         eprintln!("error: {usage}");
-        return ExitCode::from(Outcome::Usage as u8);
+        return ExitCode::from(Outcome::Usage.code());
     }
     let color = crate::report::terminal::init_color(cli.global.color);
     init_logging(
@@ -177,13 +206,13 @@ pub fn main() -> ExitCode {
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };
     match result {
-        Ok(outcome) => ExitCode::from(outcome as u8),
+        Ok(outcome) => ExitCode::from(outcome.code()),
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(exit_status_of(&err) as u8)
+            ExitCode::from(exit_status_of(&err).code())
         }
     }
 }
@@ -297,4 +326,21 @@ fn state_log(command: &Command, global: &GlobalArgs) -> Option<std::fs::File> {
         .append(true)
         .open(dir.join("render.log"))
         .ok()
+}
+
+#[cfg(test)]
+mod exit_code_tests {
+    use super::Outcome;
+
+    /// The README's table of exit statuses is the one `render --help` prints.
+    #[test]
+    fn the_readme_lists_every_exit_status_as_help_does() {
+        let readme = include_str!("../../README.md");
+        for outcome in Outcome::ALL {
+            let row = format!("| {} | {} |", outcome.code(), outcome.meaning());
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+        let help = super::exit_codes_help();
+        assert_eq!(help.lines().count(), Outcome::ALL.len() + 1, "{help}");
+    }
 }

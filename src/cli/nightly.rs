@@ -286,7 +286,7 @@ fn run_hook(
     let mut command = hook_command(hook, manifest);
     command
         .env("RENDER_RUN_ID", &run.run_id)
-        .env("RENDER_OUTCOME", (outcome as u8).to_string())
+        .env("RENDER_OUTCOME", outcome.code().to_string())
         .stdout(std::process::Stdio::from(std::io::stderr()));
     for secret in secrets {
         command.env_remove(secret);

@@ -208,7 +208,7 @@ where
         let (path, store) = (ledger_path.to_path_buf(), self.store.clone());
         let reader = std::thread::Builder::new()
             .name("cache-index".into())
-            .spawn(move || cached_keys(&Ledger::open(&path)?, store.store()));
+            .spawn(move || cached_keys(&Ledger::open_reader(&path)?, store.store()));
         *self.prefetched.borrow_mut() = reader.ok();
         self
     }

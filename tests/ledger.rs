@@ -269,3 +269,28 @@ fn a_ledger_from_a_newer_render_is_refused_not_damaged() {
         .expect("newer schema must be refused");
     assert!(err.to_string().contains("newer"), "{err}");
 }
+
+/// Opening the ledger again (a second connection of the same process, as the plan's cache probe
+/// does) writes nothing: a connection in the middle of a read-then-write transaction must not
+/// find its snapshot stale and fail with "database is locked".
+#[test]
+fn opening_a_current_ledger_again_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    drop(Ledger::open(&path).unwrap());
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other.transaction().unwrap();
+    let runs: i64 = tx
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0);
+    let again = Ledger::open(&path).unwrap();
+    let reader = Ledger::open_reader(&path).unwrap();
+    tx.execute(
+        "INSERT INTO standard_prices (key, standard_micros) VALUES ('k', 1)",
+        [],
+    )
+    .expect("the write after the read still goes through");
+    tx.commit().unwrap();
+    drop((again, reader));
+}

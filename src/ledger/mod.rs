@@ -509,6 +509,31 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// A second, read-only connection to a ledger another connection of this process keeps
+    /// current: no migration, no pragma that writes, so it never holds the write lock and a
+    /// night writing through the first connection never waits for it (or, upgrading a read to a
+    /// write mid-transaction, fails on it with "database is locked").
+    pub fn open_reader(path: &Path) -> Result<Ledger> {
+        let open_err = |source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(open_err)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version != known {
+            return Err(LedgerError::Corrupt(format!(
+                "schema version {version}, where this render reads {known}"
+            )));
+        }
+        Ok(Ledger { conn })
+    }
+
     fn migrate(&mut self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
         let tx = self
@@ -520,6 +545,11 @@ impl Ledger {
                 found: version,
                 known,
             });
+        }
+        if version == known {
+            // Nothing to do, and nothing written: a commit here would make another connection's
+            // open read snapshot stale, failing its next write with "database is locked".
+            return Ok(());
         }
         for migration in &MIGRATIONS[version as usize..] {
             tx.execute_batch(migration)?;

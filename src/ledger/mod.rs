@@ -753,6 +753,25 @@ impl Ledger {
         .transpose()
     }
 
+    /// The status and retryability of every request that is not pending, in one query: what
+    /// choosing a large plan's requests needs of each, instead of a query per request.
+    pub fn request_states(&self) -> Result<crate::key::KeyMap<(RequestStatus, bool)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, status, retryable FROM requests WHERE status <> 'pending'",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut states = crate::key::KeyMap::default();
+        while let Some(row) = rows.next()? {
+            let text = |i: usize| -> Result<&str> {
+                Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+            };
+            let key = parse_sha(text(0)?)?;
+            let status = RequestStatus::parse(text(1)?)?;
+            states.insert(key, (status, row.get::<_, bool>(2)?));
+        }
+        Ok(states)
+    }
+
     pub fn batch_requests(&self, batch_row: i64) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE batch_row = ?1 ORDER BY rowid"

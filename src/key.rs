@@ -33,6 +33,29 @@ impl Sha256Hex {
             .to_owned()
     }
 
+    /// Parses 64 lowercase hex digits (what [`Sha256Hex::hex`] writes), without the error
+    /// text: the fast path for names and columns this program wrote itself.
+    pub fn from_lower_hex(text: &[u8]) -> Option<Sha256Hex> {
+        fn digit(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        let text: &[u8; 64] = text.try_into().ok()?;
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(Sha256Hex(out))
+    }
+
+    /// The first byte: which of the 256 object folders holds it.
+    pub fn first_byte(&self) -> u8 {
+        self.0[0]
+    }
+
     /// The 64 lowercase hex digits into `out`, without allocating.
     pub fn write_hex(&self, out: &mut [u8; 64]) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -216,6 +239,25 @@ mod tests {
             .enumerate()
             .for_each(|(i, b)| *b = (i * 8 + 7) as u8);
         assert_eq!(Sha256Hex(all).hex(), hex::encode(all));
+    }
+
+    #[test]
+    fn lower_hex_parses_only_what_hex_writes() {
+        for seed in [&b""[..], b"a", b"render"] {
+            let sha = Sha256Hex::of(seed);
+            assert_eq!(Sha256Hex::from_lower_hex(sha.hex().as_bytes()), Some(sha));
+            assert_eq!(format!("{:02x}", sha.first_byte()), sha.hex()[..2]);
+        }
+        let good = Sha256Hex::of(b"x").hex();
+        assert!(Sha256Hex::from_lower_hex(good.to_uppercase().as_bytes()).is_none());
+        assert!(Sha256Hex::from_lower_hex(&good.as_bytes()[..63]).is_none());
+        assert!(Sha256Hex::from_lower_hex(format!("{good}0").as_bytes()).is_none());
+        assert!(Sha256Hex::from_lower_hex(good.replace('0', "g").as_bytes()).is_none());
+        // The slow path still accepts what it accepted.
+        assert_eq!(
+            good.to_uppercase().parse::<Sha256Hex>().ok(),
+            good.parse().ok()
+        );
     }
 
     #[test]

@@ -1453,6 +1453,9 @@ fn parse_lane(text: Option<&str>) -> Result<Lane> {
 }
 
 fn parse_sha(text: &str) -> Result<Sha256Hex> {
+    if let Some(sha) = Sha256Hex::from_lower_hex(text.as_bytes()) {
+        return Ok(sha);
+    }
     text.parse()
         .map_err(|e| LedgerError::Corrupt(format!("{e}")))
 }

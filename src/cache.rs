@@ -159,7 +159,7 @@ pub trait CacheStorage: Send + Sync + std::fmt::Debug {
     fn has(&self, id: &ObjectId) -> bool;
     /// Which of `ids` are here, for a plan asking about every output it knows at once. The
     /// local store lists each object folder once instead of a `stat` per object.
-    fn present(&self, ids: &[ObjectId]) -> HashSet<ObjectId> {
+    fn present(&self, ids: &[ObjectId]) -> crate::key::KeySet {
         ids.iter().filter(|id| self.has(id)).copied().collect()
     }
     /// Starts a new object; dropped without [`PendingObject::finish`], it leaves nothing.
@@ -197,7 +197,7 @@ impl<S: CacheStorage + ?Sized> CacheStorage for Arc<S> {
         (**self).has(id)
     }
 
-    fn present(&self, ids: &[ObjectId]) -> HashSet<ObjectId> {
+    fn present(&self, ids: &[ObjectId]) -> crate::key::KeySet {
         (**self).present(ids)
     }
 

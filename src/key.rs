@@ -26,9 +26,80 @@ impl Sha256Hex {
     }
 
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        let mut text = [0u8; 64];
+        self.write_hex(&mut text);
+        std::str::from_utf8(&text)
+            .expect("hex digits are ASCII")
+            .to_owned()
+    }
+
+    /// Parses 64 lowercase hex digits (what [`Sha256Hex::hex`] writes), without the error
+    /// text: the fast path for names and columns this program wrote itself.
+    pub fn from_lower_hex(text: &[u8]) -> Option<Sha256Hex> {
+        fn digit(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        let text: &[u8; 64] = text.try_into().ok()?;
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(Sha256Hex(out))
+    }
+
+    /// The first byte: which of the 256 object folders holds it.
+    pub fn first_byte(&self) -> u8 {
+        self.0[0]
+    }
+
+    /// The 64 lowercase hex digits into `out`, without allocating.
+    pub fn write_hex(&self, out: &mut [u8; 64]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
     }
 }
+
+/// A hasher for [`Sha256Hex`] values (keys, object ids): their bytes are already uniformly
+/// random, so eight of them are as good a hash as SipHash of all 32, at a fraction of the cost.
+/// Only sound for digests: use [`KeySet`] / [`KeyMap`], never for attacker-chosen data.
+#[derive(Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.first_chunk::<8>() {
+            Some(first) => self.0 ^= u64::from_le_bytes(*first),
+            // Not a digest (the length prefix goes through `write_usize`): still a hash.
+            None => {
+                for &b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(b);
+                }
+            }
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // The length prefix of the 32 bytes: a constant, mixed in without spoiling them.
+        self.0 ^= n as u64;
+    }
+}
+
+pub type DigestBuildHasher = std::hash::BuildHasherDefault<DigestHasher>;
+/// A set of keys (or object ids), hashed by [`DigestHasher`].
+pub type KeySet = std::collections::HashSet<Sha256Hex, DigestBuildHasher>;
+/// A map from keys (or object ids), hashed by [`DigestHasher`].
+pub type KeyMap<V> = std::collections::HashMap<Sha256Hex, V, DigestBuildHasher>;
 
 impl fmt::Display for Sha256Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,6 +226,63 @@ impl TakeKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_the_hex_crates_lowercase_encoding() {
+        for seed in [&b""[..], b"a", b"render", &[0xff; 40]] {
+            let sha = Sha256Hex::of(seed);
+            assert_eq!(sha.hex(), hex::encode(sha.0));
+            assert_eq!(sha.hex().parse::<Sha256Hex>().unwrap(), sha);
+        }
+        let mut all = [0u8; 32];
+        all.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i * 8 + 7) as u8);
+        assert_eq!(Sha256Hex(all).hex(), hex::encode(all));
+    }
+
+    #[test]
+    fn lower_hex_parses_only_what_hex_writes() {
+        for seed in [&b""[..], b"a", b"render"] {
+            let sha = Sha256Hex::of(seed);
+            assert_eq!(Sha256Hex::from_lower_hex(sha.hex().as_bytes()), Some(sha));
+            assert_eq!(format!("{:02x}", sha.first_byte()), sha.hex()[..2]);
+        }
+        let good = Sha256Hex::of(b"x").hex();
+        assert!(Sha256Hex::from_lower_hex(good.to_uppercase().as_bytes()).is_none());
+        assert!(Sha256Hex::from_lower_hex(&good.as_bytes()[..63]).is_none());
+        assert!(Sha256Hex::from_lower_hex(format!("{good}0").as_bytes()).is_none());
+        assert!(Sha256Hex::from_lower_hex(good.replace('0', "g").as_bytes()).is_none());
+        // The slow path still accepts what it accepted.
+        assert_eq!(
+            good.to_uppercase().parse::<Sha256Hex>().ok(),
+            good.parse().ok()
+        );
+    }
+
+    #[test]
+    fn digest_hasher_spreads_keys_and_tells_them_apart() {
+        use std::hash::BuildHasher;
+        let keys: Vec<Sha256Hex> = (0u32..2000)
+            .map(|i| Sha256Hex::of(&i.to_le_bytes()))
+            .collect();
+        let set: KeySet = keys.iter().copied().collect();
+        assert_eq!(set.len(), keys.len());
+        assert!(keys.iter().all(|k| set.contains(k)));
+        assert!(!set.contains(&Sha256Hex::of(b"absent")));
+        // Two keys that share their first eight bytes are still two entries.
+        let (mut a, mut b) = ([7u8; 32], [7u8; 32]);
+        a[31] = 1;
+        b[31] = 2;
+        let pair: KeySet = [Sha256Hex(a), Sha256Hex(b)].into_iter().collect();
+        assert_eq!(pair.len(), 2);
+        // The hash is the key's bytes (not a constant): the low bits differ between keys.
+        let hashes: std::collections::HashSet<u64> = keys
+            .iter()
+            .map(|k| DigestBuildHasher::default().hash_one(k) & 0xfff)
+            .collect();
+        assert!(hashes.len() > 1000, "{} distinct low bits", hashes.len());
+    }
 
     fn base_model() -> Model {
         Model("sora-2".into())

@@ -157,10 +157,10 @@ pub struct CachedOutputs<L = Ledger, S = std::sync::Arc<dyn CacheStorage>> {
     store: S,
     asked: std::cell::Cell<usize>,
     prefetched: std::cell::RefCell<Option<std::thread::JoinHandle<CachedKeys>>>,
-    cached: std::cell::OnceCell<std::collections::HashSet<crate::key::RequestKey>>,
+    cached: std::cell::OnceCell<crate::key::KeySet>,
 }
 
-type CachedKeys = Result<std::collections::HashSet<crate::key::RequestKey>, LedgerError>;
+type CachedKeys = Result<crate::key::KeySet, LedgerError>;
 
 /// Below this many keys, one query per key is quicker than reading every output.
 pub const POINT_QUERIES: usize = 256;
@@ -244,11 +244,14 @@ fn cached_keys(ledger: &Ledger, store: &dyn CacheStorage) -> CachedKeys {
     let outputs = ledger.output_videos()?;
     let shas: Vec<Sha256Hex> = outputs.iter().map(|(_, sha)| *sha).collect();
     let present = store.present(&shas);
-    Ok(outputs
-        .into_iter()
-        .filter(|(_, sha)| present.contains(sha))
-        .map(|(key, _)| key)
-        .collect())
+    let mut keys = crate::key::KeySet::with_capacity_and_hasher(outputs.len(), Default::default());
+    keys.extend(
+        outputs
+            .into_iter()
+            .filter(|(_, sha)| present.contains(sha))
+            .map(|(key, _)| key),
+    );
+    Ok(keys)
 }
 
 /// `renders/<project>/`, or `renders/default/` for a shot list without a project.

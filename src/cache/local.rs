@@ -14,7 +14,7 @@ use super::{
     hash_file, hash_reader, io_error, plan_gc,
 };
 use crate::fsutil;
-use crate::key::Sha256Hex;
+use crate::key::{KeySet, Sha256Hex};
 
 /// The cache on local disk.
 #[derive(Clone, Debug)]
@@ -376,18 +376,19 @@ impl CacheStorage for LocalStore {
 
     /// One listing per object folder (256 at most) instead of a `stat` per object: a plan of
     /// 100,000 cached requests asks them all.
-    fn present(&self, ids: &[ObjectId]) -> HashSet<ObjectId> {
-        let mut by_folder: std::collections::HashMap<String, Vec<ObjectId>> = Default::default();
+    fn present(&self, ids: &[ObjectId]) -> KeySet {
+        let mut by_folder: Vec<Vec<ObjectId>> = vec![Vec::new(); 256];
         for id in ids {
-            by_folder
-                .entry(id.hex()[..2].to_string())
-                .or_default()
-                .push(*id);
+            by_folder[usize::from(id.first_byte())].push(*id);
         }
-        let mut present = HashSet::with_capacity(ids.len());
-        for (folder, ids) in by_folder {
-            let files = regular_files_in(&self.objects_dir().join(folder));
-            present.extend(ids.into_iter().filter(|id| files.contains(&id.hex())));
+        let mut present = KeySet::with_capacity_and_hasher(ids.len(), Default::default());
+        let objects = self.objects_dir();
+        for (folder, ids) in by_folder.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let files = object_files_in(&objects.join(format!("{folder:02x}")));
+            present.extend(ids.into_iter().filter(|id| files.contains(id)));
         }
         present
     }
@@ -548,17 +549,65 @@ fn same_file(_a: &Path, _b: &Path) -> bool {
 }
 
 /// The names of the regular files in `folder` (through symbolic links, as `is_file` does).
-fn regular_files_in(folder: &Path) -> HashSet<String> {
+/// The objects among the regular files of `folder`: names that are 64 lowercase hex digits,
+/// read as the ids they spell, without a `String` each.
+fn object_files_in(folder: &Path) -> KeySet {
     let Ok(entries) = fs::read_dir(folder) else {
-        return HashSet::new();
+        return Default::default();
     };
     entries
         .flatten()
-        .filter(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_symlink() => entry.path().is_file(),
-            Ok(kind) => kind.is_file(),
-            Err(_) => false,
+        .filter_map(|entry| {
+            let id = ObjectId::from_lower_hex(entry.file_name().as_encoded_bytes())?;
+            match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => entry.path().is_file(),
+                Ok(kind) => kind.is_file(),
+                Err(_) => false,
+            }
+            .then_some(id)
         })
-        .filter_map(|entry| entry.file_name().into_string().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheStorage;
+
+    /// `present` lists each folder once and reads the names as ids: it must answer what a
+    /// `has` per object answers, whatever else lies in the folders.
+    #[test]
+    fn present_answers_what_has_answers_for_each_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let ids: Vec<ObjectId> = (0u32..600)
+            .map(|i| Sha256Hex::of(&i.to_le_bytes()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            let path = store.path(id);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            match i % 6 {
+                0 | 1 => fs::write(&path, b"video").unwrap(),
+                // A folder of the object's name is not the object.
+                2 => fs::create_dir(&path).unwrap(),
+                // The same name in capitals is another file.
+                3 => fs::write(path.with_file_name(id.hex().to_uppercase()), b"x").unwrap(),
+                #[cfg(unix)]
+                4 => std::os::unix::fs::symlink(store.path(&ids[0]), &path).unwrap(),
+                #[cfg(unix)]
+                5 => std::os::unix::fs::symlink(dir.path().join("nowhere"), &path).unwrap(),
+                _ => {}
+            }
+            // Strays beside the objects.
+            fs::write(path.with_file_name("notes.txt"), b"x").unwrap();
+            fs::write(path.with_file_name(format!("{}.part", id.hex())), b"x").unwrap();
+        }
+        let expected: std::collections::HashSet<ObjectId> =
+            ids.iter().filter(|id| store.has(id)).copied().collect();
+        let present = CacheStorage::present(&store, &ids);
+        assert_eq!(present.iter().copied().collect::<HashSet<_>>(), expected);
+        assert!(expected.len() >= 200, "{} present", expected.len());
+        assert!(present.contains(&ids[0]) && !present.contains(&ids[2]));
+        assert!(CacheStorage::present(&store, &[]).is_empty());
+    }
 }

@@ -783,6 +783,25 @@ impl Ledger {
         .transpose()
     }
 
+    /// The status and retryability of every request that is not pending, in one query: what
+    /// choosing a large plan's requests needs of each, instead of a query per request.
+    pub fn request_states(&self) -> Result<crate::key::KeyMap<(RequestStatus, bool)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, status, retryable FROM requests WHERE status <> 'pending'",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut states = crate::key::KeyMap::default();
+        while let Some(row) = rows.next()? {
+            let text = |i: usize| -> Result<&str> {
+                Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+            };
+            let key = parse_sha(text(0)?)?;
+            let status = RequestStatus::parse(text(1)?)?;
+            states.insert(key, (status, row.get::<_, bool>(2)?));
+        }
+        Ok(states)
+    }
+
     pub fn batch_requests(&self, batch_row: i64) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE batch_row = ?1 ORDER BY rowid"
@@ -1464,6 +1483,9 @@ fn parse_lane(text: Option<&str>) -> Result<Lane> {
 }
 
 fn parse_sha(text: &str) -> Result<Sha256Hex> {
+    if let Some(sha) = Sha256Hex::from_lower_hex(text.as_bytes()) {
+        return Ok(sha);
+    }
     text.parse()
         .map_err(|e| LedgerError::Corrupt(format!("{e}")))
 }

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::api::types::VideoStatus;
+use crate::api::types::{BatchStatus, VideoStatus};
 use crate::events::{Event, EventSink};
 use crate::lanes::Routes;
 use crate::ledger::{Ledger, LedgerError, RequestResult, RequestStatus, RunRow};
@@ -46,7 +46,9 @@ pub async fn cancel_run(
         let Some(id) = batch.batch_id.as_deref() else {
             continue;
         };
-        if batch.harvested || is_settled(&batch.status) {
+        let status = BatchStatus::parse(&batch.status);
+        // Settled, or already being cancelled: nothing to ask.
+        if batch.harvested || status.is_terminal() || status == BatchStatus::Cancelling {
             continue;
         }
         let Some(route) = routes.get(&batch.provider) else {
@@ -131,12 +133,4 @@ pub async fn cancel_run(
         }
     }
     Ok(outcome)
-}
-
-/// A batch that will not change any more, or is already being cancelled.
-fn is_settled(status: &str) -> bool {
-    matches!(
-        status,
-        "completed" | "failed" | "expired" | "cancelled" | "cancelling"
-    )
 }

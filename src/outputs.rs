@@ -42,7 +42,7 @@ pub struct Manifest {
     pub project: Option<String>,
     pub created_at: i64,
     pub out_dir: PathBuf,
-    pub total_cost_usd: String,
+    pub total_cost_usd: crate::money::Usd,
     pub requests: Vec<ManifestEntry>,
     /// Earlier outputs moved into `superseded/` by this layout (paths relative to the folder).
     #[serde(default)]
@@ -116,7 +116,7 @@ pub struct ManifestEntry {
     pub size: Option<String>,
     pub seconds: Option<u32>,
     pub prompt: Option<String>,
-    pub cost_usd: String,
+    pub cost_usd: crate::money::Usd,
     pub status: EntryStatus,
     pub video_id: Option<String>,
     pub sha256: Option<String>,
@@ -341,7 +341,7 @@ pub async fn lay_out(
         project: run.project.clone(),
         created_at: run.created_at,
         out_dir: out_dir.to_path_buf(),
-        total_cost_usd: plain_usd(total),
+        total_cost_usd: total,
         requests: entries,
         superseded,
         newer_run,
@@ -408,7 +408,7 @@ fn entry(
         size: request.map(|r| r.size.clone()),
         seconds: request.map(|r| r.seconds),
         prompt: request.map(|r| r.prompt.clone()),
-        cost_usd: plain_usd(item.cost),
+        cost_usd: item.cost,
         status,
         video_id: output
             .and_then(|o| o.video_id.clone())
@@ -562,10 +562,6 @@ async fn image_extension(store: &dyn CacheStorage, sha: &Sha256Hex) -> &'static 
     } else {
         "jpg"
     }
-}
-
-fn plain_usd(amount: crate::money::Usd) -> String {
-    amount.to_string().replace('$', "")
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::api::types::Batch;
+use crate::api::types::{Batch, BatchStatus as ApiBatchStatus};
 use crate::lanes::Routes;
 use crate::ledger::{
     BatchRow, JobRow, Ledger, LedgerError, RequestRow, RequestStatus, RunRow, unix_now,
@@ -99,7 +99,7 @@ pub struct ShotStatus {
     /// `rendered` (waiting for its download) or `elsewhere` (another machine renders it).
     pub status: &'static str,
     pub progress: Option<u32>,
-    pub cost_usd: String,
+    pub cost_usd: crate::money::Usd,
     /// Seconds left: before its video is deleted (rendered, not yet downloaded), or before its
     /// batch's window closes (rendering).
     pub deadline_in: Option<i64>,
@@ -183,7 +183,7 @@ pub async fn look(
                     lane: item.lane,
                     status: shot_word(request, run.cancelled, batch.map(|b| b.1), job),
                     progress: job.and_then(|j| j.progress),
-                    cost_usd: item.cost.to_string().replace('$', ""),
+                    cost_usd: item.cost,
                     deadline_in: request.and_then(|r| shot_deadline(r, batch, now)),
                     reason: request
                         .filter(|r| matches!(r.status, RequestStatus::Failed | RequestStatus::Lost))
@@ -392,7 +392,10 @@ fn shot_word(
         }
         RequestStatus::Queued | RequestStatus::Submitted => {
             let finished = batch.is_some_and(|b| {
-                matches!(b.status.as_str(), "completed" | "cancelled" | "expired")
+                matches!(
+                    ApiBatchStatus::parse(&b.status),
+                    ApiBatchStatus::Completed | ApiBatchStatus::Cancelled | ApiBatchStatus::Expired
+                )
             }) || job.is_some_and(|j| j.status == "completed");
             if finished { "rendered" } else { "rendering" }
         }

@@ -71,6 +71,19 @@ fn status_asks_the_provider_and_counts_down_by_its_clock() {
     assert!(!offline[0]["not_asked"].as_array().unwrap().is_empty());
 
     night.ok(&["harvest"]);
+    // `--watch` looks until nothing is pending: with everything harvested, it looks once.
+    let mut watch = night
+        .command(&["status", "--watch", "--interval", "1"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while watch.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            watch.kill().unwrap();
+            panic!("status --watch kept watching a settled night");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let done = night.json(&["status"]);
     assert_eq!(done[0]["counts"]["harvested"], 3, "{done}");
     assert_eq!(done[0]["done"], true);

@@ -88,6 +88,13 @@ fn on_an_80_column_terminal_nothing_wraps_and_no_bar_is_empty() {
         lines.iter().any(|l| l.contains("harvested")),
         "the night ran: {lines:#?}"
     );
+    // The videos bar shows the night's whole total before the first download lands.
+    assert!(
+        bar_rows(&lines)
+            .iter()
+            .any(|r| r.starts_with("videos [") && r.contains(" 0/3")),
+        "{lines:#?}"
+    );
     for row in bar_rows(&lines) {
         assert!(
             row.chars().count() <= 80,

@@ -191,6 +191,23 @@ impl BatchStatus {
         )
     }
 
+    /// The status a ledger recorded (`as_str`'s words); anything else is `Unknown`.
+    pub fn parse(text: &str) -> BatchStatus {
+        const ALL: [BatchStatus; 8] = [
+            BatchStatus::Validating,
+            BatchStatus::Failed,
+            BatchStatus::InProgress,
+            BatchStatus::Finalizing,
+            BatchStatus::Completed,
+            BatchStatus::Expired,
+            BatchStatus::Cancelling,
+            BatchStatus::Cancelled,
+        ];
+        ALL.into_iter()
+            .find(|s| s.as_str() == text)
+            .unwrap_or(BatchStatus::Unknown)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BatchStatus::Validating => "validating",
@@ -447,6 +464,20 @@ impl ContentVariant {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_recorded_batch_status_reads_back() {
+        for text in [
+            "validating",
+            "in_progress",
+            "cancelling",
+            "cancelled",
+            "completed",
+        ] {
+            assert_eq!(BatchStatus::parse(text).as_str(), text);
+        }
+        assert_eq!(BatchStatus::parse("intent"), BatchStatus::Unknown);
+    }
+
     use super::*;
 
     #[test]

@@ -612,30 +612,15 @@ fn batches_holding(runs: &[RunRow], ledger: &Ledger) -> Result<Vec<BatchRow>, Ha
     Ok(holding)
 }
 
+/// The videos these runs still wait for: sent (or about to be) and not yet settled.
+fn videos_to_come(runs: &[RunRow], ledger: &Ledger) -> Result<u64, HarvestError> {
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    Ok(ledger.videos_to_come(&ids)?)
+}
+
 /// The runs to harvest: those named, or every open run. A run whose providers are none of
 /// those configured here is left alone: another server does not know its work, and its 404s
 /// must not mark it lost.
-/// The videos these runs still wait for: sent (or about to be) and not yet settled.
-fn videos_to_come(runs: &[RunRow], ledger: &Ledger) -> Result<u64, HarvestError> {
-    let mut keys = HashSet::new();
-    for run in runs {
-        for item in ledger.run_items(&run.id)? {
-            use crate::ledger::RequestStatus::{Harvested, Pending};
-            let Some(request) = ledger.request(&item.key)? else {
-                continue;
-            };
-            // Direct requests waiting for a slot are sent by the harvest itself.
-            let waiting_direct =
-                request.status == Pending && request.lane == crate::provider::Lane::Direct;
-            let in_flight = request.status.is_in_flight_or_done() && request.status != Harvested;
-            if in_flight || waiting_direct {
-                keys.insert(item.key);
-            }
-        }
-    }
-    Ok(keys.len() as u64)
-}
-
 fn select_runs(
     run_ids: &[String],
     ledger: &Ledger,

@@ -649,6 +649,23 @@ impl Ledger {
         Ok(())
     }
 
+    /// How many distinct requests of these runs are still to be downloaded: sent and not yet
+    /// settled, or waiting for a direct-lane slot (which the harvest itself fills). One query,
+    /// so a harvest of a large night does not start with a question per request.
+    pub fn videos_to_come(&self, run_ids: &[&str]) -> Result<u64> {
+        let ids = serde_json::to_string(run_ids).expect("strings serialize");
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(DISTINCT run_items.key) FROM run_items
+             JOIN requests ON requests.key = run_items.key
+             WHERE run_items.run_id IN (SELECT value FROM json_each(?1))
+               AND (requests.status IN ('queued', 'submitted', 'completed', 'elsewhere')
+                    OR (requests.status = 'pending' AND requests.lane = 'direct'))",
+            )?
+            .query_row([ids], |r| r.get(0))?)
+    }
+
     pub fn run_items(&self, run_id: &str) -> Result<Vec<RunItem>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT shot_id, take, takes, key, cost_micros, tags, provider, lane FROM run_items

@@ -7,7 +7,6 @@
 //! prompts, ids and server messages are other people's text.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use askama::Template;
 
@@ -82,11 +81,7 @@ impl Totals {
 
 /// What an entry costs tonight: its lane's price once harvested; nothing otherwise.
 fn billed(entry: &ManifestEntry) -> Option<Usd> {
-    (entry.status == EntryStatus::Harvested).then(|| cost(entry))
-}
-
-fn cost(entry: &ManifestEntry) -> Usd {
-    Usd::from_str(&entry.cost_usd).unwrap_or(Usd::ZERO)
+    (entry.status == EntryStatus::Harvested).then_some(entry.cost_usd)
 }
 
 #[derive(Template)]
@@ -270,7 +265,7 @@ fn facts(entry: &ManifestEntry, standard: StandardPrice) -> Vec<(&'static str, S
 /// What the take cost tonight: its price once harvested (`cached` when it was laid out from
 /// the cache at no charge), nothing when it failed, and its planned price while pending.
 fn cost_fact(entry: &ManifestEntry, standard: StandardPrice) -> String {
-    let cost = cost(entry);
+    let cost = entry.cost_usd;
     match entry.status {
         EntryStatus::Harvested
             if cost == Usd::ZERO && standard(entry).is_some_and(|s| s > Usd::ZERO) =>
@@ -360,7 +355,7 @@ mod tests {
             size: Some("1280x720".into()),
             seconds: Some(8),
             prompt: Some(format!("The prompt of {shot}")),
-            cost_usd: cost.into(),
+            cost_usd: cost.parse().unwrap(),
             status,
             video_id: Some(format!("video_{shot}_{take}")),
             sha256: None,
@@ -407,7 +402,7 @@ mod tests {
             project: Some("harbour-night".into()),
             created_at: 1_796_170_000,
             out_dir: PathBuf::from("renders/harbour-night"),
-            total_cost_usd: "3.20".into(),
+            total_cost_usd: "3.20".parse().unwrap(),
             requests: vec![
                 entry("s01-harbour", 1, "harvested", "0.40"),
                 entry("s01-harbour", 2, "harvested", "0.40"),
@@ -436,10 +431,10 @@ mod tests {
             (4, 2, 1, 1)
         );
         // 0.40 + 0.40 + 0.00 (cached) + 0.80 (direct): refused, failed, lost, pending are free.
-        assert_eq!(totals.billed, Usd::from_str("1.60").unwrap());
+        assert_eq!(totals.billed, "1.60".parse::<Usd>().unwrap());
         // Standard: 0.80 + 0.80 + nothing for the cached take + 0.80 for the rush.
-        assert_eq!(totals.standard, Usd::from_str("2.40").unwrap());
-        assert_eq!(totals.saved(), Usd::from_str("0.80").unwrap());
+        assert_eq!(totals.standard, "2.40".parse::<Usd>().unwrap());
+        assert_eq!(totals.saved(), "0.80".parse::<Usd>().unwrap());
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub fn render_shots(shots: &[ShotStatus]) -> String {
                 s.lane.as_str().to_string(),
                 s.status.to_string(),
                 s.progress.map(|p| format!("{p}%")).unwrap_or_default(),
-                format!("${}", s.cost_usd),
+                s.cost_usd.to_string(),
                 last,
             ]
         })
@@ -193,7 +193,7 @@ mod tests {
             lane: Lane::Direct,
             status,
             progress: None,
-            cost_usd: "1.60".into(),
+            cost_usd: "1.60".parse().unwrap(),
             deadline_in: None,
             reason: None,
         }

@@ -81,15 +81,7 @@ impl Moto {
     pub fn overwrite(&self, bucket: &str, key: &str, bytes: &[u8]) {
         use object_store::ObjectStoreExt;
         let (runtime, _) = client();
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_endpoint(self.endpoint())
-            .with_allow_http(true)
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_region("us-east-1")
-            .build()
-            .unwrap();
+        let store = self.client(bucket);
         runtime
             .block_on(store.put(&object_store::path::Path::from(key), bytes.to_vec().into()))
             .unwrap_or_else(|e| panic!("overwriting {key}: {e}"));

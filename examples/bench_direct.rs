@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bench_support::{render_bin, run_measured};
-use render::dialect::Dialect;
-use render::sandbox::{SandboxConfig, spawn};
+use render_sandbox::{SandboxConfig, spawn};
+use render_wire::dialect::Dialect;
 
 struct Options {
     slots: usize,

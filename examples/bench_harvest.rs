@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use bench_support::{
     ChildRun, children_cpu_secs, disk_free, mb, render_bin, run_measured, self_cpu_secs,
 };
-use render::ledger::Ledger;
-use render::sandbox::{SandboxConfig, SandboxHandle, spawn};
+use render_pipeline::ledger::Ledger;
+use render_sandbox::{SandboxConfig, SandboxHandle, spawn};
 
 const API_KEY: &str = "sk-bench-0123456789";
 /// Real time of 24 virtual hours: long enough that no video expires during a slow run.
@@ -425,8 +425,8 @@ fn curl_all(
 /// What the sandbox spends per download, measured in-process on one core: building a video and
 /// streaming its bytes, and encoding the JPEG thumbnail `render harvest` also fetches.
 fn sandbox_costs(sizes_mb: &[u64]) {
-    use render::catalog::Size;
-    use render::sandbox::media::{RenderedVideo, VideoSpec, thumbnail_jpeg};
+    use render_sandbox::media::{RenderedVideo, VideoSpec, thumbnail_jpeg};
+    use render_wire::catalog::Size;
     let size = Size {
         width: 1280,
         height: 720,
@@ -470,7 +470,7 @@ fn sandbox_costs(sizes_mb: &[u64]) {
 }
 
 /// Reads a whole video in the sandbox's 256 KiB chunks; returns how long it took.
-fn stream_video(video: &render::sandbox::media::RenderedVideo) -> Duration {
+fn stream_video(video: &render_sandbox::media::RenderedVideo) -> Duration {
     let mut buf = vec![0u8; 256 * 1024];
     let (mut offset, started) = (0u64, Instant::now());
     while offset < video.len() {

@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use bench_support::{ChildRun, ms, render_bin, run_measured};
-use render::catalog::Catalog;
-use render::plan::{PlanOptions, build};
-use render::shotlist::{Format, ShotListInput};
+use render_pipeline::plan::{PlanOptions, build};
+use render_pipeline::shotlist::{Format, ShotListInput};
+use render_wire::catalog::Catalog;
 
 const HARBOUR_PNG: &[u8] = include_bytes!("../shotlists/refs/harbour.png");
 const DEFAULT_ROUNDS: usize = 3;
@@ -237,14 +237,14 @@ fn populate_cache(bin: &Path, dir: &Path, list: &Path, state: &Path) -> usize {
         .filter_map(|r| r["key"].as_str())
         .collect();
     let ledger_path = state.join("ledger.sqlite");
-    render::ledger::Ledger::open(&ledger_path).expect("the ledger opens");
-    let store = render::cache::LocalStore::open(state).expect("the cache opens");
+    render_pipeline::ledger::Ledger::open(&ledger_path).expect("the ledger opens");
+    let store = render_pipeline::cache::LocalStore::open(state).expect("the cache opens");
     let mut conn = rusqlite::Connection::open(&ledger_path).expect("the ledger opens");
     let tx = conn.transaction().expect("a transaction");
     for key in &keys {
         // One object per output, as harvest leaves them (written directly: no fsync needed).
         let video = format!("video of {key}");
-        let sha = render::key::Sha256Hex::of(video.as_bytes());
+        let sha = render_wire::key::Sha256Hex::of(video.as_bytes());
         let path = store.path(&sha);
         std::fs::create_dir_all(path.parent().expect("a fan-out folder")).expect("mkdir");
         std::fs::write(&path, &video).expect("write an object");

@@ -18,10 +18,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bench_support::{mb, run_measured, self_peak_mib};
-use render::cache::LocalStore;
-use render::key::Sha256Hex;
-use render::ledger::OutputRow;
-use render::shared::{DEFAULT_LEASE, SharedCache};
+use render_pipeline::cache::LocalStore;
+use render_pipeline::ledger::OutputRow;
+use render_pipeline::shared::{DEFAULT_LEASE, SharedCache};
+use render_wire::key::Sha256Hex;
 
 fn main() {
     let mut objects = 40usize;

@@ -20,13 +20,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bench_support::{ChildRun, mb, ms, render_bin, run_measured, self_peak_mib, self_rss_mib};
-use render::batch::{self, BatchLimits};
-use render::catalog::Catalog;
-use render::ledger::Ledger;
-use render::plan::{PlanOptions, PlannedRequest, build};
-use render::sandbox::{SandboxConfig, spawn};
-use render::shotlist::{Format, ShotListInput};
-use render::submit::dry_run;
+use render_pipeline::batch::{self, BatchLimits};
+use render_pipeline::ledger::Ledger;
+use render_pipeline::plan::{PlanOptions, PlannedRequest, build};
+use render_pipeline::shotlist::{Format, ShotListInput};
+use render_pipeline::submit::dry_run;
+use render_sandbox::{SandboxConfig, spawn};
+use render_wire::catalog::Catalog;
 
 const TAKES: usize = 2;
 const COMPILE_ROUNDS: usize = 3;
@@ -255,7 +255,7 @@ fn measure_compile(list: &Path) {
                     &r.prompt,
                 );
                 body.input_reference = placeholder_file_id(r)
-                    .map(|file_id| render::api::types::InputReference::FileId { file_id });
+                    .map(|file_id| render_wire::api::InputReference::FileId { file_id });
                 (r.key, body)
             })
             .collect();
@@ -297,10 +297,10 @@ fn measure_compile(list: &Path) {
 
 /// `submit::dry_run` in-process against an empty ledger and cache: request selection (two
 /// ledger lookups per request), compile and writing the JSONL.
-fn dry_run_breakdown(plan: &render::plan::Plan) {
+fn dry_run_breakdown(plan: &render_pipeline::plan::Plan) {
     let scratch = tempfile::tempdir().expect("a scratch folder");
     let ledger = Ledger::open(&scratch.path().join("ledger.sqlite")).expect("the ledger opens");
-    let store = render::cache::LocalStore::open(scratch.path()).expect("the cache opens");
+    let store = render_pipeline::cache::LocalStore::open(scratch.path()).expect("the cache opens");
     let out = scratch.path().join("jsonl");
     let started = Instant::now();
     dry_run(plan, &ledger, &store, BatchLimits::default(), &out).expect("dry run");

@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use render::catalog::Size;
-use render::sandbox::media::{
+use render_sandbox::media::{
     RenderedVideo, VideoSpec, spritesheet_jpeg, thumbnail_jpeg, thumbnail_webp,
 };
+use render_wire::catalog::Size;
 
 const CHUNK: usize = 64 * 1024;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use render::cache::{human_size, parse_size};
+use render_pipeline::cache::{human_size, parse_size};
 
 /// Every file under the cache's objects folder.
 fn object_files(night: &Night) -> Vec<std::path::PathBuf> {

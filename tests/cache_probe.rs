@@ -2,10 +2,10 @@
 //! key, past the point where it reads every output at once: recorded outputs whose object is
 //! present are cached; records whose object is gone, and keys never recorded, are not.
 
-use render::cache::LocalStore;
-use render::key::Sha256Hex;
-use render::ledger::{Ledger, OutputRow};
-use render::outputs::{CachedOutputs, POINT_QUERIES, cached_output};
+use render_pipeline::cache::LocalStore;
+use render_pipeline::ledger::{Ledger, OutputRow};
+use render_pipeline::outputs::{CachedOutputs, POINT_QUERIES, cached_output};
+use render_wire::key::Sha256Hex;
 
 /// A state folder with `n` keys: one in three cached, one in three recorded but removed from
 /// the store, the rest never recorded.
@@ -57,10 +57,11 @@ fn the_probe_agrees_with_cached_output_past_its_point_queries() {
         keys.len().div_ceil(3)
     );
 
-    let lent: &dyn render::cache::CacheStorage = &store;
+    let lent: &dyn render_pipeline::cache::CacheStorage = &store;
     let borrowed = CachedOutputs::new(&ledger, lent);
     let (owned_ledger, owned_store) = open();
-    let owned: std::sync::Arc<dyn render::cache::CacheStorage> = std::sync::Arc::new(owned_store);
+    let owned: std::sync::Arc<dyn render_pipeline::cache::CacheStorage> =
+        std::sync::Arc::new(owned_store);
     let prefetched = CachedOutputs::new(owned_ledger, owned).prefetch(&ledger_path);
     for (key, cached) in keys.iter().zip(&expected) {
         assert_eq!(borrowed.try_contains(key).unwrap(), *cached, "{key}");

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use render::cache::{CacheError, LocalStore, Placement, VerifyProblem};
-use render::key::Sha256Hex;
+use render_pipeline::cache::{CacheError, LocalStore, Placement, VerifyProblem};
+use render_wire::key::Sha256Hex;
 use tokio::io::AsyncWriteExt;
 
 fn sample(len: usize, seed: u8) -> Vec<u8> {
@@ -318,10 +318,11 @@ fn outputs_on_another_device_are_copied() {
 
 #[tokio::test]
 async fn the_store_cache_open_builds_is_used_wholly_through_the_trait() {
-    use render::cache::CacheStorage;
+    use render_pipeline::cache::CacheStorage;
     use tokio::io::AsyncReadExt;
     let state = tempfile::tempdir().unwrap();
-    let store: std::sync::Arc<dyn CacheStorage> = render::cache::open(state.path()).unwrap();
+    let store: std::sync::Arc<dyn CacheStorage> =
+        render_pipeline::cache::open(state.path()).unwrap();
     let data = sample(2 * 1024 * 1024 + 5, 21);
     let mut pending = store.begin_object().await.unwrap();
     for chunk in data.chunks(100_000) {

@@ -11,11 +11,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use render::api::client::{ApiClient, ApiKey, ClientConfig, DownloadOutcome};
-use render::api::error::ApiError;
-use render::api::types::{ContentVariant, CreateBatch, FilePurpose};
-use render::cache::LocalStore;
-use render::key::Sha256Hex;
+use render_pipeline::api::client::{ApiClient, ApiKey, ClientConfig, DownloadOutcome};
+use render_pipeline::api::error::ApiError;
+use render_pipeline::cache::LocalStore;
+use render_wire::api::{ContentVariant, CreateBatch, FilePurpose};
+use render_wire::key::Sha256Hex;
 use serde_json::json;
 
 const KEY: &str = "sk-test-TOPSECRET-0123456789";

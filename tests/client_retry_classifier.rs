@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use render::api::retry::{
+use render_pipeline::api::retry::{
     MAX_SERVER_DELAY, RetryDecision, StopReason, TransportFailure, classify_status,
     classify_transport,
 };

@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Night;
-use render::dialect::Dialect;
-use render::sandbox::{SandboxConfig, SandboxHandle};
+use render_sandbox::{SandboxConfig, SandboxHandle};
+use render_wire::dialect::Dialect;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,7 +46,7 @@ struct StudioNight {
 impl StudioNight {
     fn new() -> StudioNight {
         let night = Night::new();
-        let farm = render::sandbox::spawn(
+        let farm = render_sandbox::spawn(
             SandboxConfig::default()
                 .dialect(Dialect::Sglang)
                 .video_bytes(64 * 1024)

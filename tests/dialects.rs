@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use render::dialect::{ALL_DIALECTS, Dialect};
-use render::sandbox::SandboxConfig;
-use render::sandbox::faults::{FaultConfig, Trigger};
+use render_sandbox::SandboxConfig;
+use render_sandbox::faults::{FaultConfig, Trigger};
+use render_wire::dialect::{ALL_DIALECTS, Dialect};
 
 const NIGHTLY: &[&str] = NIGHTLY_WITH_PROVIDERS;
 
@@ -80,7 +80,7 @@ fn one_night(dialect: Dialect) {
             .join(entry["video_path"].as_str().unwrap());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(
-            render::key::Sha256Hex::of(&bytes).hex(),
+            render_wire::key::Sha256Hex::of(&bytes).hex(),
             served.sha256,
             "{dialect}: {id}"
         );

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use render::sandbox::SandboxConfig;
+use render_sandbox::SandboxConfig;
 
 /// Ten requests for `lab`, one the sandbox refuses (a real person's name).
 fn night_yaml() -> String {
@@ -196,7 +196,7 @@ fn an_unknown_provider_is_a_diagnostic_at_its_place_with_the_known_names() {
 
 #[test]
 fn a_rate_limited_post_is_waited_for_and_sent_once() {
-    use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
+    use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
     let faults = FaultConfig::none().rule(
         FaultRule::new(
             "POST /v1/videos",

@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use render::sandbox::SandboxConfig;
-use render::sandbox::faults::{Fault, FaultConfig, FaultRule, Trigger};
+use render_sandbox::SandboxConfig;
+use render_sandbox::faults::{Fault, FaultConfig, FaultRule, Trigger};
 use sha2::{Digest, Sha256};
 
 fn sha256_file(path: &std::path::Path) -> String {
@@ -240,7 +240,8 @@ fn shot_ids_in_the_ledger_cannot_write_outside_the_output_folder() {
     night.write("shots.yaml", shot_list(1, "escape"));
     night.full_night("shots.yaml");
     // A ledger written by something else (or an older render) names a path-like shot.
-    let ledger = render::ledger::Ledger::open(&night.state_dir().join("ledger.sqlite")).unwrap();
+    let ledger =
+        render_pipeline::ledger::Ledger::open(&night.state_dir().join("ledger.sqlite")).unwrap();
     let run = ledger.runs().unwrap().remove(0);
     drop(ledger);
     let conn = rusqlite::Connection::open(night.state_dir().join("ledger.sqlite")).unwrap();

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use render::sandbox::SandboxConfig;
-use render::sandbox::faults::{Fault, FaultConfig, FaultRule, Malformation};
+use render_sandbox::SandboxConfig;
+use render_sandbox::faults::{Fault, FaultConfig, FaultRule, Malformation};
 
 fn code(output: &std::process::Output) -> Option<i32> {
     output.status.code()
@@ -35,8 +35,9 @@ fn a_reference_the_provider_forgot_is_uploaded_again_not_reused() {
     assert_eq!(stats.files_uploaded.get("vision"), Some(&1));
     let file_id = {
         let ledger =
-            render::ledger::Ledger::open(&night.state_dir().join("ledger.sqlite")).unwrap();
-        let sha = render::cache::hash_file(&night.path("first.png")).unwrap();
+            render_pipeline::ledger::Ledger::open(&night.state_dir().join("ledger.sqlite"))
+                .unwrap();
+        let sha = render_pipeline::cache::hash_file(&night.path("first.png")).unwrap();
         ledger.asset(&sha).unwrap().unwrap().file_id
     };
     let (status, _) = blocking_delete(&format!("{}/files/{file_id}", night.sandbox.base_url()));
@@ -335,7 +336,7 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn a_hostile_result_file_wedges_nothing_keeps_the_video_and_never_stores_the_key() {
-    use render::sandbox::faults::Trigger;
+    use render_sandbox::faults::Trigger;
     let night = Night::with(
         SandboxConfig::default()
             .api_key(API_KEY)
@@ -428,7 +429,7 @@ fn a_restarted_server_that_reuses_a_batch_id_never_wedges_the_ledger() {
     let out = first.render(&args);
     assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
     // The same server restarted from the same seed: its ids start over.
-    let again = render::sandbox::spawn(
+    let again = render_sandbox::spawn(
         SandboxConfig::default()
             .seed(7)
             .video_bytes(8 * 1024)
@@ -440,7 +441,8 @@ fn a_restarted_server_that_reuses_a_batch_id_never_wedges_the_ledger() {
     let out = first.render(&args);
     assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
     assert_eq!(again.stats().batches_created, 1);
-    let ledger = render::ledger::Ledger::open(&first.state_dir().join("ledger.sqlite")).unwrap();
+    let ledger =
+        render_pipeline::ledger::Ledger::open(&first.state_dir().join("ledger.sqlite")).unwrap();
     let ids: Vec<String> = ledger
         .runs()
         .unwrap()

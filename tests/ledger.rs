@@ -1,12 +1,12 @@
 //! The ledger's promises, on a real SQLite file.
 
-use render::key::Sha256Hex;
-use render::ledger::{
+use render_pipeline::ledger::{
     AssetRow, BatchUpdate, Ledger, OutputRow, RequestResult, RequestRow, RequestStatus, RunItem,
     RunRow,
 };
-use render::money::Usd;
-use render::provider::Lane;
+use render_pipeline::provider::Lane;
+use render_wire::key::Sha256Hex;
+use render_wire::money::Usd;
 
 fn request(n: u8) -> RequestRow {
     RequestRow {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use common::litellm::LiteLlm;
 use common::*;
-use render::sandbox::SandboxConfig;
+use render_sandbox::SandboxConfig;
 
 const NIGHTLY: &[&str] = NIGHTLY_WITH_PROVIDERS;
 
@@ -91,7 +91,7 @@ fn a_night_through_litellm_harvests_every_video_once_and_lays_out_no_mp4_as_a_th
         let path = night
             .path("renders/gateway-night")
             .join(entry["video_path"].as_str().unwrap());
-        let sha = render::key::Sha256Hex::of(&std::fs::read(&path).unwrap()).hex();
+        let sha = render_wire::key::Sha256Hex::of(&std::fs::read(&path).unwrap()).hex();
         assert!(
             served.contains(&sha),
             "{} is not a video the sandbox rendered",

@@ -177,13 +177,15 @@ fn keys_found_in_the_state_cache_are_free() {
         &["--format", "json", "plan", "shotlists/night.yaml"],
         None,
     ));
-    let key: render::key::RequestKey = first["shots"][0]["key"].as_str().unwrap().parse().unwrap();
+    let key: render_wire::key::RequestKey =
+        first["shots"][0]["key"].as_str().unwrap().parse().unwrap();
     // What a harvest leaves behind: the object in the store, then the ledger entry naming it.
-    let store = render::cache::LocalStore::open(state.path()).unwrap();
+    let store = render_pipeline::cache::LocalStore::open(state.path()).unwrap();
     let video_sha = store.insert_bytes(b"a rendered video").unwrap();
-    let mut ledger = render::ledger::Ledger::open(&state.path().join("ledger.sqlite")).unwrap();
+    let mut ledger =
+        render_pipeline::ledger::Ledger::open(&state.path().join("ledger.sqlite")).unwrap();
     ledger
-        .record_output(&render::ledger::OutputRow {
+        .record_output(&render_pipeline::ledger::OutputRow {
             key,
             video_sha,
             video_bytes: 16,

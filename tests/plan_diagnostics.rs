@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use render::catalog::Catalog;
-use render::plan::{PlanOptions, build};
-use render::shotlist::{Diagnostic, Format, Severity, ShotListInput};
+use render_pipeline::plan::{PlanOptions, build};
+use render_pipeline::shotlist::{Diagnostic, Format, Severity, ShotListInput};
+use render_wire::catalog::Catalog;
 
 const REFS: &str = "shotlists";
 

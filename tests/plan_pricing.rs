@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use render::catalog::{Catalog, Model, Seconds};
-use render::key::RequestKey;
-use render::money::Usd;
-use render::plan::{Plan, PlanOptions, PlannedRequest, build};
-use render::shotlist::{Format, ShotListInput};
+use render_pipeline::plan::{Plan, PlanOptions, PlannedRequest, build};
+use render_pipeline::shotlist::{Format, ShotListInput};
+use render_wire::catalog::{Catalog, Model, Seconds};
+use render_wire::key::RequestKey;
+use render_wire::money::Usd;
 
 fn opts() -> PlanOptions {
     PlanOptions::single("127.0.0.1", Catalog::builtin())
@@ -294,7 +294,7 @@ fn references_resolve_against_the_lists_folder_and_are_hashed_once() {
     assert_eq!(reference.mime, "image/png");
     let bytes = std::fs::read("shotlists/refs/harbour.png").unwrap();
     assert_eq!(reference.bytes, bytes.len() as u64);
-    assert_eq!(reference.sha256, render::key::Sha256Hex::of(&bytes));
+    assert_eq!(reference.sha256, render_wire::key::Sha256Hex::of(&bytes));
     let mimes: Vec<&str> = plan
         .requests
         .iter()

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use render::catalog::Catalog;
-use render::plan::{PlanOptions, PlanRun, plan_files};
 use render::report::plan::{plan_json, render_diagnostics, render_table};
+use render_pipeline::plan::{PlanOptions, PlanRun, plan_files};
+use render_wire::catalog::Catalog;
 
 fn run(paths: &[&str], provider: &str) -> PlanRun {
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();

@@ -9,7 +9,7 @@ mod reliability;
 use std::time::{Duration, Instant};
 
 use reliability::*;
-use render::sandbox::faults::{FaultConfig, Trigger};
+use render_sandbox::faults::{FaultConfig, Trigger};
 
 fn run_id_of(report: &serde_json::Value) -> String {
     report["runs"][0]["run_id"]

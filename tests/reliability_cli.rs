@@ -220,8 +220,8 @@ fn nightly_sandbox_runs_the_example_night_end_to_end_and_a_second_run_sends_noth
     std::fs::remove_dir_all(night.path(out)).expect("clear the outputs");
     let second = night.render(&args);
     assert_success(&second, &args);
-    let ledger =
-        render::ledger::Ledger::open(&night.state_dir().join("ledger.sqlite")).expect("ledger");
+    let ledger = render_pipeline::ledger::Ledger::open(&night.state_dir().join("ledger.sqlite"))
+        .expect("ledger");
     let batches: usize = ledger
         .runs()
         .expect("runs")

@@ -6,7 +6,7 @@ mod common;
 mod reliability;
 
 use reliability::*;
-use render::sandbox::faults::{Fault, FaultConfig, FaultRule, Malformation};
+use render_sandbox::faults::{Fault, FaultConfig, FaultRule, Malformation};
 
 #[test]
 fn a_full_disk_mid_download_is_a_clear_error_and_a_rerun_completes() {

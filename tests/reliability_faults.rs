@@ -9,12 +9,12 @@ mod reliability;
 
 use rand::Rng;
 use reliability::*;
-use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
+use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
 
 const SHOTS: usize = 150;
 
 /// Runs the night to the end under `faults` and checks the invariant; returns the stats.
-fn weather_night(salt: &str, faults: FaultConfig, extra: &[&str]) -> render::sandbox::Stats {
+fn weather_night(salt: &str, faults: FaultConfig, extra: &[&str]) -> render_sandbox::Stats {
     let night = night_with(4096, faults);
     night.write("shots.yaml", big_list(SHOTS, salt));
     let args = nightly_args("shots.yaml", extra);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use reliability::*;
-use render::sandbox::faults::FaultConfig;
+use render_sandbox::faults::FaultConfig;
 
 /// Kills `render ARGS` `kills` times, each after a random 0..`window_ms` ms; returns how many
 /// kills landed before the command finished on its own.

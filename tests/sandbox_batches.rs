@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use render::sandbox::{FaultConfig, Trigger};
+use render_sandbox::{FaultConfig, Trigger};
 use serde_json::{Value, json};
 use support::{Api, DAY, call, fast, line, prompt};
 

@@ -36,7 +36,7 @@ fn the_official_python_sdk_accepts_the_sandbox() {
         );
     }
 
-    let sandbox = render::sandbox::spawn(support::fast()).expect("the sandbox starts");
+    let sandbox = render_sandbox::spawn(support::fast()).expect("the sandbox starts");
     let output = Command::new("python3")
         .arg(root.join("tests/conformance/sdk_conformance.py"))
         .arg(sandbox.base_url())

@@ -10,8 +10,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use render::dialect::ALL_DIALECTS;
-use render::sandbox::{self, Dialect, Fault, FaultConfig, FaultRule, SandboxConfig, SandboxHandle};
+use render_sandbox::{
+    self as sandbox, Dialect, Fault, FaultConfig, FaultRule, SandboxConfig, SandboxHandle,
+};
+use render_wire::dialect::ALL_DIALECTS;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use support::{KEY, call, client, fast};
@@ -661,13 +663,13 @@ async fn variants_thumbnails_and_ranges_per_dialect() {
         let index = server.content(&id, Some("0"), None).await;
         let ranged = server.content(&id, None, Some("bytes=0-99")).await;
         match dialect.facts().variant {
-            render::dialect::VariantRule::Named => {
+            render_wire::dialect::VariantRule::Named => {
                 assert_eq!(thumbnail.status, 200);
                 assert_eq!(&thumbnail.bytes[..3], [0xFF, 0xD8, 0xFF], "a JPEG");
                 assert_eq!(named.bytes, whole.bytes);
                 assert_eq!(index.status, 400, "{dialect}: names only");
             }
-            render::dialect::VariantRule::Index => {
+            render_wire::dialect::VariantRule::Index => {
                 assert_eq!(index.bytes, whole.bytes, "{dialect}");
                 for bad in [&named, &thumbnail] {
                     assert_eq!(bad.status, 404, "{dialect}");
@@ -681,7 +683,7 @@ async fn variants_thumbnails_and_ranges_per_dialect() {
                     json!({"detail": "Video variant thumbnail not found"})
                 );
             }
-            render::dialect::VariantRule::Ignored => {
+            render_wire::dialect::VariantRule::Ignored => {
                 for answer in [&thumbnail, &named, &index] {
                     assert_eq!(answer.status, 200, "{dialect}");
                     assert_eq!(answer.bytes, whole.bytes, "{dialect}: always the MP4");
@@ -770,7 +772,7 @@ async fn failed_jobs_read_like_each_server() {
         let server = Server::with(
             fast()
                 .dialect(dialect)
-                .faults(FaultConfig::default().moderation(render::sandbox::Trigger::always())),
+                .faults(FaultConfig::default().moderation(render_sandbox::Trigger::always())),
         );
         let id = server.create("refused").await["id"]
             .as_str()

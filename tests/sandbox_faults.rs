@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use render::sandbox::{Fault, FaultConfig, FaultRule};
+use render_sandbox::{Fault, FaultConfig, FaultRule};
 use serde_json::json;
 use support::{Api, call, fast};
 
@@ -125,7 +125,10 @@ async fn a_dropped_download_can_be_resumed_with_range() {
     assert_eq!(rest.status(), 206);
     received.extend_from_slice(&rest.bytes().await.unwrap());
     let digest = api.sandbox.video_digest(&id).unwrap();
-    assert_eq!(render::key::Sha256Hex::of(&received).hex(), digest.sha256);
+    assert_eq!(
+        render_wire::key::Sha256Hex::of(&received).hex(),
+        digest.sha256
+    );
     let stats = api.sandbox.stats();
     assert_eq!(stats.faults_injected["drop"], 1);
     assert_eq!(

@@ -3,7 +3,7 @@
 #[path = "sandbox_support/mod.rs"]
 mod support;
 
-use render::key::Sha256Hex;
+use render_wire::key::Sha256Hex;
 use serde_json::Value;
 use support::{Api, DAY, call, fast};
 
@@ -204,7 +204,7 @@ async fn a_missing_or_wrong_key_is_refused_with_the_real_body() {
         "the key is masked: {body}"
     );
 
-    let any = Api::start(render::sandbox::SandboxConfig::default());
+    let any = Api::start(render_sandbox::SandboxConfig::default());
     let (status, _) = call(any.http.get(any.url("/files")).bearer_auth("anything")).await;
     assert_eq!(
         status, 200,
@@ -238,7 +238,7 @@ async fn stats_count_uploads_by_purpose_with_their_digests() {
     assert_eq!(stats.requests_with("POST /v1/files", 200), 3);
 
     let (_, over_http) = call(api.http.get(api.harness("/sandbox/stats"))).await;
-    let parsed: render::sandbox::Stats = serde_json::from_value(over_http).unwrap();
+    let parsed: render_sandbox::Stats = serde_json::from_value(over_http).unwrap();
     assert_eq!(parsed.files_uploaded, stats.files_uploaded);
     assert_eq!(parsed.uploaded_sha256, stats.uploaded_sha256);
 }

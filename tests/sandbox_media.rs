@@ -7,11 +7,11 @@ use std::process::Command;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use render::catalog::Size;
-use render::sandbox::media::{
+use render_sandbox::media::{
     FPS, RenderedVideo, VideoSpec, frame_jpeg, spritesheet_jpeg, thumbnail_jpeg, thumbnail_rgb,
     thumbnail_webp,
 };
+use render_wire::catalog::Size;
 use sha2::{Digest, Sha256};
 
 const LANDSCAPE: Size = Size {

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use render::key::Sha256Hex;
-use render::sandbox::{FaultConfig, Trigger};
+use render_sandbox::{FaultConfig, Trigger};
+use render_wire::key::Sha256Hex;
 use serde_json::json;
 use support::{Api, DAY, call, fast, line, prompt};
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::moto::Moto;
 use common::*;
-use render::sandbox::{FaultConfig, SandboxConfig, Trigger};
+use render_sandbox::{FaultConfig, SandboxConfig, Trigger};
 
 /// Two "machines": two state folders (and output folders) beside one sandbox and one bucket.
 struct Studio {
@@ -90,7 +90,7 @@ impl Studio {
                 name.ends_with(".mp4").then(|| {
                     (
                         name,
-                        render::key::Sha256Hex::of(&std::fs::read(&path).unwrap()).hex(),
+                        render_wire::key::Sha256Hex::of(&std::fs::read(&path).unwrap()).hex(),
                     )
                 })
             })
@@ -187,7 +187,7 @@ fn a_corrupted_shared_object_is_caught_by_its_hash_and_never_laid_out() {
     for (name, sha) in studio.outputs("b") {
         assert_ne!(
             sha,
-            render::key::Sha256Hex::of(b"not what was rendered").hex(),
+            render_wire::key::Sha256Hex::of(b"not what was rendered").hex(),
             "{name}"
         );
     }
@@ -304,7 +304,7 @@ fn a_night_longer_than_the_lease_renews_its_claims_and_is_not_taken_over() {
 /// A night whose sandbox renders take `render_time` (`Night::with` makes them quick).
 fn slow_night(config: SandboxConfig) -> Night {
     Night {
-        sandbox: render::sandbox::spawn(config).expect("the sandbox starts"),
+        sandbox: render_sandbox::spawn(config).expect("the sandbox starts"),
         dir: tempfile::tempdir().expect("a scratch folder"),
     }
 }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use render::catalog::Catalog;
-use render::plan::{PlanOptions, build};
-use render::shotlist::{Diagnostic, Format, ShotListInput, parse};
+use render_pipeline::plan::{PlanOptions, build};
+use render_pipeline::shotlist::{Diagnostic, Format, ShotListInput, parse};
+use render_wire::catalog::Catalog;
 
 fn config() -> Config {
     let seed = std::env::var("RELIABILITY_SEED")

@@ -6,15 +6,15 @@
 mod common;
 
 use common::*;
-use render::key::Sha256Hex;
-use render::ledger::{
+use render::report::spend::{Bill, bill_table};
+use render_pipeline::ledger::{
     BatchUpdate, Ledger, RequestResult, RequestRow, RequestStatus, RunItem, RunRow,
 };
-use render::money::Usd;
-use render::provider::Lane;
-use render::report::spend::{Bill, bill_table};
-use render::sandbox::SandboxConfig;
-use render::sandbox::faults::{FaultConfig, Trigger};
+use render_pipeline::provider::Lane;
+use render_sandbox::SandboxConfig;
+use render_sandbox::faults::{FaultConfig, Trigger};
+use render_wire::key::Sha256Hex;
+use render_wire::money::Usd;
 
 const BATCH: Usd = Usd::from_micros(200_000);
 const STANDARD: Usd = Usd::from_micros(400_000);

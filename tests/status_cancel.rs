@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use render::sandbox::{SandboxConfig, spawn};
+use render_sandbox::{SandboxConfig, spawn};
 
 /// A night whose renders take `render_time`, so work can be caught in flight.
 fn slow_night(render_time: Duration) -> Night {

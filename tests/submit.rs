@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use render::sandbox::SandboxConfig;
-use render::sandbox::faults::{Fault, FaultConfig, FaultRule};
+use render_sandbox::SandboxConfig;
+use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
 
 /// Runs `render submit shots.yaml` until the failpoint kills it.
 fn crash_submit(night: &Night, failpoint: &str) {

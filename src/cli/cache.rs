@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::state::open_state;
 use super::{Format, GlobalArgs, Outcome};
-use crate::cache::{CacheStorage, GcPlan, ObjectId, ObjectInfo, VerifyProblem};
-use crate::cache::{human_size, parse_size, plan_gc};
-use crate::ledger::{KeyUse, Ledger};
 use crate::report::terminal::escape_controls;
+use render_pipeline::cache::{CacheStorage, GcPlan, ObjectId, ObjectInfo, VerifyProblem};
+use render_pipeline::cache::{human_size, parse_size, plan_gc};
+use render_pipeline::ledger::{KeyUse, Ledger};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -85,7 +85,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             let Some(ledger) = super::state::existing_ledger(global)? else {
                 return empty(&args.command, global.format);
             };
-            let store = crate::cache::open(&global.state_dir)?;
+            let store = render_pipeline::cache::open(&global.state_dir)?;
             let entries = list_entries(&ledger, &*store)?;
             if global.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -286,7 +286,7 @@ fn dry_run_gc(
     let Some(ledger) = super::state::existing_ledger(global)? else {
         return print_gc_plan(&GcPlan::default(), &HashMap::new(), global);
     };
-    let store = crate::cache::open(&global.state_dir)?;
+    let store = render_pipeline::cache::open(&global.state_dir)?;
     let keep = match keep_runs {
         Some(n) => ledger.objects_of_newest_runs(n)?,
         None => ledger.referenced_objects()?,

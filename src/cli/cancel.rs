@@ -3,7 +3,7 @@
 
 use super::state::{Bounds, existing_ledger, find_run, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome, UsageError};
-use crate::cancel::cancel_run;
+use render_pipeline::cancel::cancel_run;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome};
-use crate::api::client::DEFAULT_MAX_DOWNLOAD_BYTES;
-use crate::harvest::{HarvestOptions, HarvestReport, harvest};
-use crate::lanes::direct::MissingRule;
+use render_pipeline::api::client::DEFAULT_MAX_DOWNLOAD_BYTES;
+use render_pipeline::harvest::{HarvestOptions, HarvestReport, harvest};
+use render_pipeline::lanes::direct::MissingRule;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

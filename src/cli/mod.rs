@@ -118,7 +118,7 @@ pub struct GlobalArgs {
     pub cache: Option<String>,
     /// How long a machine's claim on a request in the shared cache holds without news from it,
     /// before another machine takes the request over.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::shared::DEFAULT_LEASE.as_secs())]
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = render_pipeline::shared::DEFAULT_LEASE.as_secs())]
     pub cache_lease: u64,
     /// Colour on stderr: auto (a terminal, unless NO_COLOR; CLICOLOR_FORCE forces it).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
@@ -252,8 +252,8 @@ fn restore_sigpipe() {
 pub struct UsageError(pub String);
 
 fn exit_status_of(err: &anyhow::Error) -> Outcome {
-    use crate::harvest::HarvestError;
-    use crate::submit::SubmitError;
+    use render_pipeline::harvest::HarvestError;
+    use render_pipeline::submit::SubmitError;
     let usage = err.downcast_ref::<UsageError>().is_some()
         || matches!(
             err.downcast_ref::<HarvestError>(),
@@ -264,10 +264,10 @@ fn exit_status_of(err: &anyhow::Error) -> Outcome {
             Some(SubmitError::NoRoute(_))
         )
         || matches!(
-            err.downcast_ref::<crate::api::error::ApiError>(),
+            err.downcast_ref::<render_pipeline::api::error::ApiError>(),
             Some(
-                crate::api::error::ApiError::MissingApiKey
-                    | crate::api::error::ApiError::InvalidConfig { .. }
+                render_pipeline::api::error::ApiError::MissingApiKey
+                    | render_pipeline::api::error::ApiError::InvalidConfig { .. }
             )
         );
     if usage {

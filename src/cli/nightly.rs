@@ -12,12 +12,12 @@ use super::plan::{PlanArgs, Prepared, prepare, prepare_with};
 use super::state::{load_providers, open_state, route_with_key, routes_for, runtime};
 use super::submit::{LimitArgs, checked_plan};
 use super::{Format, GlobalArgs, Outcome};
-use crate::harvest::{HarvestOptions, HarvestReport, harvest, run_providers};
-use crate::lanes::Routes;
-use crate::provider::Provider;
 use crate::report::progress::Progress;
-use crate::sandbox::{SandboxConfig, SandboxHandle};
-use crate::submit::submit;
+use render_pipeline::harvest::{HarvestOptions, HarvestReport, harvest, run_providers};
+use render_pipeline::lanes::Routes;
+use render_pipeline::provider::Provider;
+use render_pipeline::submit::submit;
+use render_sandbox::{SandboxConfig, SandboxHandle};
 
 pub const NIGHTLY_HELP: &str = "\
 Exit status:
@@ -133,7 +133,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let report = report?;
     let spent = match report.runs.first() {
         Some(run) => super::spend::spent(&state.ledger, &run.run_id)?,
-        None => crate::money::Usd::ZERO,
+        None => render_wire::money::Usd::ZERO,
     };
     super::spend::print_with_spend(&report, &estimate, spent, !human, || {
         super::harvest::print_report(&report, global.format)
@@ -159,8 +159,9 @@ async fn collect_leftovers(
     options: &HarvestOptions,
     progress: &Progress,
 ) {
-    let served =
-        |run: &crate::ledger::RunRow| run_providers(run).iter().any(|p| routes.get(p).is_some());
+    let served = |run: &render_pipeline::ledger::RunRow| {
+        run_providers(run).iter().any(|p| routes.get(p).is_some())
+    };
     let earlier: Vec<String> = match state.ledger.runs() {
         Ok(runs) => runs
             .into_iter()
@@ -204,7 +205,7 @@ fn sandbox_night(
     args: &Args,
     global: &GlobalArgs,
 ) -> anyhow::Result<Result<SandboxNight, Outcome>> {
-    let catalog = crate::plan::load_catalog(&global.state_dir, &args.plan.catalogs)?;
+    let catalog = render_pipeline::plan::load_catalog(&global.state_dir, &args.plan.catalogs)?;
     let providers = load_providers(global, &catalog)?;
     let mut sandboxes = Vec::new();
     let mut routes = Vec::new();
@@ -223,7 +224,7 @@ fn sandbox_night(
             Some(key) => config.api_key(key.clone()),
             None => config,
         };
-        match crate::sandbox::spawn(config) {
+        match render_sandbox::spawn(config) {
             Ok(sandbox) => {
                 let rehearsed = Provider {
                     id: format!("sandbox:{}", provider.name),

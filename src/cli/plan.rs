@@ -5,16 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Model, Seconds, Size};
-use crate::key::RequestKey;
-use crate::ledger::Ledger;
-use crate::money::Usd;
-use crate::outputs::CachedOutputs;
-use crate::plan::{COMMAND_LINE, PlanOptions, PlanRun};
-use crate::provider::Providers;
 use crate::report;
-use crate::select::{Selection, SelectionError};
-use crate::shotlist::{Diagnostic, Pos};
+use render_pipeline::ledger::Ledger;
+use render_pipeline::outputs::CachedOutputs;
+use render_pipeline::plan::{COMMAND_LINE, PlanOptions, PlanRun};
+use render_pipeline::provider::Providers;
+use render_pipeline::select::{Selection, SelectionError};
+use render_pipeline::shotlist::{Diagnostic, Pos};
+use render_wire::catalog::{Model, Seconds, Size};
+use render_wire::key::RequestKey;
+use render_wire::money::Usd;
 
 use super::{Format, GlobalArgs, Outcome};
 
@@ -102,7 +102,7 @@ impl Prepared {
 /// in the run; `Err` is a usage problem (a bad providers file or `OPENAI_BASE_URL`, an unknown
 /// `--provider`).
 pub fn prepare(args: &PlanArgs, global: &GlobalArgs) -> Result<Prepared, Diagnostic> {
-    let catalog = match crate::plan::load_catalog(&global.state_dir, &args.catalogs) {
+    let catalog = match render_pipeline::plan::load_catalog(&global.state_dir, &args.catalogs) {
         Ok(catalog) => catalog,
         Err(err) => {
             let diagnostic = Diagnostic::error(COMMAND_LINE, Pos::NONE, err.to_string())
@@ -152,8 +152,12 @@ pub fn prepare_with(
     let local = cache_probe(&global.state_dir);
     let shared = shared_keys(global)?;
     let is_cached = |key: &RequestKey| shared.contains(key) || local(key);
-    let mut run =
-        crate::plan::plan_files(&args.files, &mut std::io::stdin().lock(), &opts, &is_cached);
+    let mut run = render_pipeline::plan::plan_files(
+        &args.files,
+        &mut std::io::stdin().lock(),
+        &opts,
+        &is_cached,
+    );
     if let Some(plan) = &mut run.plan {
         selection.apply(plan).map_err(selection_error)?;
         if args.project.is_some() {
@@ -179,7 +183,7 @@ fn selection_error(err: SelectionError) -> Diagnostic {
 
 /// Says so when a project's name could not name its folder as written.
 fn renamed_folder_note(project: &str) -> Option<Diagnostic> {
-    let folder = crate::outputs::project_folder(project);
+    let folder = render_pipeline::outputs::project_folder(project);
     (folder != project).then(|| {
         Diagnostic::warning(
             COMMAND_LINE,
@@ -219,7 +223,7 @@ pub fn cache_probe(state_dir: &Path) -> impl Fn(&RequestKey) -> bool + use<> {
         .then(|| {
             let cached = CachedOutputs::new(
                 Ledger::open(&ledger_path).ok()?,
-                crate::cache::open(state_dir).ok()?,
+                render_pipeline::cache::open(state_dir).ok()?,
             );
             Some(cached.prefetch(&ledger_path))
         })

@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use super::state::{existing_ledger, find_run};
 use super::{Format, GlobalArgs, Outcome, UsageError};
-use crate::harvest::HarvestReport;
-use crate::ledger::Ledger;
-use crate::money::Usd;
-use crate::outputs::{Manifest, ManifestEntry};
 use crate::report::sheet::{self, Totals};
+use render_pipeline::harvest::HarvestReport;
+use render_pipeline::ledger::Ledger;
+use render_pipeline::outputs::{Manifest, ManifestEntry};
+use render_wire::money::Usd;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,14 +48,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         .into());
     };
     let run = find_run(&ledger, args.run.as_deref().unwrap_or("last"))?;
-    let store = crate::cache::open(&global.state_dir)
+    let store = render_pipeline::cache::open(&global.state_dir)
         .with_context(|| format!("cannot open the cache in {}", global.state_dir.display()))?;
     let out_dir = match (args.out, &run.out_dir) {
         (Some(dir), _) => dir,
         (None, Some(dir)) => PathBuf::from(dir),
-        (None, None) => crate::outputs::default_out_dir(run.project.as_deref()),
+        (None, None) => render_pipeline::outputs::default_out_dir(run.project.as_deref()),
     };
-    let manifest = super::state::runtime()?.block_on(crate::outputs::lay_out(
+    let manifest = super::state::runtime()?.block_on(render_pipeline::outputs::lay_out(
         &run,
         &ledger,
         store.as_ref(),
@@ -67,7 +67,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             out_dir.display(),
             run.id,
             out_dir
-                .join(crate::outputs::MANIFESTS_DIR)
+                .join(render_pipeline::outputs::MANIFESTS_DIR)
                 .join(format!("{}.json", run.id))
                 .display()
         ))
@@ -79,7 +79,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let totals = Totals::of(&manifest, &price);
     let written = Written {
         sheet: path,
-        manifest: out_dir.join(crate::outputs::MANIFEST_NAME),
+        manifest: out_dir.join(render_pipeline::outputs::MANIFEST_NAME),
         run_id: run.id.clone(),
         requests: totals.requests,
         harvested: totals.harvested,

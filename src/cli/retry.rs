@@ -3,9 +3,9 @@
 use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
 use super::submit::print_report;
 use super::{Format, GlobalArgs, Outcome, UsageError};
-use crate::ledger::RequestStatus;
-use crate::money::Usd;
-use crate::submit::resubmit;
+use render_pipeline::ledger::RequestStatus;
+use render_pipeline::submit::resubmit;
+use render_wire::money::Usd;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

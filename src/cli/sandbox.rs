@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{GlobalArgs, Outcome};
-use crate::catalog::Catalog;
-use crate::sandbox::{self, Dialect, FaultConfig, SandboxConfig, Trigger};
+use render_sandbox::{self as sandbox, Dialect, FaultConfig, SandboxConfig, Trigger};
+use render_wire::catalog::Catalog;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,10 +2,10 @@
 //! lines `submit` and `nightly` say before sending and at the end.
 
 use super::{FormatChoice, GlobalArgs, Outcome};
-use crate::ledger::{Estimate, Ledger, Planned};
-use crate::money::Usd;
-use crate::plan::Plan;
 use crate::report::spend::{Bill, BillFormat, print_about_to_spend, print_bill};
+use render_pipeline::ledger::{Estimate, Ledger, Planned};
+use render_pipeline::plan::Plan;
+use render_wire::money::Usd;
 
 pub use crate::report::spend::print_with_spend;
 

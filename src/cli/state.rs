@@ -2,14 +2,14 @@
 
 use anyhow::Context;
 
-use crate::api::client::{ApiClient, ApiKey, ClientConfig};
+use render_pipeline::api::client::{ApiClient, ApiKey, ClientConfig};
 use std::sync::Arc;
 
-use crate::cache::CacheStorage;
-use crate::catalog::Catalog;
-use crate::lanes::{Route, Routes};
-use crate::ledger::Ledger;
-use crate::provider::{PROVIDERS_FILE, Provider, ProviderError, Providers};
+use render_pipeline::cache::CacheStorage;
+use render_pipeline::lanes::{Route, Routes};
+use render_pipeline::ledger::Ledger;
+use render_pipeline::provider::{PROVIDERS_FILE, Provider, ProviderError, Providers};
+use render_wire::catalog::Catalog;
 
 use super::GlobalArgs;
 
@@ -18,11 +18,11 @@ pub const LEDGER_FILE: &str = "ledger.sqlite";
 
 pub struct State {
     pub ledger: Ledger,
-    /// The cache, whatever stands behind it ([`crate::cache::open`] decides).
+    /// The cache, whatever stands behind it ([`render_pipeline::cache::open`] decides).
     pub store: Arc<dyn CacheStorage>,
     /// The studio's shared cache behind it, from `--cache URL` (keyed by request, not by object:
     /// see `shared.rs`).
-    pub shared: Option<crate::shared::SharedCache>,
+    pub shared: Option<render_pipeline::shared::SharedCache>,
     /// Held for the life of the command: one `render` at a time changes a state directory.
     _lock: std::fs::File,
 }
@@ -38,7 +38,7 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
         .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     let lock = lock_state_dir(&dir)?;
     let ledger = Ledger::open(&dir.join(LEDGER_FILE))?;
-    let store = crate::cache::open(&dir)
+    let store = render_pipeline::cache::open(&dir)
         .with_context(|| format!("cannot open the cache in {}", dir.display()))?;
     Ok(State {
         ledger,
@@ -50,7 +50,9 @@ pub fn open_state(global: &GlobalArgs) -> anyhow::Result<State> {
 
 /// The studio's shared cache (`--cache URL`, `RENDER_CACHE_URL`), when one is configured.
 /// This machine is named in claims by its host name and its state folder.
-pub fn shared_cache(global: &GlobalArgs) -> anyhow::Result<Option<crate::shared::SharedCache>> {
+pub fn shared_cache(
+    global: &GlobalArgs,
+) -> anyhow::Result<Option<render_pipeline::shared::SharedCache>> {
     let Some(url) = global.cache.as_deref().filter(|u| !u.trim().is_empty()) else {
         return Ok(None);
     };
@@ -58,10 +60,10 @@ pub fn shared_cache(global: &GlobalArgs) -> anyhow::Result<Option<crate::shared:
     let machine = format!(
         "{}:{}",
         host_name(),
-        &crate::key::Sha256Hex::of(state.to_string_lossy().as_bytes()).hex()[..12]
+        &render_wire::key::Sha256Hex::of(state.to_string_lossy().as_bytes()).hex()[..12]
     );
     let lease = std::time::Duration::from_secs(global.cache_lease);
-    crate::shared::SharedCache::open(url, &machine, lease)
+    render_pipeline::shared::SharedCache::open(url, &machine, lease)
         .map(Some)
         .map_err(|e| super::UsageError(e.to_string()).into())
 }
@@ -133,8 +135,8 @@ pub struct Bounds {
 impl Default for Bounds {
     fn default() -> Bounds {
         Bounds {
-            max_download_bytes: crate::api::client::DEFAULT_MAX_DOWNLOAD_BYTES,
-            stall: crate::api::client::Timeouts::default().read,
+            max_download_bytes: render_pipeline::api::client::DEFAULT_MAX_DOWNLOAD_BYTES,
+            stall: render_pipeline::api::client::Timeouts::default().read,
         }
     }
 }
@@ -214,7 +216,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The run a command names: its id, a prefix only it has, or `last` (the newest).
-pub fn find_run(ledger: &Ledger, spec: &str) -> anyhow::Result<crate::ledger::RunRow> {
+pub fn find_run(ledger: &Ledger, spec: &str) -> anyhow::Result<render_pipeline::ledger::RunRow> {
     if let Some(run) = ledger.run(spec)? {
         return Ok(run);
     }

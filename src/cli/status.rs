@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::state::{Bounds, find_run, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome, UsageError};
-use crate::lanes::Routes;
-use crate::ledger::Ledger;
 use crate::report::status::render_runs;
-use crate::status::{RunStatus, look};
+use render_pipeline::lanes::Routes;
+use render_pipeline::ledger::Ledger;
+use render_pipeline::status::{RunStatus, look};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

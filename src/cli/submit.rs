@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use super::plan::{PlanArgs, Prepared, prepare};
 use super::state::{Bounds, open_state, routes_for, runtime};
 use super::{Format, GlobalArgs, Outcome};
-use crate::batch::BatchLimits;
-use crate::plan::Plan;
-use crate::provider::Providers;
-use crate::submit::{SubmitReport, dry_run, submit};
+use render_pipeline::batch::BatchLimits;
+use render_pipeline::plan::Plan;
+use render_pipeline::provider::Providers;
+use render_pipeline::submit::{SubmitReport, dry_run, submit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -8,11 +8,11 @@ use std::io::Write;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
 
-use crate::catalog::{Model, Size};
-use crate::key::RequestKey;
-use crate::money::Usd;
-use crate::plan::{OverBudget, Plan, PlanRun, Subtotal};
-use crate::shotlist::{Diagnostic, Severity, ShotListInput};
+use render_pipeline::plan::{OverBudget, Plan, PlanRun, Subtotal};
+use render_pipeline::shotlist::{Diagnostic, Severity, ShotListInput};
+use render_wire::catalog::{Model, Size};
+use render_wire::key::RequestKey;
+use render_wire::money::Usd;
 
 /// Renders diagnostics in the order given (already sorted by file and position), each as
 /// `path:line:col: error: message`, the offending lines with carets, and `= help: …`.
@@ -149,9 +149,11 @@ pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
 }
 
 /// `batch`, `direct`, or `direct (rush)` for a rush shot that could have gone by Batch.
-fn lane_label(r: &crate::plan::PlannedRequest) -> &'static str {
+fn lane_label(r: &render_pipeline::plan::PlannedRequest) -> &'static str {
     match (r.lane, r.priority) {
-        (crate::provider::Lane::Direct, crate::shotlist::Priority::Rush) => "direct (rush)",
+        (render_pipeline::provider::Lane::Direct, render_pipeline::shotlist::Priority::Rush) => {
+            "direct (rush)"
+        }
         (lane, _) => lane.as_str(),
     }
 }
@@ -300,8 +302,8 @@ pub struct RequestJson<'a> {
     /// The provider's name, and the identity its cache key holds.
     pub provider: &'a str,
     pub provider_id: &'a str,
-    pub lane: crate::provider::Lane,
-    pub priority: crate::shotlist::Priority,
+    pub lane: render_pipeline::provider::Lane,
+    pub priority: render_pipeline::shotlist::Priority,
     pub model: &'a Model,
     pub size: Size,
     pub seconds: u32,

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::terminal::escape_controls;
-use crate::events::{Event, EventSink};
-use crate::harvest::human_duration;
+use render_pipeline::events::{Event, EventSink};
+use render_pipeline::harvest::human_duration;
 
 /// Renders engine events for people.
 pub struct Progress {

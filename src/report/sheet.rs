@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use askama::Template;
 
-use crate::money::Usd;
-use crate::outputs::{EntryStatus, FailureKind, Manifest, ManifestEntry};
+use render_pipeline::outputs::{EntryStatus, FailureKind, Manifest, ManifestEntry};
+use render_wire::money::Usd;
 
 /// The sheet's file name, beside `manifest.json`.
 pub const SHEET_NAME: &str = "index.html";
@@ -24,7 +24,7 @@ pub type StandardPrice<'a> = &'a dyn Fn(&ManifestEntry) -> Option<Usd>;
 pub fn write(manifest: &Manifest, standard: StandardPrice) -> std::io::Result<PathBuf> {
     let html = render(manifest, standard);
     let path = manifest.out_dir.join(SHEET_NAME);
-    crate::fsutil::atomic_write(&path, html.as_bytes())?;
+    render_pipeline::fsutil::atomic_write(&path, html.as_bytes())?;
     Ok(path)
 }
 
@@ -334,8 +334,8 @@ fn url_path(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outputs::EntryError;
-    use crate::provider::Lane;
+    use render_pipeline::outputs::EntryError;
+    use render_pipeline::provider::Lane;
 
     fn entry(shot: &str, take: u32, status: &str, cost: &str) -> ManifestEntry {
         let status: EntryStatus = serde_json::from_value(serde_json::json!(status)).unwrap();

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::terminal::escape_controls;
-use crate::ledger::{Estimate, RunSpend};
-use crate::money::Usd;
+use render_pipeline::ledger::{Estimate, RunSpend};
+use render_wire::money::Usd;
 
 /// The bill of a set of runs, with its totals.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use super::terminal::escape_controls;
-use crate::harvest::human_duration;
-use crate::status::{Freshness, RunStatus, ShotStatus};
+use render_pipeline::harvest::human_duration;
+use render_pipeline::status::{Freshness, RunStatus, ShotStatus};
 
 /// The whole text for these runs (`render status`).
 pub fn render_runs(runs: &[RunStatus]) -> String {
@@ -182,8 +182,8 @@ pub fn render_shots(shots: &[ShotStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Lane;
-    use crate::status::{BatchStatus, Counts, JobStatus};
+    use render_pipeline::provider::Lane;
+    use render_pipeline::status::{BatchStatus, Counts, JobStatus};
 
     fn shot(id: &str, take: u32, status: &'static str) -> ShotStatus {
         ShotStatus {

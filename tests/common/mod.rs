@@ -9,7 +9,7 @@ pub mod moto;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use render::sandbox::{SandboxConfig, SandboxHandle, spawn};
+use render_sandbox::{SandboxConfig, SandboxHandle, spawn};
 
 pub const API_KEY: &str = "sk-test-do-not-log-0123456789";
 
@@ -200,7 +200,7 @@ pub fn assert_byte_exact(night: &Night, out_dir: &str) -> usize {
             .join(entry["video_path"].as_str().unwrap());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(
-            render::key::Sha256Hex::of(&bytes).hex(),
+            render_wire::key::Sha256Hex::of(&bytes).hex(),
             served.sha256,
             "{}",
             path.display()
@@ -252,7 +252,7 @@ pub fn stderr_of(output: &Output) -> String {
 
 /// Every JSONL line of every batch input file the sandbox received.
 pub fn batch_input_lines(night: &Night, state_dir: &Path) -> Vec<serde_json::Value> {
-    let ledger = render::ledger::Ledger::open(&state_dir.join("ledger.sqlite")).unwrap();
+    let ledger = render_pipeline::ledger::Ledger::open(&state_dir.join("ledger.sqlite")).unwrap();
     let mut lines = Vec::new();
     for run in ledger.runs().unwrap() {
         for batch in ledger.batches_of_run(&run.id).unwrap() {

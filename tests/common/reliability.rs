@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use render::catalog::Catalog;
-use render::ledger::{Ledger, RequestStatus};
-use render::sandbox::SandboxConfig;
-use render::sandbox::faults::FaultConfig;
+use render_pipeline::ledger::{Ledger, RequestStatus};
+use render_sandbox::SandboxConfig;
+use render_sandbox::faults::FaultConfig;
+use render_wire::catalog::Catalog;
 use sha2::{Digest, Sha256};
 
 use crate::common::{API_KEY, Night, blocking_get, stderr_of, stdout_of};
@@ -309,7 +309,7 @@ fn check_entry(
     entry: &serde_json::Value,
     tally: &mut Tally,
 ) {
-    let key: render::key::RequestKey = entry["key"]
+    let key: render_wire::key::RequestKey = entry["key"]
         .as_str()
         .and_then(|k| k.parse().ok())
         .unwrap_or_else(|| panic!("entry without a key: {entry}"));
@@ -352,7 +352,7 @@ fn check_harvested(
     night: &Night,
     out_dir: &str,
     ledger: &Ledger,
-    key: &render::key::RequestKey,
+    key: &render_wire::key::RequestKey,
     entry: &serde_json::Value,
 ) {
     let video_id = entry["video_id"]
@@ -417,7 +417,7 @@ fn check_store(night: &Night, entries: &[serde_json::Value]) {
     for entry in entries.iter().filter(|e| e["status"] == "harvested") {
         // Partials are named by the hash of the video id (see `harvest::download_variant`).
         let video_id = entry["video_id"].as_str().unwrap_or_default();
-        let name = &render::key::Sha256Hex::of(video_id.as_bytes()).hex()[..32];
+        let name = &render_wire::key::Sha256Hex::of(video_id.as_bytes()).hex()[..32];
         let leftover = partial.join(format!("{name}-video.part"));
         assert!(
             !leftover.exists(),

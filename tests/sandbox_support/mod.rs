@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use render::sandbox::{self, SandboxConfig, SandboxHandle};
+use render_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use serde_json::{Value, json};
 
 pub const KEY: &str = "sk-test-key-0001";

@@ -1,0 +1,345 @@
+//! The download stage, shared by both lanes: every finished video (and its thumbnail, where
+//! the server has one) streamed into the content-addressed store, `jobs` at a time.
+
+use std::sync::Arc;
+
+use crate::api::client::ApiClient;
+use crate::api::error::ApiError;
+use crate::cache::CacheStorage;
+use crate::events::{Event, EventSink};
+use crate::failpoint;
+use crate::lanes::Route;
+use crate::ledger::{Ledger, OutputRow, RequestResult, RequestRow, RequestStatus, unix_now};
+use render_wire::api::ContentVariant;
+use render_wire::dialect::image_mime;
+use render_wire::key::Sha256Hex;
+
+use super::{HarvestError, HarvestOptions, HarvestReport, warn};
+
+/// Downloads `requests` that are completed and not cached yet, from `route`'s server. A video
+/// the server denies having is lost only when it says it expired, or by `missing`'s rule.
+pub(super) async fn download(
+    requests: Vec<RequestRow>,
+    route: &Route,
+    ledger: &mut Ledger,
+    store: &Arc<dyn CacheStorage>,
+    options: &HarvestOptions,
+    events: &dyn EventSink,
+    report: &mut HarvestReport,
+) -> Result<(), HarvestError> {
+    let missing = options.missing;
+    let mut todo = Vec::new();
+    for request in requests {
+        if request.status != RequestStatus::Completed {
+            continue;
+        }
+        // Another run may have harvested the same key already.
+        match ledger.output(&request.key)? {
+            Some(output) if store.has(&output.video_sha) => {
+                ledger.record_output(&output)?;
+            }
+            _ => todo.push(request),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    events.emit(Event::DownloadsPlanned {
+        videos: todo.len() as u64,
+    });
+    // Each download is its own task, so hashing and copying spread over every core; they
+    // report progress through a channel, and only this task touches the ledger.
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
+    let thumbnails = route.provider.wants_thumbnails();
+    let mut downloads = tokio::task::JoinSet::new();
+    for request in todo {
+        let (client, store) = (route.client.clone(), store.clone());
+        let (slots, sink) = (slots.clone(), ChannelSink(progress_tx.clone()));
+        downloads.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let result = download_request(&request, &client, &store, thumbnails, &sink).await;
+            (request, result)
+        });
+    }
+    drop(progress_tx);
+    let mut first_error = None;
+    loop {
+        let joined = tokio::select! {
+            Some(event) = progress_rx.recv() => {
+                events.emit(event);
+                continue;
+            }
+            joined = downloads.join_next() => joined,
+        };
+        let Some(joined) = joined else { break };
+        let (request, result) = match joined {
+            Ok(done) => done,
+            Err(err) => {
+                first_error.get_or_insert(HarvestError::Task(err.to_string()));
+                continue;
+            }
+        };
+        match result {
+            Ok(output) => {
+                ledger.record_output(&output)?;
+                report.downloaded_videos += 1;
+                report.downloaded_bytes += output.video_bytes;
+                events.emit(Event::VideoHarvested {
+                    shot_id: request.shot_id.clone(),
+                    take: request.take,
+                    key: request.key.hex(),
+                    bytes: output.video_bytes,
+                });
+                failpoint::hit("harvest-after-video");
+            }
+            Err(DownloadFailure::Expired(reason)) => lose(ledger, events, &request, reason)?,
+            Err(DownloadFailure::NotFound(err)) => {
+                let (polls, for_secs) = ledger.request_missing(&request.key, unix_now())?;
+                if polls >= missing.polls && for_secs as u64 >= missing.grace.as_secs() {
+                    let reason = format!(
+                        "the provider no longer has video {} (not found on {polls} tries over {for_secs} s): {err}",
+                        request.video_id.as_deref().unwrap_or("?")
+                    );
+                    lose(ledger, events, &request, reason)?;
+                } else if polls == 1 {
+                    warn(
+                        events,
+                        format!(
+                            "shot {}: the server did not find its video ({err}); asking again before concluding anything",
+                            request.shot_id
+                        ),
+                    );
+                }
+            }
+            // Keep harvesting the others: one stubborn download must not cost the rest.
+            Err(DownloadFailure::Other(err)) => {
+                // Reported once, with the rest of the harvest's outcome.
+                tracing::info!(shot = %request.shot_id, "download failed: {err}");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    while let Ok(event) = progress_rx.try_recv() {
+        events.emit(event);
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+fn lose(
+    ledger: &mut Ledger,
+    events: &dyn EventSink,
+    request: &RequestRow,
+    reason: String,
+) -> Result<(), HarvestError> {
+    events.emit(Event::RequestLost {
+        shot_id: request.shot_id.clone(),
+        take: request.take,
+        key: request.key.hex(),
+        reason: reason.clone(),
+    });
+    ledger.record_result(&request.key, &RequestResult::Lost { reason })?;
+    Ok(())
+}
+
+/// Forwards a download task's events to the harvest's own task.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl EventSink for ChannelSink {
+    fn emit(&self, event: Event) {
+        // The receiver outlives every task; a send can only fail once the harvest has ended.
+        let _ = self.0.send(event);
+    }
+}
+
+enum DownloadFailure {
+    /// The provider says the video expired: the request is lost.
+    Expired(String),
+    /// The provider does not find the video (which may be a lagging replica, a variant it
+    /// does not know, a restarted server): lost only if it keeps saying so.
+    NotFound(ApiError),
+    Other(HarvestError),
+}
+
+impl<E: Into<HarvestError>> From<E> for DownloadFailure {
+    fn from(err: E) -> DownloadFailure {
+        DownloadFailure::Other(err.into())
+    }
+}
+
+async fn download_request(
+    request: &RequestRow,
+    client: &ApiClient,
+    store: &Arc<dyn CacheStorage>,
+    thumbnails: bool,
+    events: &dyn EventSink,
+) -> Result<OutputRow, DownloadFailure> {
+    let video_id = request
+        .video_id
+        .clone()
+        .ok_or_else(|| DownloadFailure::Expired("the result named no video".into()))?;
+    let (video_sha, video_bytes) =
+        download_variant(&video_id, ContentVariant::Video, client, store, events).await?;
+    let thumbnail_sha = match thumbnails {
+        false => None,
+        true => {
+            match download_variant(&video_id, ContentVariant::Thumbnail, client, store, events)
+                .await
+            {
+                // A "thumbnail" is whatever the server sends: only a picture is kept as one
+                // (vllm-omni and LiteLLM answer the MP4 again).
+                Ok((sha, _)) if is_image(&**store, &sha).await => Some(sha),
+                Ok(_) => {
+                    events.emit(Event::Warning {
+                        message: format!(
+                            "shot {}: the server's thumbnail is not an image; the night has no thumbnail for it",
+                            request.shot_id
+                        ),
+                    });
+                    None
+                }
+                // A missing thumbnail is a pity, not a lost video.
+                Err(DownloadFailure::Expired(_) | DownloadFailure::NotFound(_)) => None,
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    Ok(OutputRow {
+        key: request.key,
+        video_sha,
+        video_bytes,
+        thumbnail_sha,
+        video_id: Some(video_id),
+        harvested_at: unix_now(),
+    })
+}
+
+/// Streams one variant into the store, resuming a partial download left by an earlier run.
+async fn download_variant(
+    video_id: &str,
+    variant: ContentVariant,
+    client: &ApiClient,
+    store: &Arc<dyn CacheStorage>,
+    events: &dyn EventSink,
+) -> Result<(Sha256Hex, u64), DownloadFailure> {
+    // Named by the video, not the request: a partial of a video that was lost must never be
+    // resumed with the bytes of its re-render. Hashed, because ids are the provider's text.
+    let name = format!(
+        "{}-{}",
+        &Sha256Hex::of(video_id.as_bytes()).hex()[..32],
+        variant.as_str()
+    );
+    let mut pending = store.resume_partial(&name).await?;
+    let resume_from = pending.len();
+    let outcome = {
+        let mut sink = ProgressWriter {
+            inner: &mut pending,
+            events,
+            count: variant == ContentVariant::Video,
+            written: 0,
+            unreported: 0,
+        };
+        client
+            .download_content(video_id, variant, &mut sink, resume_from)
+            .await
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) if err.says_expired() => {
+            pending.abandon().await?;
+            return Err(DownloadFailure::Expired(format!(
+                "the provider no longer has video {video_id}: {err}"
+            )));
+        }
+        Err(err) if err.status() == Some(404) => {
+            pending.abandon().await?;
+            return Err(DownloadFailure::NotFound(err));
+        }
+        // A body past the bound is no video: what it wrote must not be resumed.
+        Err(err @ ApiError::TooLarge { .. }) => {
+            pending.abandon().await?;
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let expected = outcome.total_len;
+    let total = pending.len();
+    let sha = pending.finish(expected).await?;
+    Ok((sha, total))
+}
+
+/// Whether a stored object begins like a JPEG, PNG or WebP image.
+async fn is_image(store: &dyn CacheStorage, sha: &Sha256Hex) -> bool {
+    let head = crate::cache::read_head(store, sha, 16).await;
+    image_mime(&head).is_some()
+}
+
+/// Passes bytes through to the pending object, reporting progress as they go.
+struct ProgressWriter<'a, W> {
+    inner: &'a mut W,
+    events: &'a dyn EventSink,
+    count: bool,
+    written: u64,
+    /// Bytes not yet reported: progress goes out a mebibyte at a time, not per chunk.
+    unreported: u64,
+}
+
+/// How many bytes a progress event stands for, at most.
+const PROGRESS_STEP: u64 = 1 << 20;
+
+impl<W> ProgressWriter<'_, W> {
+    fn report(&mut self) {
+        if self.unreported > 0 {
+            self.events.emit(Event::DownloadProgress {
+                bytes: std::mem::take(&mut self.unreported),
+            });
+        }
+    }
+}
+
+impl<W> Drop for ProgressWriter<'_, W> {
+    fn drop(&mut self) {
+        self.report();
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut *self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll
+            && self.count
+        {
+            self.written += *n as u64;
+            self.unreported += *n as u64;
+            if self.unreported >= PROGRESS_STEP {
+                self.report();
+            }
+            // Late enough that part of the video has reached the disk, to prove resumption.
+            if self.written > 1 << 20 {
+                failpoint::hit("harvest-mid-download");
+            }
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,667 @@
+//! A quick reader for the plain block-style YAML that most shot lists are: ASCII text, mappings
+//! and sequences in block style, plain one-line scalars, one-line flow sequences (`tags: [a, b]`)
+//! and comments. It builds exactly the tree (values and positions) that serde-saphyr builds for
+//! the same text, or gives up (`None`) at the first thing outside that subset, and then
+//! serde-saphyr reads the whole text as before. So it never decides a diagnostic: syntax errors,
+//! quoting, anchors, tags, multi-line scalars and every ambiguous scalar go to serde-saphyr.
+//! `tests/shotlist_fast_path.rs` compares the two on generated lists.
+
+use super::node::Node;
+use super::{Pos, Sp, to_u32};
+
+/// Deeper than any shot list: give up rather than recurse far.
+const MAX_DEPTH: usize = 16;
+const MAX_INPUT_BYTES: usize = 200 << 20;
+const MAX_KEY_BYTES: usize = 512;
+
+/// The tree of `text`, or `None` when the text is outside the subset this reader knows, or
+/// would pass serde-saphyr's budget of `max_events` events.
+pub(crate) fn parse(text: &str, max_events: usize) -> Option<Sp<Node>> {
+    // Tabs, carriage returns and non-ASCII text change how columns and lines are counted: the
+    // general parser knows those rules.
+    if !text.is_ascii() || text.bytes().any(|b| b == b'\t' || b == b'\r') {
+        return None;
+    }
+    // serde-saphyr refuses more input than this (and keys longer than its look-ahead).
+    if text.len() > MAX_INPUT_BYTES {
+        return None;
+    }
+    let mut reader = Reader {
+        src: text.as_bytes(),
+        text,
+        at: 0,
+        line: 1,
+        line_start: 0,
+        events: 4,
+        max_events,
+    };
+    reader.skip_insignificant();
+    if reader.at >= reader.src.len() || reader.indent() != 0 {
+        return None;
+    }
+    let root = reader.map(0, 0)?;
+    reader.skip_insignificant();
+    (reader.at >= reader.src.len()).then_some(root)
+}
+
+struct Reader<'a> {
+    src: &'a [u8],
+    text: &'a str,
+    /// The byte being read.
+    at: usize,
+    /// 1-based line of `at`, and where that line starts.
+    line: u32,
+    line_start: usize,
+    /// Parser events so far (stream and document start and end count four), against the
+    /// budget serde-saphyr would apply.
+    events: usize,
+    max_events: usize,
+}
+
+impl Reader<'_> {
+    fn pos(&self, offset: usize, len: usize) -> Pos {
+        Pos {
+            line: self.line,
+            col: to_u32(offset - self.line_start + 1),
+            offset: to_u32(offset),
+            len: to_u32(len),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.at).copied()
+    }
+
+    fn count_event(&mut self, n: usize) -> Option<()> {
+        self.events += n;
+        (self.events <= self.max_events).then_some(())
+    }
+
+    /// Moves to the first significant character of the next line that is not blank or a
+    /// comment (from the start of a line, or from the end of a value on its line).
+    fn skip_insignificant(&mut self) {
+        loop {
+            // The rest of the current line: spaces, then perhaps a comment, then the line end.
+            let mut i = self.at;
+            while i < self.src.len() && self.src[i] == b' ' {
+                i += 1;
+            }
+            let line_begins_here = self.at == self.line_start;
+            if i < self.src.len() && self.src[i] != b'\n' && self.src[i] != b'#' {
+                if line_begins_here {
+                    self.at = i;
+                    return;
+                }
+                // Something after a value on its line: leave it for the caller to refuse.
+                self.at = i;
+                return;
+            }
+            while i < self.src.len() && self.src[i] != b'\n' {
+                i += 1;
+            }
+            if i >= self.src.len() {
+                self.at = i;
+                return;
+            }
+            self.at = i + 1;
+            self.line += 1;
+            self.line_start = self.at;
+        }
+    }
+
+    /// The indentation of the current line (`at` is at its first significant character).
+    fn indent(&self) -> usize {
+        self.at - self.line_start
+    }
+
+    /// Whether `at` starts a `- ` sequence entry.
+    fn at_dash(&self) -> bool {
+        self.peek() == Some(b'-') && matches!(self.src.get(self.at + 1), Some(b' ' | b'\n') | None)
+    }
+
+    /// A block mapping whose keys sit at column `indent` (0-based); `at` is at its first key.
+    fn map(&mut self, indent: usize, depth: usize) -> Option<Sp<Node>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.count_event(2)?;
+        let pos = self.pos(self.at, 0);
+        let mut entries = Vec::new();
+        loop {
+            let key = self.key()?;
+            let value = self.value_after_key(indent, depth)?;
+            entries.push((key, value));
+            // `at` is at the first significant character of the next line, or at the end.
+            if self.at >= self.src.len() {
+                break;
+            }
+            let next = self.indent();
+            if next < indent {
+                break;
+            }
+            if next > indent || self.at_dash() {
+                return None;
+            }
+        }
+        Some(Sp::new(Node::Map(entries), pos))
+    }
+
+    /// A plain key followed by `:` and a space or the line's end.
+    fn key(&mut self) -> Option<Sp<String>> {
+        let start = self.at;
+        let first = self.peek()?;
+        if !(first.is_ascii_alphabetic() || first == b'_') {
+            return None;
+        }
+        let mut end = start + 1;
+        while end < self.src.len()
+            && (self.src[end].is_ascii_alphanumeric() || matches!(self.src[end], b'_' | b'-'))
+        {
+            end += 1;
+        }
+        if self.src.get(end) != Some(&b':')
+            || !matches!(self.src.get(end + 1), Some(b' ' | b'\n') | None)
+        {
+            return None;
+        }
+        let name = &self.text[start..end];
+        if special_word(name) || name.len() > MAX_KEY_BYTES {
+            return None;
+        }
+        self.count_event(1)?;
+        let key = Sp::new(name.to_string(), self.pos(start, end - start));
+        self.at = end + 1;
+        Some(key)
+    }
+
+    /// The value of a key of a mapping at `indent`: on the key's line, or a block below it.
+    /// Returns with `at` at the next significant line.
+    fn value_after_key(&mut self, indent: usize, depth: usize) -> Option<Sp<Node>> {
+        while self.peek() == Some(b' ') {
+            self.at += 1;
+        }
+        let inline = !matches!(self.peek(), Some(b'\n' | b'#') | None);
+        if inline {
+            let value = self.inline_value()?;
+            self.end_of_value_line(indent)?;
+            return Some(value);
+        }
+        self.skip_insignificant();
+        if self.at >= self.src.len() {
+            return None; // An empty value: its position is the parser's to say.
+        }
+        let below = self.indent();
+        if self.at_dash() && below >= indent {
+            return self.seq(below, below == indent, depth + 1);
+        }
+        if below > indent {
+            return self.map(below, depth + 1);
+        }
+        None
+    }
+
+    /// After a value on its line: only a comment may follow, and the next significant line may
+    /// not be indented deeper than `indent` (that would continue a multi-line scalar).
+    fn end_of_value_line(&mut self, indent: usize) -> Option<()> {
+        let line = self.line;
+        self.skip_insignificant();
+        if self.line == line && self.at < self.src.len() {
+            return None;
+        }
+        if self.at < self.src.len() && self.indent() > indent {
+            return None;
+        }
+        Some(())
+    }
+
+    /// A block sequence whose dashes sit at column `indent`; `at` is at its first dash.
+    /// `indentless` when its dashes sit at the column of the key it is the value of: the
+    /// parser then places the sequence at its first item rather than its first dash.
+    fn seq(&mut self, indent: usize, indentless: bool, depth: usize) -> Option<Sp<Node>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.count_event(2)?;
+        let mut pos = self.pos(self.at, 0);
+        let mut items = Vec::new();
+        loop {
+            // `- ` then the item on the same line.
+            self.at += 1;
+            while self.peek() == Some(b' ') {
+                self.at += 1;
+            }
+            if matches!(self.peek(), Some(b'\n' | b'#') | None) {
+                return None;
+            }
+            if indentless && items.is_empty() {
+                pos = self.pos(self.at, 0);
+            }
+            let column = self.indent();
+            let item = if self.looks_like_key() {
+                self.map(column, depth + 1)?
+            } else {
+                let value = self.inline_value()?;
+                self.end_of_value_line(indent)?;
+                value
+            };
+            items.push(item);
+            if self.at >= self.src.len() {
+                break;
+            }
+            let next = self.indent();
+            if next < indent || (next == indent && !self.at_dash()) {
+                break;
+            }
+            if next > indent {
+                return None;
+            }
+        }
+        Some(Sp::new(Node::List(items), pos))
+    }
+
+    /// Whether `at` starts `key:` (followed by a space or the line's end).
+    fn looks_like_key(&self) -> bool {
+        let mut end = self.at;
+        while end < self.src.len()
+            && (self.src[end].is_ascii_alphanumeric() || matches!(self.src[end], b'_' | b'-'))
+        {
+            end += 1;
+        }
+        end > self.at
+            && self.src.get(end) == Some(&b':')
+            && matches!(self.src.get(end + 1), Some(b' ' | b'\n') | None)
+    }
+
+    /// A plain scalar or a flow sequence, on the current line.
+    fn inline_value(&mut self) -> Option<Sp<Node>> {
+        if self.peek() == Some(b'[') {
+            return self.flow_seq();
+        }
+        let start = self.at;
+        let mut end = start;
+        while end < self.src.len() && self.src[end] != b'\n' {
+            let b = self.src[end];
+            if b == b'#' && self.src[end - 1] == b' ' {
+                break;
+            }
+            if b == b':' && matches!(self.src.get(end + 1), Some(b' ' | b'\n') | None) {
+                return None;
+            }
+            end += 1;
+        }
+        while end > start && self.src[end - 1] == b' ' {
+            end -= 1;
+        }
+        let node = scalar(&self.text[start..end])?;
+        self.count_event(1)?;
+        self.at = end;
+        Some(Sp::new(node, self.pos(start, end - start)))
+    }
+
+    /// `[a, b]` on one line, of plain scalars.
+    fn flow_seq(&mut self) -> Option<Sp<Node>> {
+        self.count_event(2)?;
+        let pos = self.pos(self.at, 1);
+        self.at += 1;
+        let mut items = Vec::new();
+        loop {
+            while self.peek() == Some(b' ') {
+                self.at += 1;
+            }
+            if self.peek() == Some(b']') && items.is_empty() {
+                self.at += 1;
+                break;
+            }
+            let start = self.at;
+            let mut end = start;
+            while end < self.src.len() && !matches!(self.src[end], b',' | b']' | b'\n') {
+                if matches!(self.src[end], b'[' | b'{' | b'}' | b'#' | b':') {
+                    return None;
+                }
+                end += 1;
+            }
+            let close = *self.src.get(end)?;
+            if close == b'\n' {
+                return None;
+            }
+            let mut trimmed = end;
+            while trimmed > start && self.src[trimmed - 1] == b' ' {
+                trimmed -= 1;
+            }
+            let node = scalar(&self.text[start..trimmed])?;
+            self.count_event(1)?;
+            items.push(Sp::new(node, self.pos(start, trimmed - start)));
+            self.at = end + 1;
+            if close == b']' {
+                break;
+            }
+        }
+        Some(Sp::new(Node::List(items), pos))
+    }
+}
+
+/// How serde-saphyr reads a plain scalar, for the spellings whose reading is certain: text that
+/// starts with a letter (and is no boolean or null word), whole decimal numbers, sizes such as
+/// `1280x720`, and text starting with a digit that holds a space. `None` for anything else.
+fn scalar(text: &str) -> Option<Node> {
+    let first = *text.as_bytes().first()?;
+    if first.is_ascii_alphabetic() {
+        return (!special_word(text)).then(|| Node::Str(text.to_string()));
+    }
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        // A leading zero reads as a float (`001` is 1.0), and long numbers may overflow.
+        if (first == b'0' && text.len() > 1) || text.len() > 18 {
+            return None;
+        }
+        return text.parse().ok().map(Node::Int);
+    }
+    if is_size(text) || (text.contains(' ') && !text.contains(':')) {
+        return Some(Node::Str(text.to_string()));
+    }
+    None
+}
+
+/// `WIDTHxHEIGHT` with no leading zeros (so never `0x…`, a hexadecimal number).
+fn is_size(text: &str) -> bool {
+    let Some((w, h)) = text.split_once('x') else {
+        return false;
+    };
+    let digits =
+        |s: &str| !s.is_empty() && !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit());
+    digits(w) && digits(h)
+}
+
+/// Words YAML reads as booleans, null or special floats, in any case.
+fn special_word(text: &str) -> bool {
+    const WORDS: [&str; 12] = [
+        "y", "yes", "n", "no", "true", "false", "on", "off", "null", "nan", "inf", "infinity",
+    ];
+    text.len() <= 8 && WORDS.iter().any(|w| w.eq_ignore_ascii_case(text))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast reader against serde-saphyr on generated shot lists, valid and mutated: whenever
+    //! it gives a tree, serde-saphyr must give the same tree (values and every position), and so
+    //! the same diagnostics; it must give up on every text serde-saphyr refuses.
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::super::yaml;
+    use super::*;
+
+    const KEYS: [&str; 16] = [
+        "id",
+        "prompt",
+        "model",
+        "size",
+        "seconds",
+        "takes",
+        "tags",
+        "reference",
+        "priority",
+        "provider",
+        "promt",
+        "id",
+        "prompt",
+        "yes",
+        "_x",
+        "a-b",
+    ];
+    /// Values the fast reader takes…
+    const PLAIN: [&str; 16] = [
+        "shot-01",
+        "A lighthouse at dusk, waves breaking.",
+        "sora-2",
+        "1280x720",
+        "1792x1024",
+        "8",
+        "0",
+        "3 boats at dawn",
+        "a:b",
+        "value # a comment",
+        "a#b",
+        "[exterior, night]",
+        "[]",
+        "[ a , b ]",
+        "Wide [shot] {of} the, harbour",
+        "rush",
+    ];
+    /// …and values it must leave to serde-saphyr (or read exactly as it does).
+    const EDGES: [&str; 26] = [
+        "0x1F",
+        "007",
+        "12345678901234567890",
+        "-3",
+        "+4",
+        "1.5",
+        "1e3",
+        "yes",
+        "No",
+        "on",
+        "~",
+        "null",
+        "NULL",
+        "inf",
+        ".inf",
+        "12:30",
+        "a: b",
+        "[a,]",
+        "[a, [b]]",
+        "\"quoted\"",
+        "'single'",
+        "&anchor x",
+        "*alias",
+        "!!str 5",
+        "|",
+        "",
+    ];
+
+    fn config() -> Config {
+        // `RELIABILITY_SEED=N` explores another corner, as the other fuzz tests do.
+        let seed = std::env::var("RELIABILITY_SEED")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0xFA57_0001);
+        let cases = std::env::var("FAST_PATH_CASES")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(512);
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(seed),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    type Field = (usize, &'static str, bool);
+
+    fn entry() -> impl Strategy<Value = Field> {
+        let value = prop_oneof![
+            12 => prop::sample::select(&PLAIN[..]),
+            1 => prop::sample::select(&EDGES[..]),
+        ];
+        (0..KEYS.len(), value, prop::bool::weighted(0.2))
+    }
+
+    fn shot() -> impl Strategy<Value = Vec<Field>> {
+        prop::collection::vec(entry(), 1..6)
+    }
+
+    /// A shot list built from the pools: the given layout, shots of random fields.
+    fn list_text(shots: &[Vec<Field>], indent: usize, comments: bool, defaults: bool) -> String {
+        let mut text = String::new();
+        if comments {
+            text.push_str("# a night\n\n");
+        }
+        text.push_str("project: harbour\n");
+        if defaults {
+            text.push_str("defaults:\n  model: sora-2\n  seconds: 8\n");
+        }
+        text.push_str("shots:\n");
+        let dash = " ".repeat(indent);
+        let field = " ".repeat(indent + 2);
+        for fields in shots {
+            for (i, (key, value, nested)) in fields.iter().enumerate() {
+                let lead = if i == 0 {
+                    format!("{dash}- ")
+                } else {
+                    field.clone()
+                };
+                if *nested && KEYS[*key] == "tags" {
+                    text.push_str(&format!("{lead}tags:\n{field}  - {value}\n"));
+                } else {
+                    text.push_str(&format!("{lead}{}: {value}\n", KEYS[*key]));
+                }
+                if comments && *nested {
+                    text.push_str(&format!("{field}# note\n"));
+                }
+            }
+        }
+        text
+    }
+
+    /// The fast tree, checked against serde-saphyr's; whether the fast reader took the text.
+    fn check(text: &str) -> bool {
+        let slow = yaml::serde_saphyr_tree(text);
+        let Some(fast) = parse(text, (text.len() / 2).max(1_000_000)) else {
+            return false;
+        };
+        match slow {
+            Ok(slow) => assert_eq!(fast, slow, "trees differ for:\n{text}"),
+            Err(err) => panic!("the fast reader took text serde-saphyr refuses ({err}):\n{text}"),
+        }
+        // Then the diagnostics are the same, positions included.
+        let with_fast = yaml::parse("t.yaml", text);
+        let with_slow = yaml::parse_with("t.yaml", text, yaml::serde_saphyr_tree);
+        assert_eq!(with_fast, with_slow, "{text}");
+        true
+    }
+
+    fn mutate(text: &str, at: usize, what: usize) -> String {
+        const INSERTS: [&str; 12] = [
+            " ", ":", "- ", "#", "\n", "x", "[", "]", ",", "\"", "  ", ": ",
+        ];
+        let mut at = at % (text.len() + 1);
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let mut out = text.to_string();
+        match what % 3 {
+            0 if at < text.len() => {
+                out.remove(at);
+            }
+            1 => out.insert_str(at, INSERTS[what % INSERTS.len()]),
+            _ => {
+                let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+                out.insert_str(line_start, &text[line_start..line_end]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_benchmark_list_takes_the_fast_path() {
+        let mut text =
+            String::from("project: bench\ndefaults:\n  model: sora-2\n  seconds: 8\nshots:\n");
+        for i in 0..40 {
+            text.push_str(&format!(
+                "  - id: shot-{i:06}\n    prompt: A lighthouse, take {i}.\n"
+            ));
+            match i % 4 {
+                0 => text.push_str("    model: sora-2-pro\n    size: 1792x1024\n    seconds: 12\n"),
+                1 => text.push_str("    takes: 2\n    tags: [exterior, night]\n"),
+                2 => text.push_str("    reference: harbour.png\n"),
+                _ => {}
+            }
+        }
+        assert!(check(&text));
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shotlists/broken.yaml"),
+        )
+        .expect("the broken example");
+        check(&example);
+    }
+
+    /// Runs `case` on `cases` generated values; returns how many the fast reader took.
+    fn run<S: Strategy>(strategy: S, case: impl Fn(S::Value) -> bool) -> (usize, usize) {
+        let mut runner = proptest::test_runner::TestRunner::new(config());
+        let taken = std::cell::Cell::new(0);
+        runner
+            .run(&strategy, |value| {
+                taken.set(taken.get() + usize::from(case(value)));
+                Ok(())
+            })
+            .unwrap();
+        (taken.get(), runner.config().cases as usize)
+    }
+
+    #[test]
+    fn the_fast_reader_builds_serde_saphyrs_tree() {
+        let lists = (
+            prop::collection::vec(shot(), 0..6),
+            0usize..3,
+            any::<bool>(),
+            any::<bool>(),
+        );
+        let (taken, cases) = run(lists, |(shots, indent, comments, defaults)| {
+            check(&list_text(&shots, indent, comments, defaults))
+        });
+        eprintln!("{taken} of {cases} lists took the fast path");
+        // Enough of them go the fast way for the comparison to mean something.
+        assert!(
+            taken * 5 >= cases,
+            "only {taken} of {cases} lists took the fast path"
+        );
+    }
+
+    #[test]
+    fn mutated_lists_are_read_alike_or_left_to_serde_saphyr() {
+        let lists = (
+            prop::collection::vec(shot(), 1..4),
+            0usize..3,
+            prop::collection::vec((any::<usize>(), any::<usize>()), 1..4),
+        );
+        let (taken, cases) = run(lists, |(shots, indent, mutations)| {
+            let mut text = list_text(&shots, indent, false, true);
+            for (at, what) in mutations {
+                text = mutate(&text, at, what);
+            }
+            check(&text)
+        });
+        eprintln!("{taken} of {cases} mutated lists took the fast path");
+        assert!(
+            taken * 10 >= cases,
+            "only {taken} of {cases} mutated lists took the fast path"
+        );
+    }
+
+    #[test]
+    fn plain_lists_are_mostly_taken() {
+        // Without a fast path taken, the comparison above would prove nothing.
+        let simple: Vec<Vec<Field>> = (0..20)
+            .map(|i| {
+                vec![
+                    (0, PLAIN[0], false),
+                    (1, PLAIN[1], i % 2 == 0),
+                    (3, PLAIN[3 + i % 2], false),
+                    (6, PLAIN[11], false),
+                ]
+            })
+            .collect();
+        for indent in 0..3 {
+            for comments in [false, true] {
+                assert!(
+                    check(&list_text(&simple, indent, comments, true)),
+                    "indent {indent}"
+                );
+            }
+        }
+    }
+}

@@ -1,6 +1,0 @@
-//! OpenAI's Files, Batch and Videos APIs: wire types, the one HTTP client, its retries and errors.
-
-pub mod client;
-pub mod error;
-pub mod retry;
-pub mod types;

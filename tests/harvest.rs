@@ -307,7 +307,20 @@ fn two_shots_never_write_the_same_output_file() {
         "shots.yaml",
         "project: clash\nshots:\n  - {id: a, prompt: first, takes: 2}\n  - {id: a_take2, prompt: second}\n  - {id: B, prompt: third}\n  - {id: b, prompt: fourth}\n",
     );
-    night.full_night("shots.yaml");
+    night.ok(&["submit", "shots.yaml"]);
+    let harvest = night.render(&["harvest", "--watch"]);
+    assert_eq!(harvest.status.code(), Some(0), "{}", stderr_of(&harvest));
+    // Renamed outputs are said once, through the reporter, as a warning naming the shot.
+    let stderr = stderr_of(&harvest);
+    let renamed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("is taken by another shot"))
+        .collect();
+    assert_eq!(renamed.len(), 2, "{stderr}");
+    assert!(
+        renamed.iter().all(|l| l.starts_with("warning: ")),
+        "{stderr}"
+    );
     let manifest = night.manifest("renders/clash");
     let paths: std::collections::BTreeSet<String> = manifest["requests"]
         .as_array()

@@ -142,3 +142,51 @@ fn log_lines_name_the_take() {
     assert!(stderr.contains("harvested kite take 1"), "{stderr}");
     assert!(stderr.contains("harvested kite take 2"), "{stderr}");
 }
+
+/// `--format json` is one more reader of the night's events: stdout is the one document, and
+/// stderr is one JSON object per event, the same events the bars and lines show.
+#[test]
+fn json_mode_streams_every_event_as_one_json_line_on_stderr() {
+    let night = Night::new();
+    night.write(
+        "shots.yaml",
+        "project: takes\nshots:\n  - {id: kite, prompt: a kite, takes: 2}\n",
+    );
+    let out = night.render(&[
+        "nightly",
+        "shots.yaml",
+        "--max-poll-interval",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let document: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(document["runs"][0]["harvested"], 2, "{document}");
+    let stderr = stderr_of(&out);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        kinds.len(),
+        events.len(),
+        "every line names its event: {stderr}"
+    );
+    for expected in ["run_started", "batch_created", "harvest_started"] {
+        assert!(kinds.contains(&expected), "no {expected} in {kinds:?}");
+    }
+    let mut takes: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "video_harvested")
+        .map(|e| e["take"].as_u64().unwrap())
+        .collect();
+    takes.sort();
+    assert_eq!(takes, [1, 2], "{stderr}");
+    assert!(
+        !kinds.contains(&"download_progress"),
+        "per-chunk counts are not written"
+    );
+}

@@ -1,13 +1,11 @@
 //! `render cache ls|verify|gc`.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
-
-use serde::Serialize;
 
 use super::state::open_state;
-use super::{Format, GlobalArgs, Outcome};
-use crate::report::terminal::escape_controls;
+use super::{GlobalArgs, Outcome};
+use crate::report::cache::{Collected, Doomed, Entry, GcPreview, Listing, Verified, rfc3339};
+use crate::report::output;
 use render_pipeline::cache::{CacheStorage, GcPlan, ObjectId, ObjectInfo, VerifyProblem};
 use render_pipeline::cache::{human_size, parse_size, plan_gc};
 use render_pipeline::ledger::{KeyUse, Ledger};
@@ -44,28 +42,6 @@ pub enum CacheCommand {
     },
 }
 
-#[derive(Serialize)]
-struct Entry {
-    key: String,
-    sha256: String,
-    /// The video's bytes (the thumbnail's are in `size`).
-    bytes: u64,
-    video_id: Option<String>,
-    present: bool,
-    /// The shot, take and project of the newest run that uses it (none for an output no run
-    /// of this ledger lists, e.g. fetched from the shared cache for a run since removed).
-    shot_id: Option<String>,
-    take: Option<u32>,
-    project: Option<String>,
-    /// Video and thumbnail objects present, in bytes and for people ("1.2 MiB").
-    size_bytes: u64,
-    size: String,
-    /// When the video object was last written or laid out (RFC 3339, UTC).
-    last_used: Option<String>,
-    #[serde(skip)]
-    last_used_at: Option<SystemTime>,
-}
-
 impl Args {
     /// `verify` quarantines and `gc` removes; `ls` and `gc --dry-run` only look.
     pub fn changes_state(&self) -> bool {
@@ -83,40 +59,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     match args.command {
         CacheCommand::Ls => {
             let Some(ledger) = super::state::existing_ledger(global)? else {
-                return empty(&args.command, global.format);
+                return empty(&args.command, global);
             };
             let store = render_pipeline::cache::open(&global.state_dir)?;
-            let entries = list_entries(&ledger, &*store)?;
-            if global.format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else {
-                print_entries(&entries);
-            }
+            output::print(&Listing(list_entries(&ledger, &*store)?), global.format)?;
             Ok(Outcome::Success)
         }
-        CacheCommand::Verify if !exists => empty(&args.command, global.format),
-        CacheCommand::Gc { dry_run: false, .. } if !exists => empty(&args.command, global.format),
+        CacheCommand::Verify if !exists => empty(&args.command, global),
+        CacheCommand::Gc { dry_run: false, .. } if !exists => empty(&args.command, global),
         CacheCommand::Verify => {
             let state = open_state(global)?;
             let runtime = super::state::runtime()?;
             let problems = runtime.block_on(state.store.verify_all(true))?;
-            let mut lines: Vec<String> = problems.iter().map(describe).collect();
+            let mut problems: Vec<String> = problems.iter().map(describe).collect();
             if let Some(shared) = &state.shared {
                 let found = runtime.block_on(shared.verify(&state.store))?;
-                lines.extend(found.into_iter().map(|p| format!("shared {p}")));
+                problems.extend(found.into_iter().map(|p| format!("shared {p}")));
             }
-            if global.format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "problems": lines }))?
-                );
-            } else {
-                for line in &lines {
-                    println!("{line}");
-                }
-                println!("{} problems", lines.len());
-            }
-            Ok(if lines.is_empty() {
+            let clean = problems.is_empty();
+            output::print(&Verified { problems }, global.format)?;
+            Ok(if clean {
                 Outcome::Success
             } else {
                 Outcome::Corrupt
@@ -155,52 +117,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                     state.ledger.forget_output(&output.key)?;
                 }
             }
-            if global.format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "removed": report.removed.len(),
-                        "freed_bytes": report.freed_bytes,
-                        "kept_objects": report.kept_objects,
-                        "kept_bytes": report.kept_bytes,
-                        "shared_entries_removed": shared_removed.map(|r| r.0),
-                        "shared_objects_removed": shared_removed.map(|r| r.1),
-                    }))?
-                );
-            } else {
-                if let Some((entries, objects)) = shared_removed {
-                    println!(
-                        "shared: removed {entries} unused index entries and {objects} objects"
-                    );
-                }
-                println!(
-                    "removed {} objects ({} bytes, {}); kept {} ({} bytes, {})",
-                    report.removed.len(),
-                    report.freed_bytes,
-                    human_size(report.freed_bytes),
-                    report.kept_objects,
-                    report.kept_bytes,
-                    human_size(report.kept_bytes)
-                );
-            }
+            let collected = Collected {
+                removed: report.removed.len(),
+                freed_bytes: report.freed_bytes,
+                kept_objects: report.kept_objects,
+                kept_bytes: report.kept_bytes,
+                shared_entries_removed: shared_removed.map(|r| r.0),
+                shared_objects_removed: shared_removed.map(|r| r.1),
+            };
+            output::print(&collected, global.format)?;
             Ok(Outcome::Success)
         }
     }
 }
 
 /// What each subcommand says about a state directory that does not exist.
-fn empty(command: &CacheCommand, format: Format) -> anyhow::Result<Outcome> {
-    let json = format == Format::Json;
+fn empty(command: &CacheCommand, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     match command {
-        CacheCommand::Ls if json => println!("[]"),
-        CacheCommand::Ls => println!("0 outputs"),
-        CacheCommand::Verify if json => println!("{}", serde_json::json!({ "problems": [] })),
-        CacheCommand::Verify => println!("0 problems"),
-        CacheCommand::Gc { .. } if json => println!(
-            "{}",
-            serde_json::json!({"removed": 0, "freed_bytes": 0, "kept_objects": 0, "kept_bytes": 0})
-        ),
-        CacheCommand::Gc { .. } => println!("removed 0 objects (0 bytes); kept 0 (0 bytes)"),
+        CacheCommand::Ls => output::print(&Listing(Vec::new()), global.format)?,
+        CacheCommand::Verify => output::print(&Verified::default(), global.format)?,
+        CacheCommand::Gc { .. } => output::print(&Collected::default(), global.format)?,
     }
     Ok(Outcome::Success)
 }
@@ -237,43 +173,6 @@ fn list_entries(ledger: &Ledger, store: &dyn CacheStorage) -> anyhow::Result<Vec
         .collect();
     entries.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at).then(a.key.cmp(&b.key)));
     Ok(entries)
-}
-
-fn print_entries(entries: &[Entry]) {
-    let rows: Vec<[String; 4]> = entries
-        .iter()
-        .map(|e| {
-            let shot = match (&e.shot_id, e.take) {
-                (Some(shot), Some(take)) if take > 1 => format!("{shot} (take {take})"),
-                (Some(shot), _) => shot.clone(),
-                (None, _) => format!("({}…)", &e.key[..12]),
-            };
-            let last_use = match &e.last_used_at {
-                Some(at) => human_time(*at),
-                None => "(object missing)".to_string(),
-            };
-            [
-                escape_controls(&shot).into_owned(),
-                escape_controls(e.project.as_deref().unwrap_or("-")).into_owned(),
-                e.size.clone(),
-                last_use,
-            ]
-        })
-        .collect();
-    let header = ["shot", "project", "size", "last use (UTC)"].map(String::from);
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let [shot, project, size, last] = row;
-        let [w0, w1, w2, _] = widths;
-        println!("{shot:<w0$}  {project:<w1$}  {size:>w2$}  {last}");
-    }
-    let total: u64 = entries.iter().map(|e| e.size_bytes).sum();
-    println!("{} outputs, {}", entries.len(), human_size(total));
 }
 
 /// `cache gc --dry-run`: the same choice gc makes, shown, and nothing removed. It takes no lock
@@ -315,77 +214,30 @@ fn print_gc_plan(
     names: &HashMap<ObjectId, KeyUse>,
     global: &GlobalArgs,
 ) -> anyhow::Result<Outcome> {
-    if global.format == Format::Json {
-        let remove: Vec<_> = plan
-            .remove
-            .iter()
-            .map(|info| {
-                let used = names.get(&info.id);
-                serde_json::json!({
-                    "sha256": info.id.hex(),
-                    "bytes": info.size,
-                    "shot_id": used.map(|u| u.shot_id.clone()),
-                    "project": used.and_then(|u| u.project.clone()),
-                    "last_used": rfc3339(info.last_used),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "dry_run": true,
-                "would_remove": remove,
-                "would_free_bytes": plan.freed_bytes(),
-                "kept_objects": plan.keep.len(),
-                "kept_bytes": plan.kept_bytes(),
-            }))?
-        );
-        return Ok(Outcome::Success);
-    }
-    for info in &plan.remove {
-        let name = match names.get(&info.id) {
-            Some(used) => format!(
-                "{} ({})",
-                used.shot_id,
-                used.project.as_deref().unwrap_or("-")
-            ),
-            None => "no output uses it".to_string(),
-        };
-        println!(
-            "would remove {}…  {:>10}  {}",
-            &info.id.hex()[..16],
-            human_size(info.size),
-            escape_controls(&name)
-        );
-    }
-    println!(
-        "dry run: would remove {} objects ({}, {} bytes); would keep {} ({}); nothing was removed",
-        plan.remove.len(),
-        human_size(plan.freed_bytes()),
-        plan.freed_bytes(),
-        plan.keep.len(),
-        human_size(plan.kept_bytes())
-    );
-    if global.cache.is_some() {
-        println!("the shared cache is not examined in a dry run");
-    }
+    let would_remove = plan
+        .remove
+        .iter()
+        .map(|info| {
+            let used = names.get(&info.id);
+            Doomed {
+                sha256: info.id.hex(),
+                bytes: info.size,
+                shot_id: used.map(|u| u.shot_id.clone()),
+                project: used.and_then(|u| u.project.clone()),
+                last_used: rfc3339(info.last_used),
+            }
+        })
+        .collect();
+    let preview = GcPreview {
+        dry_run: true,
+        would_remove,
+        would_free_bytes: plan.freed_bytes(),
+        kept_objects: plan.keep.len(),
+        kept_bytes: plan.kept_bytes(),
+        shared: global.cache.is_some(),
+    };
+    output::print(&preview, global.format)?;
     Ok(Outcome::Success)
-}
-
-fn rfc3339(at: SystemTime) -> String {
-    crate::report::spend::rfc3339(unix_seconds(at))
-}
-
-fn human_time(at: SystemTime) -> String {
-    chrono::DateTime::from_timestamp(unix_seconds(at), 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_default()
-}
-
-fn unix_seconds(at: SystemTime) -> i64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn describe(problem: &VerifyProblem) -> String {

@@ -2,7 +2,8 @@
 //! finished (the next `render harvest` downloads it).
 
 use super::state::{Bounds, existing_ledger, find_run, providers, reachable_routes, runtime};
-use super::{Format, GlobalArgs, Outcome, UsageError};
+use super::{GlobalArgs, Outcome, UsageError};
+use crate::report::output;
 use render_pipeline::cancel::cancel_run;
 
 #[derive(Debug, clap::Args)]
@@ -27,26 +28,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let progress = global.progress();
     let outcome = runtime()?.block_on(cancel_run(&run, &mut ledger, &routes, &progress))?;
     progress.finish();
-    match global.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
-        Format::Human => {
-            println!(
-                "run {}: cancelled {} batch(es) and {} job(s); {} harvested request(s) kept",
-                outcome.run_id,
-                outcome.batches_cancelled.len(),
-                outcome.jobs_cancelled,
-                outcome.kept
-            );
-            if !outcome.batches_cancelled.is_empty() || outcome.jobs_left_running > 0 {
-                println!("  `render harvest` downloads what finished before the cancel");
-            }
-            for problem in &outcome.problems {
-                eprintln!(
-                    "warning: {}",
-                    crate::report::terminal::escape_controls(problem)
-                );
-            }
-        }
+    output::print(&outcome, global.format)?;
+    for problem in &outcome.problems {
+        output::warn(problem);
     }
     Ok(if outcome.problems.is_empty() {
         Outcome::Success

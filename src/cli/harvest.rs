@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
-use super::{Format, GlobalArgs, Outcome};
+use super::{GlobalArgs, Outcome};
+use crate::report::output;
 use render_pipeline::api::client::DEFAULT_MAX_DOWNLOAD_BYTES;
 use render_pipeline::harvest::{HarvestOptions, HarvestReport, harvest};
 use render_pipeline::lanes::direct::MissingRule;
@@ -88,8 +89,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     ));
     progress.finish();
     let report = report?;
-    print_report(&report, global.format)?;
-    super::report::write_sheets(&report, &state.ledger, global);
+    output::print(&report, global.format)?;
+    super::report::write_sheets(&report, &state.ledger, global)?;
     Ok(outcome(&report, args.watch))
 }
 
@@ -98,9 +99,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
 pub fn outcome(report: &HarvestReport, watched: bool) -> Outcome {
     if watched && !report.all_done() {
         let pending: usize = report.runs.iter().map(|r| r.pending).sum();
-        eprintln!(
-            "error: {pending} requests are still pending after waiting; run again to continue"
-        );
+        output::error(format!(
+            "{pending} requests are still pending after waiting; run again to continue"
+        ));
         Outcome::Failure
     } else if report.any_lost() {
         Outcome::SomeLost
@@ -109,31 +110,4 @@ pub fn outcome(report: &HarvestReport, watched: bool) -> Outcome {
     } else {
         Outcome::Success
     }
-}
-
-pub fn print_report(report: &HarvestReport, format: Format) -> anyhow::Result<()> {
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
-    }
-    println!(
-        "downloaded {} videos ({} bytes)",
-        report.downloaded_videos, report.downloaded_bytes
-    );
-    for run in &report.runs {
-        println!(
-            "{}: {} harvested, {} failed, {} lost, {} pending of {}{}",
-            run.run_id,
-            run.harvested,
-            run.failed,
-            run.lost,
-            run.pending,
-            run.requests,
-            run.manifest
-                .as_ref()
-                .map(|m| format!(" — manifest {}", m.display()))
-                .unwrap_or_default()
-        );
-    }
-    Ok(())
 }

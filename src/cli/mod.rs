@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::report::terminal::ColorChoice;
+pub use errors::{Outcome, UsageError};
 
 mod cache;
 mod cancel;
+mod errors;
 mod harvest;
 mod nightly;
 mod plan;
@@ -20,69 +22,8 @@ mod state;
 mod status;
 mod submit;
 
-/// Exit statuses: the one list, from which `render --help` is written (and against which a test
-/// holds the README's table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Success = 0,
-    Invalid = 1,
-    /// Bad flags or configuration (clap's own errors exit 2 too).
-    Usage = 2,
-    OverBudget = 3,
-    SomeFailed = 4,
-    SomeLost = 5,
-    Corrupt = 6,
-    Failure = 10,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 8] = [
-        Outcome::Success,
-        Outcome::Invalid,
-        Outcome::Usage,
-        Outcome::OverBudget,
-        Outcome::SomeFailed,
-        Outcome::SomeLost,
-        Outcome::Corrupt,
-        Outcome::Failure,
-    ];
-
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// What the status means, as `render --help` and the README say it.
-    pub fn meaning(self) -> &'static str {
-        match self {
-            Outcome::Success => "everything asked for was done",
-            Outcome::Invalid => "invalid shot list or catalog (nothing was spent)",
-            Outcome::Usage => "usage error",
-            Outcome::OverBudget => "the plan exceeds `--budget` (nothing was spent)",
-            Outcome::SomeFailed => "some requests failed (their errors are in the manifest)",
-            Outcome::SomeLost => {
-                "some requests were lost: they expired before harvest (`render retry RUN`)"
-            }
-            Outcome::Corrupt => {
-                "`render cache verify` found damaged objects (quarantined; their requests render again)"
-            }
-            Outcome::Failure => {
-                "runtime failure (API, network, disk): run the same command again to continue"
-            }
-        }
-    }
-}
-
-/// The exit statuses for `render --help`.
-fn exit_codes_help() -> String {
-    let mut help = String::from("Exit status:");
-    for outcome in Outcome::ALL {
-        help.push_str(&format!("\n  {:<3} {}", outcome.code(), outcome.meaning()));
-    }
-    help
-}
-
 #[derive(Debug, Parser)]
-#[command(name = "render", version, about, after_help = exit_codes_help())]
+#[command(name = "render", version, about, after_help = errors::exit_codes_help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -132,17 +73,13 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// How long work shows its progress: bars or lines for people, nothing for scripts.
+    /// How long work shows its progress: bars or lines for people, JSON lines for scripts.
     pub fn progress(&self) -> crate::report::progress::Progress {
-        crate::report::progress::Progress::new(self.format == Format::Json || self.quiet)
+        crate::report::progress::Progress::new(self.format, self.quiet)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Human,
-    Json,
-}
+pub use crate::report::output::Format;
 
 /// What `--format` accepts: every command's two, and the spreadsheet `spend` also writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,7 +120,7 @@ pub fn main() -> ExitCode {
     restore_sigpipe();
     let mut cli = Cli::parse();
     if let Err(usage) = settle_format(&mut cli) {
-        eprintln!("error: {usage}");
+        crate::report::output::error(usage);
         return ExitCode::from(Outcome::Usage.code());
     }
     let color = crate::report::terminal::init_color(cli.global.color);
@@ -205,16 +142,11 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args, &cli.global),
         Command::Sandbox(args) => sandbox::run(args, &cli.global),
     };
-    match result {
-        Ok(outcome) => ExitCode::from(outcome.code()),
-        Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            ExitCode::from(exit_status_of(&err).code())
-        }
-    }
+    let outcome = result.unwrap_or_else(|err| {
+        crate::report::output::error_chain(&err);
+        errors::exit_status_of(&err)
+    });
+    ExitCode::from(outcome.code())
 }
 
 /// Sets the `--format` every command reads; `--format csv` is a usage error but for `spend`.
@@ -245,38 +177,6 @@ fn restore_sigpipe() {
 /// Logs go to stderr (warnings by default, `-v`/`-vv`/`RENDER_LOG` for more) and, for the
 /// commands that keep state, also to `<state-dir>/logs/render.log` at info level, so a night
 /// run from cron leaves a record. The API key never reaches either: the client masks it.
-/// A mistake in what was asked (a run that does not exist, the wrong provider), not a failure
-/// of the night: exit status 2, like a bad flag.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-fn exit_status_of(err: &anyhow::Error) -> Outcome {
-    use render_pipeline::harvest::HarvestError;
-    use render_pipeline::submit::SubmitError;
-    let usage = err.downcast_ref::<UsageError>().is_some()
-        || matches!(
-            err.downcast_ref::<HarvestError>(),
-            Some(HarvestError::UnknownRun(_) | HarvestError::OtherProvider { .. })
-        )
-        || matches!(
-            err.downcast_ref::<SubmitError>(),
-            Some(SubmitError::NoRoute(_))
-        )
-        || matches!(
-            err.downcast_ref::<render_pipeline::api::error::ApiError>(),
-            Some(
-                render_pipeline::api::error::ApiError::MissingApiKey
-                    | render_pipeline::api::error::ApiError::InvalidConfig { .. }
-            )
-        );
-    if usage {
-        Outcome::Usage
-    } else {
-        Outcome::Failure
-    }
-}
-
 fn init_logging(verbose: u8, color: bool, log_file: Option<std::fs::File>) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
@@ -286,6 +186,13 @@ fn init_logging(verbose: u8, color: bool, log_file: Option<std::fs::File>) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("RENDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // The night's events reach stderr through the reporter already; logged, they are for the
+    // file alone, so `-v` does not say each of them twice.
+    let filter = filter.add_directive(
+        format!("{}=off", crate::report::progress::NIGHT_LOG)
+            .parse()
+            .expect("a valid directive"),
+    );
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(|| crate::report::progress::LogWriter)
         .with_ansi(color)
@@ -326,21 +233,4 @@ fn state_log(command: &Command, global: &GlobalArgs) -> Option<std::fs::File> {
         .append(true)
         .open(dir.join("render.log"))
         .ok()
-}
-
-#[cfg(test)]
-mod exit_code_tests {
-    use super::Outcome;
-
-    /// The README's table of exit statuses is the one `render --help` prints.
-    #[test]
-    fn the_readme_lists_every_exit_status_as_help_does() {
-        let readme = include_str!("../../README.md");
-        for outcome in Outcome::ALL {
-            let row = format!("| {} | {} |", outcome.code(), outcome.meaning());
-            assert!(readme.contains(&row), "README lacks the row {row}");
-        }
-        let help = super::exit_codes_help();
-        assert_eq!(help.lines().count(), Outcome::ALL.len() + 1, "{help}");
-    }
 }

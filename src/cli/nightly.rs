@@ -12,7 +12,9 @@ use super::plan::{PlanArgs, Prepared, prepare, prepare_with};
 use super::state::{load_providers, open_state, route_with_key, routes_for, runtime};
 use super::submit::{LimitArgs, checked_plan};
 use super::{Format, GlobalArgs, Outcome};
+use crate::report::output;
 use crate::report::progress::Progress;
+use crate::report::spend::WithSpend;
 use render_pipeline::harvest::{HarvestOptions, HarvestReport, harvest, run_providers};
 use render_pipeline::lanes::Routes;
 use render_pipeline::provider::Provider;
@@ -135,10 +137,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         Some(run) => super::spend::spent(&state.ledger, &run.run_id)?,
         None => render_wire::money::Usd::ZERO,
     };
-    super::spend::print_with_spend(&report, &estimate, spent, !human, || {
-        super::harvest::print_report(&report, global.format)
-    })?;
-    super::report::write_sheets(&report, &state.ledger, global);
+    output::print(&WithSpend::new(&report, &estimate, spent), global.format)?;
+    super::report::write_sheets(&report, &state.ledger, global)?;
     let outcome = super::harvest::outcome(&report, true);
     let secrets: Vec<String> = providers
         .iter()
@@ -190,7 +190,7 @@ async fn collect_leftovers(
         progress,
     );
     if let Err(err) = result.await {
-        eprintln!("warning: collecting earlier nights' videos: {err}");
+        output::warn(format_args!("collecting earlier nights' videos: {err}"));
     }
 }
 
@@ -236,14 +236,15 @@ fn sandbox_night(
                     Ok(route) => routes.push(route),
                     Err(err) => failure = Some(err),
                 }
-                if global.format == Format::Human {
-                    eprintln!(
+                output::notice(
+                    global.format,
+                    format_args!(
                         "sandbox for {} ({}) serving at {}",
                         rehearsed.name,
                         rehearsed.dialect,
                         sandbox.base_url()
-                    );
-                }
+                    ),
+                );
                 sandboxes.push(sandbox);
                 rehearsed
             }
@@ -296,7 +297,7 @@ fn run_hook(
         .status()
         .with_context(|| format!("cannot run hook `{hook}`"))?;
     if !status.success() {
-        eprintln!("warning: hook `{hook}` exited with {status}");
+        output::warn(format_args!("hook `{hook}` exited with {status}"));
     }
     Ok(())
 }

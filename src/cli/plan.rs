@@ -208,7 +208,7 @@ fn shared_keys(global: &GlobalArgs) -> Result<std::collections::HashSet<RequestK
         .map_err(|e| Diagnostic::error("--cache", Pos::NONE, e.to_string()))?
         .block_on(shared.keys());
     Ok(listed.unwrap_or_else(|err| {
-        eprintln!("warning: {err}; planning with the local cache only");
+        crate::report::output::warn(format_args!("{err}; planning with the local cache only"));
         Default::default()
     }))
 }

@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use serde::Serialize;
-
 use super::state::{existing_ledger, find_run};
-use super::{Format, GlobalArgs, Outcome, UsageError};
+use super::{GlobalArgs, Outcome, UsageError};
+use crate::report::output;
 use crate::report::sheet::{self, Totals};
+use crate::report::summary::SheetWritten;
+use anyhow::Context;
 use render_pipeline::harvest::HarvestReport;
 use render_pipeline::ledger::Ledger;
 use render_pipeline::outputs::{Manifest, ManifestEntry};
@@ -22,21 +22,6 @@ pub struct Args {
     /// Output folder (default: the folder the run was laid out in, else renders/<project>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-#[derive(Serialize)]
-struct Written {
-    sheet: PathBuf,
-    manifest: PathBuf,
-    run_id: String,
-    requests: usize,
-    harvested: usize,
-    failed: usize,
-    lost: usize,
-    pending: usize,
-    billed_usd: Usd,
-    standard_usd: Usd,
-    saved_usd: Usd,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
@@ -55,12 +40,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         (None, Some(dir)) => PathBuf::from(dir),
         (None, None) => render_pipeline::outputs::default_out_dir(run.project.as_deref()),
     };
+    let progress = global.progress();
     let manifest = super::state::runtime()?.block_on(render_pipeline::outputs::lay_out(
         &run,
         &ledger,
         store.as_ref(),
         &out_dir,
-    ))?;
+        &progress,
+    ));
+    progress.finish();
+    let manifest = manifest?;
     if let Some(newer) = &manifest.newer_run {
         return Err(UsageError(format!(
             "{} is laid out for a newer run ({newer}); run {} has its manifest in {} only",
@@ -77,7 +66,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let path = sheet::write(&manifest, &price)
         .with_context(|| format!("cannot write the contact sheet in {}", out_dir.display()))?;
     let totals = Totals::of(&manifest, &price);
-    let written = Written {
+    let written = SheetWritten {
         sheet: path,
         manifest: out_dir.join(render_pipeline::outputs::MANIFEST_NAME),
         run_id: run.id.clone(),
@@ -90,27 +79,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         standard_usd: totals.standard,
         saved_usd: totals.saved(),
     };
-    match global.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&written)?),
-        Format::Human => println!(
-            "contact sheet {} — {}: {} harvested, {} failed, {} lost, {} pending of {}; billed {}, saved {}",
-            written.sheet.display(),
-            written.run_id,
-            written.harvested,
-            written.failed,
-            written.lost,
-            written.pending,
-            written.requests,
-            written.billed_usd,
-            written.saved_usd,
-        ),
-    }
+    output::print(&written, global.format)?;
     Ok(Outcome::Success)
 }
 
 /// Writes the contact sheet of every run a harvest laid out, beside its manifest. A sheet that
 /// cannot be written is a warning, not a failed night: the videos and the manifest are there.
-pub fn write_sheets(report: &HarvestReport, ledger: &Ledger, global: &GlobalArgs) {
+pub fn write_sheets(
+    report: &HarvestReport,
+    ledger: &Ledger,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
     // The folder's sheet is its latest night's; an older run laid out after it has none.
     let laid_out: Vec<&Manifest> = report
         .runs
@@ -119,21 +98,22 @@ pub fn write_sheets(report: &HarvestReport, ledger: &Ledger, global: &GlobalArgs
         .filter(|m| m.newer_run.is_none())
         .collect();
     if laid_out.is_empty() {
-        return;
+        return Ok(());
     }
     let price = standard_price(ledger);
     for manifest in laid_out {
         match sheet::write(manifest, &price) {
-            Ok(path) if global.format == Format::Human => {
-                println!("contact sheet {}", path.display())
-            }
-            Ok(_) => {}
-            Err(err) => eprintln!(
-                "warning: cannot write the contact sheet in {}: {err}",
+            Ok(path) => output::note(
+                global.format,
+                format_args!("contact sheet {}", path.display()),
+            )?,
+            Err(err) => output::warn(format_args!(
+                "cannot write the contact sheet in {}: {err}",
                 manifest.out_dir.display()
-            ),
+            )),
         }
     }
+    Ok(())
 }
 
 /// The standard-rate price of a take, for the saving: what the plan priced it at outside the

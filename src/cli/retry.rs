@@ -1,8 +1,8 @@
 //! `render retry RUN`: resubmit the run's failed-but-retryable and lost requests, and only those.
 
 use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
-use super::submit::print_report;
-use super::{Format, GlobalArgs, Outcome, UsageError};
+use super::{GlobalArgs, Outcome, UsageError};
+use crate::report::output;
 use render_pipeline::ledger::RequestStatus;
 use render_pipeline::submit::resubmit;
 use render_wire::money::Usd;
@@ -43,14 +43,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if let Some(budget) = args.budget
         && cost > budget
     {
-        eprintln!(
-            "error: resubmitting {} requests costs {cost}, over the budget of {budget}; nothing was sent",
+        output::error(format!(
+            "resubmitting {} requests costs {cost}, over the budget of {budget}; nothing was sent",
             retryable.len()
-        );
+        ));
         return Ok(Outcome::OverBudget);
     }
-    if retryable.is_empty() && global.format == Format::Human {
-        println!("run {}: nothing to retry", run.id);
+    if retryable.is_empty() {
+        output::note(
+            global.format,
+            format_args!("run {}: nothing to retry", run.id),
+        )?;
     }
     let routes = reachable_routes(&providers(global)?, None, Bounds::default())?;
     let unreachable: std::collections::BTreeSet<&str> = retryable
@@ -88,6 +91,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if report.submitted + report.fetched_shared + report.skipped_elsewhere > 0 {
         state.ledger.set_run_done(&run.id, false)?;
     }
-    print_report(&report, global.format)?;
+    output::print(&report, global.format)?;
     Ok(Outcome::Success)
 }

@@ -1,7 +1,6 @@
 //! `render sandbox`: serve the local API until Ctrl-C. Prints the base URL (ending in `/v1`) as
 //! the first line on stdout so a script or test can read it.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,10 +91,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{}", sandbox::base_url(local))?;
-        stdout.flush()?;
-        drop(stdout);
+        crate::report::output::print_text(&format!("{}\n", sandbox::base_url(local)))?;
         tracing::info!("sandbox listening on {local}");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

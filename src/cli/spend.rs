@@ -7,8 +7,6 @@ use render_pipeline::ledger::{Estimate, Ledger, Planned};
 use render_pipeline::plan::Plan;
 use render_wire::money::Usd;
 
-pub use crate::report::spend::print_with_spend;
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only runs started on or after this day (YYYY-MM-DD, UTC) or moment (RFC 3339).
@@ -66,7 +64,7 @@ pub fn before_sending(plan: &Plan, ledger: &mut Ledger, human: bool) -> anyhow::
     ledger.record_standard_prices(&prices)?;
     let estimate = ledger.estimate(&planned)?;
     if human {
-        print_about_to_spend(&estimate);
+        print_about_to_spend(&estimate)?;
     }
     Ok(estimate)
 }

@@ -1,12 +1,13 @@
 //! `render status`: each run's standing, asked of its providers, with the time left before
 //! its videos expire; `--shots` for every request, `--watch` to keep looking.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::state::{Bounds, find_run, providers, reachable_routes, runtime};
 use super::{Format, GlobalArgs, Outcome, UsageError};
-use crate::report::status::render_runs;
+use crate::report::output;
+use crate::report::status::Statuses;
 use render_pipeline::lanes::Routes;
 use render_pipeline::ledger::Ledger;
 use render_pipeline::status::{RunStatus, look};
@@ -47,7 +48,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             ))
             .into());
         }
-        print(&[], global.format)?;
+        output::print(&Statuses(&[]), global.format)?;
         return Ok(Outcome::Success);
     };
     let routes = status_routes(global);
@@ -56,9 +57,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         let statuses = rt.block_on(gather(&args, &ledger, &routes))?;
         if args.watch && std::io::stdout().is_terminal() {
             // Home and clear: the table replaces itself rather than scrolling.
-            print!("\x1b[H\x1b[2J");
+            output::print_text("\x1b[H\x1b[2J")?;
         }
-        print(&statuses, global.format)?;
+        output::print(&Statuses(&statuses), global.format)?;
         let settled = statuses.iter().all(|s| s.counts.pending == 0);
         if !args.watch || settled {
             return Ok(Outcome::Success);
@@ -86,15 +87,4 @@ async fn gather(args: &Args, ledger: &Ledger, routes: &Routes) -> anyhow::Result
         statuses.push(look(run, ledger, routes, args.shots).await?);
     }
     Ok(statuses)
-}
-
-fn print(statuses: &[RunStatus], format: Format) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut stdout, statuses)?;
-            writeln!(stdout)
-        }
-        Format::Human => stdout.write_all(render_runs(statuses).as_bytes()),
-    }
 }

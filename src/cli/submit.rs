@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use super::plan::{PlanArgs, Prepared, prepare};
 use super::state::{Bounds, open_state, routes_for, runtime};
 use super::{Format, GlobalArgs, Outcome};
+use crate::report::output;
+use crate::report::spend::WithSpend;
+use crate::report::summary::{DryRunFile, DryRunFiles};
 use render_pipeline::batch::BatchLimits;
 use render_pipeline::plan::Plan;
 use render_pipeline::provider::Providers;
-use render_pipeline::submit::{SubmitReport, dry_run, submit};
+use render_pipeline::submit::{dry_run, submit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,20 +72,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             .expect("clap requires --out with --dry-run");
         let state = open_state(global)?;
         let files = dry_run(&plan, &state.ledger, &state.store, limits, out)?;
-        if global.format == Format::Json {
-            let files: Vec<_> = files
-                .iter()
-                .map(|(path, requests)| serde_json::json!({"path": path, "requests": requests}))
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "files": files }))?
-            );
-        } else {
-            for (path, requests) in &files {
-                println!("{} ({requests} requests)", path.display());
-            }
-        }
+        let files = files
+            .into_iter()
+            .map(|(path, requests)| DryRunFile { path, requests })
+            .collect();
+        output::print(&DryRunFiles { files }, global.format)?;
         return Ok(Outcome::Success);
     }
     let routes = routes_for(&providers, &plan.providers, Bounds::default())?;
@@ -103,9 +97,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     progress.finish();
     let report = report?;
     let spent = super::spend::spent(&state.ledger, &report.run_id)?;
-    super::spend::print_with_spend(&report, &estimate, spent, !human, || {
-        print_report(&report, global.format)
-    })?;
+    output::print(&WithSpend::new(&report, &estimate, spent), global.format)?;
     Ok(Outcome::Success)
 }
 
@@ -135,53 +127,12 @@ pub fn checked_plan(
         (Some(plan), Outcome::Success) => Ok(Ok((plan, prepared.providers))),
         (Some(plan), Outcome::OverBudget) => {
             let budget = args.budget.unwrap_or_default();
-            eprintln!(
-                "error: the plan costs {}, over the budget of {budget}; nothing was uploaded",
+            output::error(format!(
+                "the plan costs {}, over the budget of {budget}; nothing was uploaded",
                 plan.total()
-            );
+            ));
             Ok(Err(outcome))
         }
         _ => Ok(Err(outcome)),
     }
-}
-
-pub fn print_report(report: &SubmitReport, format: Format) -> anyhow::Result<()> {
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
-    }
-    let jobs = match (report.jobs_sent, report.jobs_waiting) {
-        (0, 0) => String::new(),
-        (sent, 0) => format!(", {sent} as direct jobs"),
-        (sent, waiting) => format!(
-            ", {sent} as direct jobs with {waiting} more waiting for a slot (harvest sends them)"
-        ),
-    };
-    println!(
-        "run {}: {} requests submitted in {} batches{jobs} ({} cached, {} already in flight{})",
-        report.run_id,
-        report.submitted,
-        report.batches.iter().filter(|b| !b.adopted).count(),
-        report.skipped_cached,
-        report.skipped_in_flight,
-        if report.skipped_rejected > 0 {
-            format!(", {} refused before for policy", report.skipped_rejected)
-        } else {
-            String::new()
-        }
-    );
-    for batch in &report.batches {
-        let note = if batch.adopted { " (recovered)" } else { "" };
-        println!(
-            "  part {}: {} ({} requests){note}",
-            batch.part,
-            crate::report::terminal::escape_controls(&batch.batch_id),
-            batch.requests
-        );
-    }
-    println!(
-        "references: {} uploaded, {} reused",
-        report.uploaded_assets, report.reused_assets
-    );
-    Ok(())
 }

@@ -1,6 +1,6 @@
-//! Progress for long work: indicatif bars on a terminal, plain log lines elsewhere, nothing
-//! with `--format json` or `--quiet` but warnings (scripts read the final JSON document on
-//! stdout).
+//! Progress for long work: indicatif bars on a terminal, plain log lines elsewhere, one JSON
+//! object per event on stderr with `--format json` (scripts read the final document on stdout
+//! and may follow the night on stderr), and nothing but warnings with `--quiet`.
 //!
 //! Bars appear only once they have something to count (no `videos 0/0` while submitting),
 //! their length is the night's total from the start (it does not grow as passes find more),
@@ -13,9 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::output::Format;
 use super::terminal::escape_controls;
 use render_pipeline::events::{Event, EventSink};
 use render_pipeline::harvest::human_duration;
+
+/// The log target of the night's events: the log file's record of what the terminal showed.
+pub const NIGHT_LOG: &str = "render::night";
 
 /// Renders engine events for people.
 pub struct Progress {
@@ -25,6 +29,7 @@ pub struct Progress {
 enum Mode {
     Bars(Bars),
     Lines,
+    Json,
     Quiet,
 }
 
@@ -61,10 +66,13 @@ impl Write for LogWriter {
 }
 
 impl Progress {
-    /// Bars when stderr is a terminal, lines otherwise; `quiet` for machine-readable runs.
-    pub fn new(quiet: bool) -> Progress {
+    /// Bars when stderr is a terminal, lines otherwise; JSON lines for scripts; warnings
+    /// alone when `quiet`.
+    pub fn new(format: Format, quiet: bool) -> Progress {
         let mode = if quiet {
             Mode::Quiet
+        } else if format == Format::Json {
+            Mode::Json
         } else if std::io::stderr().is_terminal() {
             Mode::Bars(Bars::new())
         } else {
@@ -184,7 +192,7 @@ impl EventSink for Progress {
     fn emit(&self, event: Event) {
         // The log file keeps the night's story whatever the terminal shows.
         if let Some(line) = line_for(&event) {
-            tracing::info!(target: "render::night", "{line}");
+            tracing::info!(target: NIGHT_LOG, "{line}");
         }
         match &self.mode {
             // Stdout is the JSON document; warnings still belong on stderr.
@@ -196,12 +204,25 @@ impl EventSink for Progress {
                 }
             }
             Mode::Bars(bars) => bars.show(&event),
+            Mode::Json => write_json_line(&event),
             Mode::Lines => {
                 if let Some(line) = line_for(&event) {
                     eprintln!("{line}");
                 }
             }
         }
+    }
+}
+
+/// One event as one line of JSON on stderr. Byte counts come with every chunk downloaded: too
+/// many to write, and `video_harvested` carries each video's size.
+fn write_json_line(event: &Event) {
+    if matches!(event, Event::DownloadProgress { .. }) {
+        return;
+    }
+    if let Ok(mut line) = serde_json::to_vec(event) {
+        line.push(b'\n');
+        let _ = LogWriter.write_all(&line);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::output::{self, Document, Format};
 use super::terminal::escape_controls;
 use render_pipeline::ledger::{Estimate, RunSpend};
 use render_wire::money::Usd;
@@ -180,44 +181,48 @@ pub enum BillFormat {
 
 pub fn print_bill(bill: &Bill, format: BillFormat) -> anyhow::Result<()> {
     match format {
-        BillFormat::Table => print!("{}", bill_table(bill)),
-        BillFormat::Json => println!("{}", serde_json::to_string_pretty(&bill_json(bill))?),
-        BillFormat::Csv => print!("{}", bill_csv(bill)?),
+        BillFormat::Table => output::print_text(&bill_table(bill)),
+        BillFormat::Json => output::print_json(&bill_json(bill)),
+        BillFormat::Csv => output::print_text(&bill_csv(bill)?),
     }
-    Ok(())
 }
 
 /// Said before a night sends anything (stdout, beside the night's other human lines).
-pub fn print_about_to_spend(estimate: &Estimate) {
-    println!("{}", about_to_spend_line(estimate));
+pub fn print_about_to_spend(estimate: &Estimate) -> anyhow::Result<()> {
+    output::note(Format::Human, about_to_spend_line(estimate))
 }
 
-/// Prints a command's report with the money lines: as fields of its one JSON document, or
-/// after its human summary (`human` prints that).
-pub fn print_with_spend<R: Serialize>(
-    report: &R,
-    estimate: &Estimate,
-    spent: Usd,
-    json: bool,
-    human: impl FnOnce() -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    if !json {
-        human()?;
-        println!("{}", spent_line(spent));
-        return Ok(());
+/// A command's report with the money lines: fields of its one JSON document, or a line after
+/// its human summary.
+#[derive(Serialize)]
+pub struct WithSpend<'a, D> {
+    #[serde(flatten)]
+    pub report: &'a D,
+    #[serde(rename = "about_to_spend_usd")]
+    pub about_to_spend: Usd,
+    pub about_to_spend_requests: usize,
+    pub about_to_spend_cached: usize,
+    #[serde(rename = "spent_usd")]
+    pub spent: Usd,
+}
+
+impl<'a, D: Document> WithSpend<'a, D> {
+    pub fn new(report: &'a D, estimate: &Estimate, spent: Usd) -> Self {
+        WithSpend {
+            report,
+            about_to_spend: estimate.cost,
+            about_to_spend_requests: estimate.requests,
+            about_to_spend_cached: estimate.cached,
+            spent,
+        }
     }
-    let mut doc = serde_json::to_value(report)?;
-    if let Some(fields) = doc.as_object_mut() {
-        fields.insert(
-            "about_to_spend_usd".into(),
-            serde_json::to_value(estimate.cost)?,
-        );
-        fields.insert("about_to_spend_requests".into(), estimate.requests.into());
-        fields.insert("about_to_spend_cached".into(), estimate.cached.into());
-        fields.insert("spent_usd".into(), serde_json::to_value(spent)?);
+}
+
+impl<D: Document> Document for WithSpend<'_, D> {
+    fn write_human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.report.write_human(out)?;
+        writeln!(out, "{}", spent_line(self.spent))
     }
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
 }
 
 /// "about to spend $2.40 on 12 requests (4 cached, $0)": said before anything is sent.

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use super::terminal::escape_controls;
 use render_pipeline::harvest::human_duration;
 use render_pipeline::status::{Freshness, RunStatus, ShotStatus};
@@ -293,5 +295,16 @@ mod tests {
         let text = render_runs(&[run]);
         assert!(!text.contains('\x1b'), "{text}");
         assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    }
+}
+
+/// `render status`: every run asked about (a JSON array), or their table.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Statuses<'a>(pub &'a [RunStatus]);
+
+impl super::output::Document for Statuses<'_> {
+    fn write_human(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(render_runs(self.0).as_bytes())
     }
 }

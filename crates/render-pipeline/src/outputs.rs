@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheError, CacheStorage};
+use crate::events::{Event, EventSink};
 use crate::ledger::{Ledger, LedgerError, OutputRow, RequestRow, RequestStatus, RunItem, RunRow};
 use render_wire::key::Sha256Hex;
 
@@ -299,6 +300,7 @@ pub async fn lay_out(
     ledger: &Ledger,
     store: &dyn CacheStorage,
     out_dir: &Path,
+    events: &dyn EventSink,
 ) -> Result<Manifest, LayoutError> {
     let write_error = |path: &Path| {
         let path = path.display().to_string();
@@ -326,7 +328,14 @@ pub async fn lay_out(
         let output = cached_output(ledger, store, &item.key)?;
         let mut entry = entry(&item, request.as_ref(), output.as_ref());
         if let Some(output) = output.as_ref().filter(|_| newer_run.is_none()) {
-            place_files(&item, output, store, out_dir, &mut names, &mut entry).await?;
+            let placed = Placing {
+                item: &item,
+                output,
+                store,
+                out_dir,
+                events,
+            };
+            place_files(placed, &mut names, &mut entry).await?;
         }
         total += item.cost;
         entries.push(entry);
@@ -429,13 +438,18 @@ fn entry(
 struct OutputNames(std::collections::HashSet<String>);
 
 impl OutputNames {
-    fn claim(&mut self, item: &RunItem) -> String {
+    fn claim(&mut self, item: &RunItem, events: &dyn EventSink) -> String {
         let stem = output_stem(&item.shot_id, item.take);
         if self.0.insert(stem.to_lowercase()) {
             return stem;
         }
         let unique = format!("{stem}-{}", &item.key.hex()[..8]);
-        tracing::warn!(shot = %item.shot_id, "{stem} is taken by another shot; writing {unique}");
+        events.emit(Event::Warning {
+            message: format!(
+                "{stem} is taken by another shot; writing {unique} for {}",
+                item.shot_id
+            ),
+        });
         self.0.insert(unique.to_lowercase());
         unique
     }
@@ -524,19 +538,37 @@ fn is_plain_relative(path: &Path) -> bool {
     )
 }
 
+/// One output to put in the run's folder, and where to say what went wrong.
+struct Placing<'a> {
+    item: &'a RunItem,
+    output: &'a OutputRow,
+    store: &'a dyn CacheStorage,
+    out_dir: &'a Path,
+    events: &'a dyn EventSink,
+}
+
 async fn place_files(
-    item: &RunItem,
-    output: &OutputRow,
-    store: &dyn CacheStorage,
-    out_dir: &Path,
+    placing: Placing<'_>,
     names: &mut OutputNames,
     entry: &mut ManifestEntry,
 ) -> Result<(), LayoutError> {
+    let Placing {
+        item,
+        output,
+        store,
+        out_dir,
+        events,
+    } = placing;
     if !is_safe_file_stem(&item.shot_id) {
-        tracing::warn!(shot = %item.shot_id, "shot id cannot name a file; output not laid out");
+        events.emit(Event::Warning {
+            message: format!(
+                "shot id {:?} cannot name a file; its output is not laid out",
+                item.shot_id
+            ),
+        });
         return Ok(());
     }
-    let stem = names.claim(item);
+    let stem = names.claim(item, events);
     let video = PathBuf::from(format!("{stem}.mp4"));
     store
         .link_or_copy(&output.video_sha, &out_dir.join(&video))

@@ -168,7 +168,7 @@ pub async fn harvest(
         tokio::time::sleep(pause).await;
     };
     for run in &runs {
-        let summary = finish_run(run, harvester.ledger, store, options).await?;
+        let summary = finish_run(run, harvester.ledger, store, options, events).await?;
         harvester.report.runs.push(summary);
     }
     match error {
@@ -686,6 +686,7 @@ async fn finish_run(
     ledger: &mut Ledger,
     store: &Arc<dyn CacheStorage>,
     options: &HarvestOptions,
+    events: &dyn EventSink,
 ) -> Result<RunSummary, HarvestError> {
     // `--out` wins and is remembered; otherwise the run keeps the folder it was first given.
     let out_dir = match (&options.out_dir, &run.out_dir) {
@@ -697,7 +698,7 @@ async fn finish_run(
     if run.out_dir.as_deref() != Some(recorded.as_str()) {
         ledger.set_run_out_dir(&run.id, &recorded)?;
     }
-    let manifest = outputs::lay_out(run, ledger, &**store, &out_dir).await?;
+    let manifest = outputs::lay_out(run, ledger, &**store, &out_dir, events).await?;
     let summary = RunSummary {
         run_id: run.id.clone(),
         requests: manifest.requests.len(),

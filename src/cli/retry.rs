@@ -4,6 +4,7 @@ use super::state::{Bounds, open_state, providers, reachable_routes, runtime};
 use super::{GlobalArgs, Outcome, UsageError};
 use crate::report::output;
 use render_pipeline::ledger::RequestStatus;
+use render_pipeline::plan::OverBudget;
 use render_pipeline::submit::resubmit;
 use render_wire::money::Usd;
 
@@ -43,10 +44,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if let Some(budget) = args.budget
         && cost > budget
     {
-        output::error(format!(
-            "resubmitting {} requests costs {cost}, over the budget of {budget}; nothing was sent",
-            retryable.len()
-        ));
+        crate::report::plan::print_over_budget(&OverBudget {
+            total: cost,
+            budget,
+        });
         return Ok(Outcome::OverBudget);
     }
     if retryable.is_empty() {

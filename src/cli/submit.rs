@@ -126,11 +126,9 @@ pub fn checked_plan(
     match (prepared.run.plan, outcome) {
         (Some(plan), Outcome::Success) => Ok(Ok((plan, prepared.providers))),
         (Some(plan), Outcome::OverBudget) => {
-            let budget = args.budget.unwrap_or_default();
-            output::error(format!(
-                "the plan costs {}, over the budget of {budget}; nothing was uploaded",
-                plan.total()
-            ));
+            if let Err(over) = plan.check_budget(args.budget.unwrap_or_default()) {
+                crate::report::plan::print_over_budget(&over);
+            }
             Ok(Err(outcome))
         }
         _ => Ok(Err(outcome)),

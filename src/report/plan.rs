@@ -410,7 +410,7 @@ pub fn print_run(run: &PlanRun, budget: Option<Usd>, json: bool) -> std::io::Res
         .lock()
         .write_all(render_table(plan, budget).as_bytes())?;
     if let Some(Err(over)) = budget.map(|b| plan.check_budget(b)) {
-        print_over_budget(&over)?;
+        print_over_budget(&over);
     }
     Ok(())
 }
@@ -426,10 +426,10 @@ pub fn print_diagnostics(
         .write_all(render_diagnostics(diagnostics, sources, color).as_bytes())
 }
 
-pub fn print_over_budget(over: &OverBudget) -> std::io::Result<()> {
-    writeln!(std::io::stderr(), "error: {over}")?;
-    writeln!(
-        std::io::stderr(),
-        "  = help: raise --budget, cut takes or shots, or use cheaper sizes"
-    )
+/// The refusal of a plan over `--budget`, the one wording `plan`, `submit`, `nightly` and
+/// `retry` share.
+pub fn print_over_budget(over: &OverBudget) {
+    super::output::error(format_args!(
+        "{over}\n  = help: raise --budget, cut takes or shots, or use cheaper sizes"
+    ));
 }

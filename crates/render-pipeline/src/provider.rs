@@ -293,10 +293,6 @@ impl Providers {
             .expect("there is always a default provider")
     }
 
-    pub fn default_name(&self) -> &str {
-        &self.default
-    }
-
     pub fn names(&self) -> Vec<&str> {
         self.providers.iter().map(|p| p.name.as_str()).collect()
     }

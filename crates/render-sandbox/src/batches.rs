@@ -17,11 +17,12 @@ use super::engine;
 use super::error::ApiFailure;
 use super::files::{check_limit, list_of, missing};
 use super::state::{BatchLine, BatchRecord, LineOutcome, SandboxState, lock, page};
-use render_wire::api::{Batch, BatchErrorItem, BatchStatus, FilePurpose, List, Video};
+use render_wire::api::{
+    Batch, BatchErrorItem, BatchStatus, COMPLETION_WINDOW, FilePurpose, List, Video,
+};
 
-/// The only endpoint the sandbox batches, and the only completion window the API offers.
+/// The only endpoint the sandbox batches.
 pub const ENDPOINT: &str = "/v1/videos";
-pub const COMPLETION_WINDOW: &str = "24h";
 const METADATA_MAX_PAIRS: usize = 16;
 const METADATA_MAX_KEY: usize = 64;
 const METADATA_MAX_VALUE: usize = 512;

@@ -164,6 +164,9 @@ pub struct Deleted {
 /// How long a provider keeps a finished batch's (or job's) videos downloadable: 24 hours.
 pub const OUTPUTS_LIFETIME_SECS: i64 = 24 * 3600;
 
+/// The only completion window the Batch API offers (a batch not done by then expires).
+pub const COMPLETION_WINDOW: &str = "24h";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {

@@ -12,13 +12,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BatchLimits;
-use super::clock::DAY;
 use super::engine;
 use super::error::ApiFailure;
 use super::files::{check_limit, list_of, missing};
 use super::state::{BatchLine, BatchRecord, LineOutcome, SandboxState, lock, page};
 use render_wire::api::{
-    Batch, BatchErrorItem, BatchStatus, COMPLETION_WINDOW, FilePurpose, List, Video,
+    Batch, BatchErrorItem, BatchStatus, COMPLETION_WINDOW, COMPLETION_WINDOW_SECS, FilePurpose,
+    List, Video,
 };
 
 /// The only endpoint the sandbox batches.
@@ -298,7 +298,7 @@ pub async fn create(
             metadata: request.metadata.filter(|_| !state.config.drop_metadata),
             created_at: now,
             in_progress_at: None,
-            expires_at: Some(now + DAY),
+            expires_at: Some(now + COMPLETION_WINDOW_SECS),
             finalizing_at: None,
             completed_at: None,
             failed_at: None,

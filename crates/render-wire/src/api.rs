@@ -166,6 +166,7 @@ pub const OUTPUTS_LIFETIME_SECS: i64 = 24 * 3600;
 
 /// The only completion window the Batch API offers (a batch not done by then expires).
 pub const COMPLETION_WINDOW: &str = "24h";
+pub const COMPLETION_WINDOW_SECS: i64 = 24 * 3600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -26,8 +26,9 @@ use super::dialect::CreateRules;
 use super::engine::file_bytes;
 use super::error::ApiFailure;
 use super::files::{missing, multipart_error};
+use super::media::VideoSpec;
 use super::policy::{self, DEFAULT_SECONDS, DEFAULT_SIZE};
-use super::state::{SandboxState, lock};
+use super::state::{SandboxState, lock, video_seed};
 use pydantic::{
     PydanticError, field_missing, not_an_upload, py_type, pydantic_int, pydantic_message,
     unprocessable,
@@ -47,6 +48,37 @@ pub struct Accepted {
     /// `size` and `seconds` as the video object shows them.
     pub size_echo: Option<String>,
     pub seconds_echo: String,
+}
+
+impl Accepted {
+    /// What decides the bytes of the video `video_id` made of this request.
+    pub fn spec(&self, state: &SandboxState, video_id: &str) -> VideoSpec {
+        video_spec(
+            state,
+            video_id,
+            self.prompt.clone(),
+            self.size,
+            self.seconds,
+        )
+    }
+}
+
+/// What decides a video's bytes, on the direct lane and in a batch alike: the sandbox's seed
+/// and the video's id, the request's prompt, size and length, the configured file size.
+pub fn video_spec(
+    state: &SandboxState,
+    video_id: &str,
+    prompt: String,
+    size: Size,
+    seconds: u32,
+) -> VideoSpec {
+    VideoSpec {
+        seed: video_seed(state.config.seed, video_id),
+        prompt,
+        size,
+        seconds,
+        total_bytes: state.config.video_bytes,
+    }
 }
 
 /// One field of a multipart form.

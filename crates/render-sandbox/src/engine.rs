@@ -12,12 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::batches::{self, InputLine};
+use super::create;
 use super::error::{ApiFailure, MODERATION_MESSAGE};
 use super::media::VideoSpec;
 use super::policy;
 use super::state::{
     BatchLine, Job, LineOutcome, Queued, RenderResult, Running, SandboxState, Store, VideoRecord,
-    lock, video_seed,
+    lock,
 };
 use deliver::deliver;
 use render_wire::api::{
@@ -325,13 +326,13 @@ fn prepare_line(
         file_bytes(store, file_id, now)
     })?;
     let video_id = store.new_id("video_");
-    let spec = VideoSpec {
-        seed: video_seed(state.config.seed, &video_id),
-        prompt: accepted.prompt,
-        size: accepted.size,
-        seconds: accepted.seconds,
-        total_bytes: state.config.video_bytes,
-    };
+    let spec = create::video_spec(
+        state,
+        &video_id,
+        accepted.prompt,
+        accepted.size,
+        accepted.seconds,
+    );
     Ok((video_id, spec, accepted.model))
 }
 

@@ -22,7 +22,7 @@ use super::error::ApiFailure;
 use super::files::{check_limit, check_order, list_of};
 use super::http::{Served, ranged_bytes, ranged_stream};
 use super::media::{self, RenderedVideo, VideoSpec};
-use super::state::{Job, Queued, SandboxState, Store, VideoRecord, lock, page, video_seed};
+use super::state::{Job, Queued, SandboxState, Store, VideoRecord, lock, page};
 use render_wire::api::{ContentVariant, Deleted, Video, VideoStatus};
 
 /// Bytes produced per read of the encoder: large enough to be cheap, small enough to stream.
@@ -36,13 +36,14 @@ pub async fn create(
     let now = state.clock.now_f64();
     let mut store = lock(&state.store);
     let id = new_video_id(&state, &mut store);
+    let spec = accepted.spec(&state, &id);
     let video = Video {
         id: id.clone(),
         object: "video".into(),
         status: VideoStatus::Queued,
         progress: Some(0),
         model: Some(accepted.model),
-        prompt: Some(accepted.prompt.clone()),
+        prompt: Some(accepted.prompt),
         size: accepted.size_echo,
         seconds: Some(accepted.seconds_echo),
         created_at: now as i64,
@@ -50,13 +51,6 @@ pub async fn create(
         expires_at: None,
         error: None,
         remixed_from_video_id: None,
-    };
-    let spec = VideoSpec {
-        seed: video_seed(state.config.seed, &id),
-        prompt: accepted.prompt,
-        size: accepted.size,
-        seconds: accepted.seconds,
-        total_bytes: state.config.video_bytes,
     };
     let record = VideoRecord {
         video,

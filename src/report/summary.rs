@@ -12,6 +12,11 @@ use render_pipeline::harvest::HarvestReport;
 use render_pipeline::submit::SubmitReport;
 use render_wire::money::Usd;
 
+/// `1 request`, `2 requests`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 impl Document for SubmitReport {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         let jobs = match (self.jobs_sent, self.jobs_waiting) {
@@ -25,12 +30,13 @@ impl Document for SubmitReport {
             0 => String::new(),
             n => format!(", {n} refused before for policy"),
         };
+        let created = self.batches.iter().filter(|b| !b.adopted).count();
         writeln!(
             out,
-            "run {}: {} requests submitted in {} batches{jobs} ({} cached, {} already in flight{refused})",
+            "run {}: {} submitted in {}{jobs} ({} cached, {} already in flight{refused})",
             self.run_id,
-            self.submitted,
-            self.batches.iter().filter(|b| !b.adopted).count(),
+            count(self.submitted as u64, "request", "requests"),
+            count(created as u64, "batch", "batches"),
             self.skipped_cached,
             self.skipped_in_flight,
         )?;
@@ -38,10 +44,10 @@ impl Document for SubmitReport {
             let note = if batch.adopted { " (recovered)" } else { "" };
             writeln!(
                 out,
-                "  part {}: {} ({} requests){note}",
+                "  part {}: {} ({}){note}",
                 batch.part,
                 escape_controls(&batch.batch_id),
-                batch.requests
+                count(batch.requests, "request", "requests")
             )?;
         }
         writeln!(
@@ -67,7 +73,8 @@ pub struct DryRunFile {
 impl Document for DryRunFiles {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         for file in &self.files {
-            writeln!(out, "{} ({} requests)", file.path.display(), file.requests)?;
+            let requests = count(file.requests as u64, "request", "requests");
+            writeln!(out, "{} ({requests})", file.path.display())?;
         }
         Ok(())
     }
@@ -77,8 +84,9 @@ impl Document for HarvestReport {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "downloaded {} videos ({} bytes)",
-            self.downloaded_videos, self.downloaded_bytes
+            "downloaded {} ({} bytes)",
+            count(self.downloaded_videos, "video", "videos"),
+            self.downloaded_bytes
         )?;
         for run in &self.runs {
             let manifest = run
@@ -147,5 +155,69 @@ impl Document for SheetWritten {
             self.billed_usd,
             self.saved_usd,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use render_pipeline::harvest::RunSummary;
+    use render_pipeline::lanes::batch::SubmittedBatch;
+
+    fn human(document: &dyn Fn(&mut dyn Write) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        document(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// What `submit` and `harvest` say, and the JSON document beside it, side by side.
+    #[test]
+    fn the_summaries_of_a_night() {
+        let submitted = SubmitReport {
+            run_id: "run-1".into(),
+            requests: 12,
+            submitted: 7,
+            skipped_cached: 4,
+            skipped_rejected: 1,
+            jobs_sent: 2,
+            jobs_waiting: 1,
+            uploaded_assets: 2,
+            reused_assets: 1,
+            batches: vec![
+                SubmittedBatch {
+                    part: 1,
+                    batch_id: "batch_a\u{1b}[2J".into(),
+                    requests: 4,
+                    adopted: false,
+                },
+                SubmittedBatch {
+                    part: 2,
+                    batch_id: "batch_b".into(),
+                    requests: 1,
+                    adopted: true,
+                },
+            ],
+            ..SubmitReport::default()
+        };
+        let harvested = HarvestReport {
+            downloaded_videos: 7,
+            downloaded_bytes: 7 << 20,
+            runs: vec![RunSummary {
+                run_id: "run-1".into(),
+                requests: 12,
+                harvested: 10,
+                failed: 1,
+                lost: 1,
+                pending: 0,
+                manifest: Some("renders/night/manifest.json".into()),
+                laid_out: None,
+            }],
+        };
+        insta::assert_snapshot!(format!(
+            "{}---\n{}",
+            human(&|out| submitted.write_human(out)),
+            human(&|out| harvested.write_human(out))
+        ));
+        insta::assert_json_snapshot!("harvest_json", harvested);
     }
 }

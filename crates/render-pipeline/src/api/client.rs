@@ -17,7 +17,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::error::ApiError;
-use super::retry::{self, RetryDecision, RetryPolicy, TransportFailure};
+use super::retry::{self, Next, RetryDecision, RetryPolicy, RetryState, TransportFailure};
 use render_wire::api::{
     Batch, ContentVariant, CreateBatch, CreateVideo, Deleted, ErrorBody, FileObject, FilePurpose,
     InputReference, List, Video,
@@ -271,6 +271,11 @@ impl ApiClient {
         client
     }
 
+    /// How this client retries: loops above it that try again (after reconciling) use the same.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     /// The base URL with credentials masked, for logs and reports.
     pub fn base_url_masked(&self) -> String {
         mask_url(self.base.as_str())
@@ -441,9 +446,9 @@ impl ApiClient {
         let segments = ["videos", id];
         let endpoint = endpoint(&Method::GET, &segments);
         let url = self.url(&segments);
-        let mut attempts = 0;
+        let mut retries = RetryState::new(self.retry.clone());
         loop {
-            attempts += 1;
+            let attempts = retries.attempts();
             let req = self.request(Method::GET, url.clone(), true);
             let failure = match self.send_and_read(req).await {
                 Ok((_, body)) => return self.decode(&endpoint, &body, attempts),
@@ -455,8 +460,7 @@ impl ApiClient {
             {
                 return Ok(video);
             }
-            self.pause_or_fail(&endpoint, failure, attempts, attempts)
-                .await?;
+            self.pause_or_fail(&endpoint, failure, &mut retries).await?;
         }
     }
 
@@ -567,10 +571,9 @@ impl ApiClient {
             total: None,
             max: max_bytes,
         };
-        let (mut attempts, mut tries_without_progress) = (0, 0);
+        let mut retries = RetryState::new(self.retry.clone());
         loop {
-            attempts += 1;
-            tries_without_progress += 1;
+            let attempts = retries.attempts();
             let before = progress.offset;
             let failure = match self
                 .download_attempt(&endpoint, url.clone(), &mut progress, dest, attempts)
@@ -586,10 +589,9 @@ impl ApiClient {
             };
             if progress.offset > before {
                 // A long download that keeps moving is not failing: only stalls use the budget.
-                tries_without_progress = 1;
+                retries.progressed();
             }
-            self.pause_or_fail(&endpoint, failure, tries_without_progress, attempts)
-                .await?;
+            self.pause_or_fail(&endpoint, failure, &mut retries).await?;
         }
     }
 
@@ -741,9 +743,9 @@ impl ApiClient {
     {
         let endpoint = endpoint(&method, segments);
         let url = self.url(segments);
-        let mut attempts = 0;
+        let mut retries = RetryState::new(self.retry.clone());
         loop {
-            attempts += 1;
+            let attempts = retries.attempts();
             let req = build(self.request(method.clone(), url.clone(), whole_call_timeout))?;
             let failure = match self.send_and_read(req).await {
                 // Whatever the server echoes (in a job's error, a batch's errors) is stored
@@ -751,8 +753,7 @@ impl ApiClient {
                 Ok((_, body)) => return self.decode(&endpoint, &body, attempts),
                 Err(failure) => failure,
             };
-            self.pause_or_fail(&endpoint, failure, attempts, attempts)
-                .await?;
+            self.pause_or_fail(&endpoint, failure, &mut retries).await?;
         }
     }
 
@@ -785,14 +786,13 @@ impl ApiClient {
     }
 
     /// Waits before the next attempt, or turns the failure into the final error.
-    /// `tries` counts attempts against the retry budget; `attempts` is reported.
     async fn pause_or_fail(
         &self,
         endpoint: &str,
         failure: Failure,
-        tries: u32,
-        attempts: u32,
+        retries: &mut RetryState,
     ) -> Result<(), ApiError> {
+        let attempts = retries.attempts();
         let decision = match &failure {
             Failure::Status {
                 status, headers, ..
@@ -801,9 +801,8 @@ impl ApiClient {
             Failure::ShortBody(_) => retry::classify_transport(TransportFailure::Dropped),
             Failure::Fatal(_) => RetryDecision::Stop(retry::StopReason::NotRetryable),
         };
-        match decision {
-            RetryDecision::Retry { server_delay } if tries <= self.retry.max_retries => {
-                let delay = self.retry.delay(tries - 1, server_delay);
+        match retries.next(decision) {
+            Next::Wait(delay) => {
                 tracing::warn!(
                     endpoint,
                     status = failure_status(&failure),
@@ -814,10 +813,7 @@ impl ApiClient {
                 tokio::time::sleep(delay).await;
                 Ok(())
             }
-            RetryDecision::Stop(retry::StopReason::WaitTooLong(wait)) => {
-                Err(self.final_error(endpoint, failure, attempts, Some(wait)))
-            }
-            _ => Err(self.final_error(endpoint, failure, attempts, None)),
+            Next::GiveUp(declined) => Err(self.final_error(endpoint, failure, attempts, declined)),
         }
     }
 

@@ -76,6 +76,9 @@ pub enum Fault {
         #[serde(default)]
         after_bytes: u64,
     },
+    /// An error answer `status` (4xx or 5xx) with `x-should-retry: retry`: the header with which
+    /// the real service overrides a client's retry rules either way.
+    ShouldRetry { status: u16, retry: bool },
     /// 404 in the dialect's shape, as if the object at the path were unknown (a live video
     /// the server answers for now and then, a restarted server).
     NotFound,
@@ -137,6 +140,7 @@ impl Fault {
             Fault::RateLimit { .. } => "rate_limit",
             Fault::ServerError { .. } => "server_error",
             Fault::NotFound => "not_found",
+            Fault::ShouldRetry { .. } => "should_retry",
             Fault::Drop { .. } => "drop",
             Fault::Slow { .. } => "slow",
             Fault::Stall { .. } => "stall",
@@ -260,6 +264,14 @@ impl FaultConfig {
             {
                 return Err(FaultSpecError(format!(
                     "{}: server_error status {status} is not a 5xx",
+                    rule.endpoint
+                )));
+            }
+            if let Fault::ShouldRetry { status, .. } = rule.fault
+                && !(400..=599).contains(&status)
+            {
+                return Err(FaultSpecError(format!(
+                    "{}: should_retry status {status} is not an error status",
                     rule.endpoint
                 )));
             }
@@ -460,7 +472,10 @@ impl FaultEngine {
                 {
                     decision.malform = Some(*shape);
                 }
-                fault @ (Fault::RateLimit { .. } | Fault::ServerError { .. } | Fault::NotFound)
+                fault @ (Fault::RateLimit { .. }
+                | Fault::ServerError { .. }
+                | Fault::NotFound
+                | Fault::ShouldRetry { .. })
                     if decision.respond.is_none()
                         && decision.drop_after.is_none()
                         && decision.stall.is_none() =>
@@ -507,7 +522,8 @@ impl fmt::Debug for FaultEngine {
 /// `delay_ms`, `stall_ms`). Without an endpoint the rule applies to every API request.
 /// `not_found` answers 404 in the dialect's shape (`GET /v1/videos/*: not_found rate=0.2`);
 /// `server_error` stays 5xx; `stall after_bytes=4096 stall_ms=5000` sends headers and 4 KiB
-/// then goes silent; `ignore_range` (also `ignore-range`) answers a `Range:` request whole.
+/// then goes silent; `ignore_range` (also `ignore-range`) answers a `Range:` request whole;
+/// `should_retry status=500 retry=false` answers with `x-should-retry`.
 pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     let err = |msg: String| FaultSpecError(format!("`{spec}`: {msg}"));
     let (endpoint, rest) = match spec.split_once(':') {
@@ -550,6 +566,12 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
                     .collect::<Result<Vec<_>, _>>()?
             }
             "limit" => when.limit = Some(number(value)?),
+            "retry" => {
+                let retry = value
+                    .parse::<bool>()
+                    .map_err(|_| err(format!("retry `{value}` is not true or false")))?;
+                params.insert(key.into(), retry.into());
+            }
             "shape" => {
                 params.insert(key.into(), value.into());
             }
@@ -710,6 +732,16 @@ mod tests {
             parse_rule("ignore_range").unwrap().fault,
             Fault::IgnoreRange
         );
+        assert_eq!(
+            parse_rule("should-retry status=400 retry=true")
+                .unwrap()
+                .fault,
+            Fault::ShouldRetry {
+                status: 400,
+                retry: true
+            }
+        );
+        assert!(parse_rule("should_retry status=200 retry=true").is_err());
         assert_eq!(
             parse_rule("stall").unwrap().fault,
             Fault::Stall {

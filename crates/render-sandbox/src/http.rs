@@ -70,6 +70,18 @@ async fn with_faults(
             ApiFailure::server_error(status).into_response()
         }
         Some(Fault::NotFound) => not_found(state, method, path).into_response(),
+        Some(Fault::ShouldRetry { status, retry }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut failure = if status.is_server_error() {
+                ApiFailure::server_error(status)
+            } else {
+                ApiFailure::invalid(None, None, "The request was refused (sandbox fault).")
+            };
+            failure.status = status;
+            let value = HeaderValue::from_static(if *retry { "true" } else { "false" });
+            failure.headers.insert("x-should-retry", value);
+            failure.into_response()
+        }
         _ => next.run(request).await,
     };
     // Before any damage: a malformed answer is the dialect's answer, damaged.

@@ -2,13 +2,14 @@
 //! `x-should-retry`, connections cut mid-body, stalls, Range requests answered whole. The
 //! sandbox counts every request by endpoint and status, and the bytes it served.
 
-mod sandbox_support;
+mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use common::sandbox::{KEY, fast, jsonl, line, prompt};
 use render_pipeline::api::client::{ApiClient, ApiKey, ClientConfig, DownloadOutcome};
 use render_pipeline::api::error::ApiError;
 use render_pipeline::cache::LocalStore;
@@ -16,7 +17,6 @@ use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
 use render_sandbox::{SandboxConfig, SandboxHandle};
 use render_wire::api::{ContentVariant, CreateBatch, CreateVideo, FilePurpose, VideoStatus};
 use render_wire::key::Sha256Hex;
-use sandbox_support::{KEY, fast, jsonl, line, prompt};
 
 const LIST: &str = "GET /v1/batches";
 /// Where the sandbox counts content downloads, and the fault pattern that matches them.

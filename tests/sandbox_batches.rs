@@ -1,8 +1,9 @@
 //! The Batch API of the sandbox: creation checks, input validation, the status machine on the
 //! virtual clock, output and error files, cancel, expiry, and batch faults.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

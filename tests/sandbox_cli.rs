@@ -1,7 +1,8 @@
 //! `render sandbox` as a subprocess: the base URL comes first on stdout, flags configure it.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -2,8 +2,9 @@
 //! `tests/conformance/sdk_conformance.py` against an in-process sandbox. Needs python3 and
 //! `pip install -r tests/conformance/requirements.txt`; missing either fails the test.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use std::path::Path;
 use std::process::Command;

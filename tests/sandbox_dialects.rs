@@ -3,8 +3,9 @@
 //! routes exist, auth, id shapes, JSON vs multipart, reference rules, `variant`, thumbnails,
 //! `Range`, error shapes, 404 while running, restarts, render slots and their busy time.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

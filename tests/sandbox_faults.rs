@@ -1,7 +1,8 @@
 //! Fault injection: each HTTP fault, endpoint scoping, schedules, seeded rates, runtime changes.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,8 @@
 //! The Files API of the sandbox: upload, retrieve, list, delete, download; auth; stats.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use render_wire::key::Sha256Hex;
 use serde_json::Value;

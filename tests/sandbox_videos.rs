@@ -1,8 +1,9 @@
 //! The Videos API of the sandbox: create (JSON and multipart), retrieve, list, delete, content
 //! downloads (streamed, ranged, expiring), virtual time and reproducible bytes.
 
-#[path = "sandbox_support/mod.rs"]
-mod support;
+mod common;
+
+use common::sandbox as support;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 
 pub mod litellm;
 pub mod moto;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -126,8 +127,7 @@ fn blocking(method: reqwest::Method, url: &str) -> (u16, Vec<u8>) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let response = reqwest::Client::new()
+        let response = sandbox::client()
             .request(method, url)
             .bearer_auth(API_KEY)
             .send()

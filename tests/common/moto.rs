@@ -141,12 +141,11 @@ impl Drop for Moto {
 }
 
 fn client() -> (tokio::runtime::Runtime, reqwest::Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    (runtime, reqwest::Client::new())
+    (runtime, super::sandbox::client())
 }
 
 fn raw(endpoint: &str, method: &str, path: &str, body: &[u8]) -> u16 {

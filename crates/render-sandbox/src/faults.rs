@@ -76,11 +76,25 @@ pub enum Fault {
         #[serde(default)]
         after_bytes: u64,
     },
+    /// An error answer `status` (4xx or 5xx) with `x-should-retry: retry`: the header with which
+    /// the real service overrides a client's retry rules either way.
+    ShouldRetry { status: u16, retry: bool },
     /// 404 in the dialect's shape, as if the object at the path were unknown (a live video
     /// the server answers for now and then, a restarted server).
     NotFound,
     /// The real answer, `delay_ms` late.
     Slow { delay_ms: u64 },
+    /// The real answer's headers and `after_bytes` of its body, then silence for `stall_ms`
+    /// (a hung upstream), then the connection is aborted. A client must time out and retry.
+    Stall {
+        #[serde(default)]
+        after_bytes: u64,
+        #[serde(default = "default_stall_ms")]
+        stall_ms: u64,
+    },
+    /// The `Range` header of the request is ignored: the answer is the whole body with 200,
+    /// as some servers and proxies do. A resuming client must skip or restart.
+    IgnoreRange,
     /// The real answer, damaged in the way of `shape`.
     Malformed {
         #[serde(default)]
@@ -111,6 +125,10 @@ fn default_retry_after_ms() -> u64 {
     1_000
 }
 
+fn default_stall_ms() -> u64 {
+    30_000
+}
+
 fn default_status() -> u16 {
     500
 }
@@ -122,8 +140,11 @@ impl Fault {
             Fault::RateLimit { .. } => "rate_limit",
             Fault::ServerError { .. } => "server_error",
             Fault::NotFound => "not_found",
+            Fault::ShouldRetry { .. } => "should_retry",
             Fault::Drop { .. } => "drop",
             Fault::Slow { .. } => "slow",
+            Fault::Stall { .. } => "stall",
+            Fault::IgnoreRange => "ignore_range",
             Fault::Malformed { .. } => "malformed",
         }
     }
@@ -246,6 +267,14 @@ impl FaultConfig {
                     rule.endpoint
                 )));
             }
+            if let Fault::ShouldRetry { status, .. } = rule.fault
+                && !(400..=599).contains(&status)
+            {
+                return Err(FaultSpecError(format!(
+                    "{}: should_retry status {status} is not an error status",
+                    rule.endpoint
+                )));
+            }
         }
         Ok(())
     }
@@ -331,6 +360,10 @@ pub struct Decision {
     pub respond: Option<Fault>,
     /// Abort the connection after this many body bytes.
     pub drop_after: Option<u64>,
+    /// Go silent after this many body bytes, for this long, then abort.
+    pub stall: Option<(u64, Duration)>,
+    /// Serve the whole body, as if the request had no `Range` header.
+    pub ignore_range: bool,
     /// Damage the real answer this way.
     pub malform: Option<Malformation>,
     /// Names of the faults applied, for the stats.
@@ -427,13 +460,25 @@ impl FaultEngine {
                             .map_or(*after_bytes, |b| b.min(*after_bytes)),
                     );
                 }
+                Fault::Stall {
+                    after_bytes,
+                    stall_ms,
+                } if decision.respond.is_none() && decision.stall.is_none() => {
+                    decision.stall = Some((*after_bytes, Duration::from_millis(*stall_ms)));
+                }
+                Fault::IgnoreRange if !decision.ignore_range => decision.ignore_range = true,
                 Fault::Malformed { shape }
                     if decision.respond.is_none() && decision.malform.is_none() =>
                 {
                     decision.malform = Some(*shape);
                 }
-                fault @ (Fault::RateLimit { .. } | Fault::ServerError { .. } | Fault::NotFound)
-                    if decision.respond.is_none() && decision.drop_after.is_none() =>
+                fault @ (Fault::RateLimit { .. }
+                | Fault::ServerError { .. }
+                | Fault::NotFound
+                | Fault::ShouldRetry { .. })
+                    if decision.respond.is_none()
+                        && decision.drop_after.is_none()
+                        && decision.stall.is_none() =>
                 {
                     decision.respond = Some(fault.clone());
                 }
@@ -474,8 +519,11 @@ impl fmt::Debug for FaultEngine {
 /// Parses the CLI's `--fault` syntax: `[ENDPOINT:] KIND [key=value]...`, e.g.
 /// `GET /v1/videos/*/content: drop after_bytes=65536 rate=0.1` or `rate_limit nth=1,2`.
 /// Keys: `rate`, `nth`, `limit`, and the kind's own (`retry_after_ms`, `status`, `after_bytes`,
-/// `delay_ms`). Without an endpoint the rule applies to every API request. `not_found` answers
-/// 404 in the dialect's shape (`GET /v1/videos/*: not_found rate=0.2`); `server_error` stays 5xx.
+/// `delay_ms`, `stall_ms`). Without an endpoint the rule applies to every API request.
+/// `not_found` answers 404 in the dialect's shape (`GET /v1/videos/*: not_found rate=0.2`);
+/// `server_error` stays 5xx; `stall after_bytes=4096 stall_ms=5000` sends headers and 4 KiB
+/// then goes silent; `ignore_range` (also `ignore-range`) answers a `Range:` request whole;
+/// `should_retry status=500 retry=false` answers with `x-should-retry`.
 pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     let err = |msg: String| FaultSpecError(format!("`{spec}`: {msg}"));
     let (endpoint, rest) = match spec.split_once(':') {
@@ -485,13 +533,16 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     let mut words = rest.split_whitespace();
     let kind = words.next().ok_or_else(|| {
         err(
-            "missing fault kind (rate_limit, server_error, not_found, drop, slow, malformed)"
+            "missing fault kind (rate_limit, server_error, not_found, drop, slow, stall, \
+             ignore_range, malformed)"
                 .into(),
         )
     })?;
+    // The CLI's spelling may use dashes (`ignore-range`); the JSON kinds use underscores.
+    let kind = kind.replace('-', "_");
     let mut when = Trigger::default();
     let mut params = serde_json::Map::new();
-    params.insert("kind".into(), kind.into());
+    params.insert("kind".into(), kind.clone().into());
     for word in words {
         let (key, value) = word
             .split_once('=')
@@ -515,6 +566,12 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
                     .collect::<Result<Vec<_>, _>>()?
             }
             "limit" => when.limit = Some(number(value)?),
+            "retry" => {
+                let retry = value
+                    .parse::<bool>()
+                    .map_err(|_| err(format!("retry `{value}` is not true or false")))?;
+                params.insert(key.into(), retry.into());
+            }
             "shape" => {
                 params.insert(key.into(), value.into());
             }
@@ -656,6 +713,51 @@ mod tests {
                 .respond
                 .is_none()
         );
+    }
+
+    #[test]
+    fn stall_and_ignore_range_parse_and_decide() {
+        let rule =
+            parse_rule("GET /v1/videos/*/content: stall after_bytes=10 stall_ms=50 nth=1").unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::Stall {
+                after_bytes: 10,
+                stall_ms: 50
+            }
+        );
+        let ignore = parse_rule("GET /v1/videos/*/content: ignore-range").unwrap();
+        assert_eq!(ignore.fault, Fault::IgnoreRange);
+        assert_eq!(
+            parse_rule("ignore_range").unwrap().fault,
+            Fault::IgnoreRange
+        );
+        assert_eq!(
+            parse_rule("should-retry status=400 retry=true")
+                .unwrap()
+                .fault,
+            Fault::ShouldRetry {
+                status: 400,
+                retry: true
+            }
+        );
+        assert!(parse_rule("should_retry status=200 retry=true").is_err());
+        assert_eq!(
+            parse_rule("stall").unwrap().fault,
+            Fault::Stall {
+                after_bytes: 0,
+                stall_ms: 30_000
+            }
+        );
+        let mut engine =
+            FaultEngine::new(FaultConfig::default().rule(rule).rule(ignore), 1).unwrap();
+        let first = engine.decide("GET", "/v1/videos/v/content");
+        assert_eq!(first.stall, Some((10, Duration::from_millis(50))));
+        assert!(first.ignore_range);
+        assert_eq!(first.applied, ["stall", "ignore_range"]);
+        let second = engine.decide("GET", "/v1/videos/v/content");
+        assert_eq!(second.stall, None);
+        assert!(second.ignore_range);
     }
 
     #[test]

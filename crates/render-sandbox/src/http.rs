@@ -48,7 +48,7 @@ async fn with_faults(
     state: &Arc<SandboxState>,
     method: &str,
     path: &str,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let decision = lock(&state.faults).decide(method, path);
@@ -57,6 +57,9 @@ async fn with_faults(
     }
     if let Some(delay) = decision.delay {
         tokio::time::sleep(delay).await;
+    }
+    if decision.ignore_range {
+        request.headers_mut().remove(header::RANGE);
     }
     let mut response = match &decision.respond {
         Some(Fault::RateLimit { retry_after_ms }) => {
@@ -67,12 +70,27 @@ async fn with_faults(
             ApiFailure::server_error(status).into_response()
         }
         Some(Fault::NotFound) => not_found(state, method, path).into_response(),
+        Some(Fault::ShouldRetry { status, retry }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut failure = if status.is_server_error() {
+                ApiFailure::server_error(status)
+            } else {
+                ApiFailure::invalid(None, None, "The request was refused (sandbox fault).")
+            };
+            failure.status = status;
+            let value = HeaderValue::from_static(if *retry { "true" } else { "false" });
+            failure.headers.insert("x-should-retry", value);
+            failure.into_response()
+        }
         _ => next.run(request).await,
     };
     // Before any damage: a malformed answer is the dialect's answer, damaged.
     response = reshape(state, response);
     if let Some(shape) = decision.malform {
         response = malform(response, shape).await;
+    }
+    if let Some((after, silence)) = decision.stall {
+        response = stall_after(response, after, silence);
     }
     match decision.drop_after {
         Some(after) => cut_after(response, after),
@@ -153,6 +171,38 @@ fn cut_after(response: Response, after: u64) -> Response {
         }
     });
     Response::from_parts(parts, Body::from_stream(cut))
+}
+
+/// Sends the headers and the first `after` bytes of the body, then nothing for `silence` (the
+/// connection stays open, as a hung upstream's does), then aborts the connection.
+fn stall_after(response: Response, after: u64, silence: std::time::Duration) -> Response {
+    let (parts, body) = response.into_parts();
+    let state = (body.into_data_stream(), after, false);
+    let stalled = futures_util::stream::unfold(state, move |(mut stream, left, done)| async move {
+        if done {
+            return None;
+        }
+        if left == 0 {
+            tokio::time::sleep(silence).await;
+            return Some((Err(dropped()), (stream, 0, true)));
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) if chunk.len() as u64 >= left => {
+                Some((Ok(chunk.slice(..left as usize)), (stream, 0, false)))
+            }
+            Some(Ok(chunk)) => {
+                let left = left - chunk.len() as u64;
+                Some((Ok(chunk), (stream, left, false)))
+            }
+            Some(Err(e)) => Some((Err(io::Error::other(e)), (stream, 0, true))),
+            // The whole body was shorter than `after`: stall before the end all the same.
+            None => {
+                tokio::time::sleep(silence).await;
+                Some((Err(dropped()), (stream, 0, true)))
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stalled))
 }
 
 /// Largest answer a `malformed` fault buffers to damage it; longer ones pass unharmed.

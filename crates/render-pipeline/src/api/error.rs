@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
+
+use super::retry::{self, RetryDecision, StopReason, TransportFailure};
+
 /// An error from the API client. `attempts` counts every try, the first one included.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -177,20 +181,49 @@ impl ApiError {
         }
     }
 
+    /// What the retry classifier says about this final error, for a loop above the client
+    /// that tries again after reconciling: the same statuses and transport failures, and the
+    /// server's wait when it asked for one (429 with `Retry-After`).
+    pub fn retry_decision(&self) -> RetryDecision {
+        if let ApiError::Transport { source, .. } = self {
+            return retry::classify_transport(TransportFailure::of(source));
+        }
+        let Some(code) = self
+            .status()
+            .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
+        else {
+            return RetryDecision::Stop(StopReason::NotRetryable);
+        };
+        match (retry::classify_status(code, &HeaderMap::new()), self) {
+            (
+                RetryDecision::Retry { .. },
+                ApiError::RateLimited {
+                    retry_after: Some(wait),
+                    ..
+                },
+            ) if *wait > retry::MAX_SERVER_DELAY => {
+                RetryDecision::Stop(StopReason::WaitTooLong(*wait))
+            }
+            (
+                RetryDecision::Retry { .. },
+                ApiError::RateLimited {
+                    retry_after: Some(wait),
+                    ..
+                },
+            ) => RetryDecision::Retry {
+                server_delay: Some(*wait),
+            },
+            (decision, _) => decision,
+        }
+    }
+
     /// True when waiting and trying again later (another run) may succeed: the statuses the
     /// retry classifier retries (408, 409, 429, 5xx) and dropped connections.
     pub fn is_transient(&self) -> bool {
-        match self {
-            ApiError::Transport { .. } => true,
-            _ => self.status().is_some_and(|status| {
-                reqwest::StatusCode::from_u16(status).is_ok_and(|code| {
-                    matches!(
-                        super::retry::classify_status(code, &reqwest::header::HeaderMap::new()),
-                        super::retry::RetryDecision::Retry { .. }
-                    )
-                })
-            }),
-        }
+        matches!(
+            self.retry_decision(),
+            RetryDecision::Retry { .. } | RetryDecision::Stop(StopReason::WaitTooLong(_))
+        )
     }
 
     /// The server said the content is gone for good: 410, or a 404 whose error names expiry

@@ -8,6 +8,11 @@
 //!   when that is at most 120 s. A longer wait is not retried here: the error carries the wait
 //!   and the caller (a later run) decides.
 //! - Otherwise `min(base × 2^n, max) × jitter` with jitter in [0.75, 1].
+//! - At most `max_retries` retries and `max_total_wait` of waiting per operation.
+//!
+//! Every loop that tries something again (the client's own, creating a batch after looking for
+//! it, `harvest --watch` sitting through failing polls) keeps one [`RetryState`]: it asks it for
+//! the next wait with the failure's [`RetryDecision`] and stops when the state gives up.
 //!
 //! Requests that create things (`POST /files`, `POST /batches`) are retried too. A retry after a
 //! lost answer may create a second object on the server; `submit` makes that harmless through
@@ -31,6 +36,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The backoff delay never grows past this.
     pub max_delay: Duration,
+    /// The most one operation waits in all between its attempts (server delays included).
+    pub max_total_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -39,6 +46,7 @@ impl Default for RetryPolicy {
             max_retries: 4,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(8),
+            max_total_wait: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -119,7 +127,13 @@ pub fn classify_transport(failure: TransportFailure) -> RetryDecision {
 }
 
 fn retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
+    is_retryable_status(status.as_u16())
+}
+
+/// The statuses worth trying again without the server saying so: 408, 409, 429 and every 5xx.
+/// The one list: the lanes' "is this request invalid" reads it too.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429) || status >= 500
 }
 
 fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
@@ -171,6 +185,78 @@ impl RetryPolicy {
     }
 }
 
+/// What a [`RetryState`] says after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Wait this long, then try again.
+    Wait(Duration),
+    /// Stop; with the wait that was declined when one was asked for (too long, or past the
+    /// total budget), for the error to carry.
+    GiveUp(Option<Duration>),
+}
+
+/// One operation's retries under a policy: how many were made and how long was waited.
+#[derive(Clone, Debug)]
+pub struct RetryState {
+    policy: RetryPolicy,
+    /// Retries since the last progress (the budget `max_retries` bounds).
+    retries: u32,
+    /// Attempts made so far, the first included (never reset).
+    attempts: u32,
+    waited: Duration,
+}
+
+impl RetryState {
+    pub fn new(policy: RetryPolicy) -> RetryState {
+        RetryState {
+            policy,
+            retries: 0,
+            attempts: 1,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// After a failed attempt: the wait before the next, or give up.
+    pub fn next(&mut self, decision: RetryDecision) -> Next {
+        let server_delay = match decision {
+            RetryDecision::Retry { server_delay } => server_delay,
+            RetryDecision::Stop(StopReason::WaitTooLong(wait)) => return Next::GiveUp(Some(wait)),
+            RetryDecision::Stop(_) => return Next::GiveUp(None),
+        };
+        if self.retries >= self.policy.max_retries {
+            return Next::GiveUp(None);
+        }
+        let delay = self.policy.delay(self.retries, server_delay);
+        if self.waited + delay > self.policy.max_total_wait {
+            return Next::GiveUp(server_delay);
+        }
+        self.retries += 1;
+        self.attempts += 1;
+        self.waited += delay;
+        Next::Wait(delay)
+    }
+
+    /// The operation moved forward (a download received bytes): the retry budget starts
+    /// afresh, the total wait does not.
+    pub fn progressed(&mut self) {
+        self.retries = 0;
+    }
+
+    /// Attempts made so far, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time spent waiting between attempts so far.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +305,54 @@ mod tests {
             assert!(d >= policy.backoff(retry).mul_f64(0.75) && d <= policy.backoff(retry));
         }
         assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(8));
+    }
+
+    fn retry() -> RetryDecision {
+        RetryDecision::Retry { server_delay: None }
+    }
+
+    #[test]
+    fn state_bounds_attempts_and_honours_the_configured_delay() {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::ZERO,
+            ..RetryPolicy::default()
+        };
+        let mut state = RetryState::new(policy);
+        assert_eq!(state.next(retry()), Next::Wait(Duration::ZERO));
+        assert_eq!(state.next(retry()), Next::Wait(Duration::ZERO));
+        assert_eq!(state.next(retry()), Next::GiveUp(None));
+        assert_eq!(state.attempts(), 3);
+        state.progressed();
+        assert_eq!(state.next(retry()), Next::Wait(Duration::ZERO));
+        assert_eq!(state.attempts(), 4);
+    }
+
+    #[test]
+    fn state_honours_server_delays_and_the_total_budget() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            max_total_wait: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        let mut state = RetryState::new(policy);
+        let asked = |s| RetryDecision::Retry {
+            server_delay: Some(Duration::from_secs(s)),
+        };
+        assert_eq!(state.next(asked(3)), Next::Wait(Duration::from_secs(3)));
+        assert_eq!(
+            state.next(asked(3)),
+            Next::GiveUp(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(state.waited(), Duration::from_secs(3));
+        let too_long = RetryDecision::Stop(StopReason::WaitTooLong(Duration::from_secs(300)));
+        assert_eq!(
+            state.next(too_long),
+            Next::GiveUp(Some(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            state.next(RetryDecision::Stop(StopReason::NotRetryable)),
+            Next::GiveUp(None)
+        );
     }
 }

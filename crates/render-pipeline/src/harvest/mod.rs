@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::api::error::ApiError;
+use crate::api::retry::{Next, RetryDecision, RetryPolicy, RetryState};
 use crate::cache::{CacheError, CacheStorage};
 use crate::events::{Event, EventSink};
 use crate::lanes::direct::{self, DirectError, MissingRule};
@@ -150,17 +151,31 @@ pub async fn harvest(
         renewed_at: None,
         released: HashSet::new(),
     };
-    let (mut idle_polls, mut failed_polls) = (0, 0);
+    let failing_policy = RetryPolicy {
+        max_retries: MAX_FAILED_POLLS - 1,
+        base_delay: FIRST_FAILED_POLL_PAUSE,
+        max_delay: options.max_poll_interval,
+        ..RetryPolicy::default()
+    };
+    // Consecutive failing polls: one retry state, started afresh by a poll that succeeds.
+    let mut failing = RetryState::new(failing_policy.clone());
+    let mut idle_polls = 0;
     let error = loop {
         let (progressed, error) = harvester.poll(&runs).await?;
-        failed_polls = if error.is_some() { failed_polls + 1 } else { 0 };
         let (batches, jobs, awaited) = harvester.open_work(&runs)?;
-        if !options.watch || batches + jobs + awaited == 0 || failed_polls >= MAX_FAILED_POLLS {
+        if !options.watch || batches + jobs + awaited == 0 {
             break error;
         }
         idle_polls = if progressed { 0 } else { idle_polls + 1 };
-        let mut pause = poll_interval(idle_polls.max(failed_polls), options.max_poll_interval);
-        if jobs > 0 && failed_polls == 0 {
+        let mut pause = poll_interval(idle_polls, options.max_poll_interval);
+        match &error {
+            Some(err) => match failing.next(err.retry_decision()) {
+                Next::Wait(delay) => pause = pause.max(delay),
+                Next::GiveUp(_) => break error,
+            },
+            None => failing = RetryState::new(failing_policy.clone()),
+        }
+        if jobs > 0 && error.is_none() {
             // Jobs of seconds are polled in fractions of a second, jobs of minutes gently; a
             // failing server still gets the backoff.
             pause = pause.min(harvester.pacer.interval(options.max_poll_interval));
@@ -183,6 +198,25 @@ const RENEWALS_PER_LEASE: u32 = 4;
 
 /// Consecutive failing polls `--watch` sits through before it reports the error.
 const MAX_FAILED_POLLS: u32 = 5;
+
+/// The pause after the first failing poll; it doubles per failure up to the poll interval.
+const FIRST_FAILED_POLL_PAUSE: Duration = Duration::from_millis(500);
+
+impl HarvestError {
+    /// Whether `--watch` polls again after this error, and when: an API error as the retry
+    /// classifier says (the server's wait honoured, a refused key not asked again), but a "not
+    /// found" is for the missing rule to judge on a later poll; other trouble of one batch
+    /// (unreadable results, a failed download) is worth another poll.
+    fn retry_decision(&self) -> RetryDecision {
+        match self {
+            HarvestError::Api(ApiError::NotFound { .. }) => {
+                RetryDecision::Retry { server_delay: None }
+            }
+            HarvestError::Api(err) => err.retry_decision(),
+            _ => RetryDecision::Retry { server_delay: None },
+        }
+    }
+}
 
 /// One harvest: the stores and the routes it works with, and what it has done so far.
 struct Harvester<'a> {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::{Route, assets};
 use crate::api::client::ApiClient;
 use crate::api::error::ApiError;
-use crate::api::retry::RetryPolicy;
+use crate::api::retry::{Next, RetryState};
 use crate::batch::{self, BatchLimits, VIDEOS_ENDPOINT};
 use crate::events::{Event, EventSink};
 use crate::failpoint;
@@ -65,9 +65,6 @@ pub const META_RUN: &str = "render_run";
 pub const META_INTENT: &str = "render_intent";
 pub const META_PART: &str = "render_part";
 pub const META_SHOT_LIST: &str = "render_shot_list";
-
-/// How often creating one batch is attempted across transient failures.
-const CREATE_ATTEMPTS: u32 = 6;
 
 /// A request on its way out: its key, its body before the reference is resolved to a file id,
 /// and the image to upload for it.
@@ -241,37 +238,16 @@ impl Submitter<'_> {
             completion_window: "24h".into(),
             metadata: Some(batch_metadata(intent, &shot_list)),
         };
-        let mut attempt = 0;
-        let batch = loop {
-            attempt += 1;
-            if let Some(existing) = find_batch_by_intent(self.client(), intent).await? {
-                break existing;
-            }
-            // Never retried blindly: a lost answer may hide a created batch, so look first.
-            match self.client().without_retries().create_batch(&request).await {
-                Ok(batch) => break batch,
-                Err(err) if err.is_transient() && attempt < CREATE_ATTEMPTS => {
-                    tracing::warn!(
-                        part = intent.part,
-                        attempt,
-                        "creating batch failed, will check and retry: {err}"
-                    );
-                    tokio::time::sleep(RetryPolicy::default().delay(attempt, None)).await;
-                }
-                Err(err) if err.is_refusal() => {
-                    // One last look: an earlier attempt whose answer was lost may have made it.
-                    if let Some(existing) = find_batch_by_intent(self.client(), intent).await? {
-                        break existing;
-                    }
-                    self.ledger
-                        .abandon_batch_intent(intent.row, &err.to_string())?;
-                    return Err(BatchLaneError::Refused {
-                        run: intent.run_id.clone(),
-                        part: intent.part,
-                        message: err.to_string(),
-                    });
-                }
-                Err(err) => return Err(err.into()),
+        let batch = match create_or_adopt(self.client(), intent, &request).await? {
+            Created::Batch(batch) => *batch,
+            Created::Refused(err) => {
+                self.ledger
+                    .abandon_batch_intent(intent.row, &err.to_string())?;
+                return Err(BatchLaneError::Refused {
+                    run: intent.run_id.clone(),
+                    part: intent.part,
+                    message: err.to_string(),
+                });
             }
         };
         failpoint::hit("submit-after-create");
@@ -360,6 +336,52 @@ fn batch_metadata(intent: &BatchRow, shot_list: &str) -> BTreeMap<String, String
     ])
 }
 
+/// What creating one batch came to.
+enum Created {
+    /// Created now, or found: made by an earlier attempt whose answer was lost.
+    Batch(Box<Batch>),
+    /// The provider refused it (sending it again unchanged cannot help) and none was found.
+    Refused(ApiError),
+}
+
+/// Creates the batch of `intent`, never blindly twice: before every try it looks for one an
+/// earlier try made. Transient failures are tried again under the client's own retry policy
+/// (its delays, its bound on attempts and waiting), in one [`RetryState`].
+async fn create_or_adopt(
+    client: &ApiClient,
+    intent: &BatchRow,
+    request: &CreateBatch,
+) -> Result<Created, BatchLaneError> {
+    let mut retries = RetryState::new(client.retry_policy().clone());
+    loop {
+        if let Some(existing) = find_batch_by_intent(client, intent).await? {
+            return Ok(Created::Batch(Box::new(existing)));
+        }
+        // Never retried blindly: a lost answer may hide a created batch, so look first.
+        match client.without_retries().create_batch(request).await {
+            Ok(batch) => return Ok(Created::Batch(Box::new(batch))),
+            Err(err) if err.is_refusal() => {
+                // One last look: an earlier attempt whose answer was lost may have made it.
+                return Ok(match find_batch_by_intent(client, intent).await? {
+                    Some(existing) => Created::Batch(Box::new(existing)),
+                    None => Created::Refused(err),
+                });
+            }
+            Err(err) => match retries.next(err.retry_decision()) {
+                Next::Wait(delay) => {
+                    tracing::warn!(
+                        part = intent.part,
+                        attempt = retries.attempts() - 1,
+                        "creating batch failed, will check and retry: {err}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Next::GiveUp(_) => return Err(err.into()),
+            },
+        }
+    }
+}
+
 /// Looks through the provider's batches created since the intent for one carrying its token.
 async fn find_batch_by_intent(
     client: &ApiClient,
@@ -389,5 +411,123 @@ async fn find_batch_by_intent(
             }
             _ => return Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::api::client::{ApiKey, ClientConfig};
+    use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
+    use render_sandbox::{SandboxConfig, SandboxHandle};
+
+    fn intent() -> BatchRow {
+        BatchRow {
+            row: 1,
+            run_id: "run-1".into(),
+            provider: "sandbox".into(),
+            part: 1,
+            intent: "intent-token".into(),
+            intent_at: 0,
+            input_file_id: None,
+            batch_id: None,
+            status: "intent".into(),
+            request_count: 1,
+            completed: 0,
+            failed: 0,
+            created_at: None,
+            expires_at: None,
+            completed_at: None,
+            output_file_id: None,
+            error_file_id: None,
+            results_read: false,
+            harvested: false,
+            error: None,
+            clock_offset: None,
+        }
+    }
+
+    fn request() -> CreateBatch {
+        CreateBatch {
+            input_file_id: "file-unused".into(),
+            endpoint: VIDEOS_ENDPOINT.into(),
+            completion_window: "24h".into(),
+            metadata: None,
+        }
+    }
+
+    /// A sandbox whose `POST /v1/batches` always answers 503.
+    fn failing_sandbox() -> SandboxHandle {
+        let faults = FaultConfig::none().rule(FaultRule::new(
+            "POST /v1/batches",
+            Fault::ServerError { status: 503 },
+        ));
+        render_sandbox::spawn(SandboxConfig::default().faults(faults)).unwrap()
+    }
+
+    fn creates(sandbox: &SandboxHandle) -> u64 {
+        let stats = sandbox.stats();
+        stats
+            .requests
+            .iter()
+            .filter(|(endpoint, _)| endpoint.as_str() == "POST /v1/batches")
+            .flat_map(|(_, by_status)| by_status.values())
+            .sum()
+    }
+
+    fn client(sandbox: &SandboxHandle, max_retries: u32, base_delay: Duration) -> ApiClient {
+        let mut config = ClientConfig::new(sandbox.base_url(), ApiKey::new("sk-test"));
+        config.max_retries = max_retries;
+        config.retry_base_delay = base_delay;
+        ApiClient::new(config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn creating_a_batch_makes_exactly_the_configured_attempts() {
+        for max_retries in [0, 2] {
+            let sandbox = failing_sandbox();
+            let client = client(&sandbox, max_retries, Duration::ZERO);
+            let result = create_or_adopt(&client, &intent(), &request()).await;
+            assert!(
+                matches!(result, Err(BatchLaneError::Api(ref e)) if e.status() == Some(503)),
+                "{:?}",
+                result.err()
+            );
+            assert_eq!(creates(&sandbox), u64::from(max_retries) + 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn creating_a_batch_waits_the_configured_delay_not_the_default() {
+        let sandbox = failing_sandbox();
+        // The default policy's waits before the 2nd and 3rd attempts are at least 1.1 s.
+        let started = Instant::now();
+        let quick = client(&sandbox, 2, Duration::ZERO);
+        assert!(
+            create_or_adopt(&quick, &intent(), &request())
+                .await
+                .is_err()
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let started = Instant::now();
+        let patient = client(&sandbox, 1, Duration::from_millis(300));
+        assert!(
+            create_or_adopt(&patient, &intent(), &request())
+                .await
+                .is_err()
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(225),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(creates(&sandbox), 3 + 2);
     }
 }

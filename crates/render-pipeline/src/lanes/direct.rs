@@ -20,6 +20,7 @@ use rand::RngCore;
 
 use super::{Route, assets, classify_failure};
 use crate::api::error::ApiError;
+use crate::api::retry::is_retryable_status;
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::ledger::{JobRow, Ledger, LedgerError, RequestResult, RequestRow, unix_now};
@@ -478,8 +479,9 @@ async fn job_denied(
 /// An HTTP error on `GET /videos/{id}` that describes the job, not the call: a 4xx other than
 /// those that say "not found", "too many" or "try again".
 fn is_job_failure(err: &ApiError) -> bool {
-    err.status()
-        .is_some_and(|s| (400..500).contains(&s) && !matches!(s, 401 | 403 | 404 | 408 | 409 | 429))
+    err.status().is_some_and(|s| {
+        (400..500).contains(&s) && !matches!(s, 401 | 403 | 404) && !is_retryable_status(s)
+    })
 }
 
 fn report_failure(

@@ -52,6 +52,7 @@ impl Routes {
     }
 }
 
+use crate::api::retry::is_retryable_status;
 use crate::ledger::RequestResult;
 
 /// Sorts a provider's failure of one request: never run (its batch expired or was cancelled
@@ -73,8 +74,7 @@ pub fn classify_failure(
     // the request: uploaded again, the same request succeeds.
     let lost_upload =
         lower.contains("file") && (lower.contains("not found") || lower.contains("no such"));
-    let invalid =
-        status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 409 && s != 429);
+    let invalid = status.is_some_and(|s| (400..500).contains(&s) && !is_retryable_status(s));
     RequestResult::Failed {
         code,
         message,

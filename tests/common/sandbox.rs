@@ -1,5 +1,5 @@
-//! Shared helpers of the sandbox tests: a sandbox on a free port and a real HTTP client.
-#![allow(dead_code)]
+//! The sandbox's own tests' helpers (and the client's): a sandbox on a free port, the one
+//! plain HTTP client of the test harness, and batch-input lines.
 
 use std::time::{Duration, Instant};
 

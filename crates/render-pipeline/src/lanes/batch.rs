@@ -21,7 +21,9 @@ use crate::batch::{self, BatchLimits, VIDEOS_ENDPOINT};
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::ledger::{BatchRow, BatchUpdate, Ledger, LedgerError, RequestRow, RunRow};
-use render_wire::api::{Batch, CreateBatch, CreateVideo, FilePurpose, InputReference};
+use render_wire::api::{
+    Batch, COMPLETION_WINDOW, CreateBatch, CreateVideo, FilePurpose, InputReference,
+};
 use render_wire::key::{RequestKey, Sha256Hex};
 
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +237,7 @@ impl Submitter<'_> {
         let request = CreateBatch {
             input_file_id,
             endpoint: VIDEOS_ENDPOINT.into(),
-            completion_window: "24h".into(),
+            completion_window: COMPLETION_WINDOW.into(),
             metadata: Some(batch_metadata(intent, &shot_list)),
         };
         let batch = match create_or_adopt(self.client(), intent, &request).await? {
@@ -337,7 +339,7 @@ fn batch_metadata(intent: &BatchRow, shot_list: &str) -> BTreeMap<String, String
 }
 
 /// What creating one batch came to.
-enum Created {
+pub enum Created {
     /// Created now, or found: made by an earlier attempt whose answer was lost.
     Batch(Box<Batch>),
     /// The provider refused it (sending it again unchanged cannot help) and none was found.
@@ -347,7 +349,7 @@ enum Created {
 /// Creates the batch of `intent`, never blindly twice: before every try it looks for one an
 /// earlier try made. Transient failures are tried again under the client's own retry policy
 /// (its delays, its bound on attempts and waiting), in one [`RetryState`].
-async fn create_or_adopt(
+pub async fn create_or_adopt(
     client: &ApiClient,
     intent: &BatchRow,
     request: &CreateBatch,
@@ -387,8 +389,7 @@ async fn find_batch_by_intent(
     client: &ApiClient,
     intent: &BatchRow,
 ) -> Result<Option<Batch>, BatchLaneError> {
-    // Clocks differ between machines; a day of slack costs a few list pages at most.
-    let since = intent.intent_at - 24 * 3600;
+    let since = intent.intent_at - super::CLOCK_SLACK_SECS;
     let mut after: Option<String> = None;
     loop {
         // Newest first: stop at the first page that reaches back before the intent.
@@ -411,123 +412,5 @@ async fn find_batch_by_intent(
             }
             _ => return Ok(None),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::*;
-    use crate::api::client::{ApiKey, ClientConfig};
-    use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
-    use render_sandbox::{SandboxConfig, SandboxHandle};
-
-    fn intent() -> BatchRow {
-        BatchRow {
-            row: 1,
-            run_id: "run-1".into(),
-            provider: "sandbox".into(),
-            part: 1,
-            intent: "intent-token".into(),
-            intent_at: 0,
-            input_file_id: None,
-            batch_id: None,
-            status: "intent".into(),
-            request_count: 1,
-            completed: 0,
-            failed: 0,
-            created_at: None,
-            expires_at: None,
-            completed_at: None,
-            output_file_id: None,
-            error_file_id: None,
-            results_read: false,
-            harvested: false,
-            error: None,
-            clock_offset: None,
-        }
-    }
-
-    fn request() -> CreateBatch {
-        CreateBatch {
-            input_file_id: "file-unused".into(),
-            endpoint: VIDEOS_ENDPOINT.into(),
-            completion_window: "24h".into(),
-            metadata: None,
-        }
-    }
-
-    /// A sandbox whose `POST /v1/batches` always answers 503.
-    fn failing_sandbox() -> SandboxHandle {
-        let faults = FaultConfig::none().rule(FaultRule::new(
-            "POST /v1/batches",
-            Fault::ServerError { status: 503 },
-        ));
-        render_sandbox::spawn(SandboxConfig::default().faults(faults)).unwrap()
-    }
-
-    fn creates(sandbox: &SandboxHandle) -> u64 {
-        let stats = sandbox.stats();
-        stats
-            .requests
-            .iter()
-            .filter(|(endpoint, _)| endpoint.as_str() == "POST /v1/batches")
-            .flat_map(|(_, by_status)| by_status.values())
-            .sum()
-    }
-
-    fn client(sandbox: &SandboxHandle, max_retries: u32, base_delay: Duration) -> ApiClient {
-        let mut config = ClientConfig::new(sandbox.base_url(), ApiKey::new("sk-test"));
-        config.max_retries = max_retries;
-        config.retry_base_delay = base_delay;
-        ApiClient::new(config).unwrap()
-    }
-
-    #[tokio::test]
-    async fn creating_a_batch_makes_exactly_the_configured_attempts() {
-        for max_retries in [0, 2] {
-            let sandbox = failing_sandbox();
-            let client = client(&sandbox, max_retries, Duration::ZERO);
-            let result = create_or_adopt(&client, &intent(), &request()).await;
-            assert!(
-                matches!(result, Err(BatchLaneError::Api(ref e)) if e.status() == Some(503)),
-                "{:?}",
-                result.err()
-            );
-            assert_eq!(creates(&sandbox), u64::from(max_retries) + 1);
-        }
-    }
-
-    #[tokio::test]
-    async fn creating_a_batch_waits_the_configured_delay_not_the_default() {
-        let sandbox = failing_sandbox();
-        // The default policy's waits before the 2nd and 3rd attempts are at least 1.1 s.
-        let started = Instant::now();
-        let quick = client(&sandbox, 2, Duration::ZERO);
-        assert!(
-            create_or_adopt(&quick, &intent(), &request())
-                .await
-                .is_err()
-        );
-        assert!(
-            started.elapsed() < Duration::from_millis(900),
-            "{:?}",
-            started.elapsed()
-        );
-
-        let started = Instant::now();
-        let patient = client(&sandbox, 1, Duration::from_millis(300));
-        assert!(
-            create_or_adopt(&patient, &intent(), &request())
-                .await
-                .is_err()
-        );
-        assert!(
-            started.elapsed() >= Duration::from_millis(225),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(creates(&sandbox), 3 + 2);
     }
 }

@@ -131,8 +131,7 @@ pub async fn reconcile(
 
 /// The server's jobs created since `since` (newest first, bounded).
 async fn list_jobs(route: &Route, since: Option<i64>) -> Result<Vec<Video>, DirectError> {
-    // Clocks differ between machines (and the sandbox runs a fast one): a day of slack.
-    let since = since.unwrap_or(0) - 24 * 3600;
+    let since = since.unwrap_or(0) - super::CLOCK_SLACK_SECS;
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_LIST_PAGES {
@@ -165,7 +164,7 @@ fn find_job<'a>(
     intent: &JobRow,
     request: &RequestRow,
 ) -> Result<Option<&'a Video>, DirectError> {
-    let since = intent.intent_at - 24 * 3600;
+    let since = intent.intent_at - super::CLOCK_SLACK_SECS;
     for video in videos {
         let same_prompt = video.prompt.as_deref() == Some(request.prompt.as_str());
         let same_size = video.size.as_deref().is_none_or(|s| s == request.size);

@@ -9,6 +9,11 @@ pub mod direct;
 use crate::api::client::ApiClient;
 use crate::provider::Provider;
 
+/// How far before an intent to look for the batch or job it may have made: clocks differ
+/// between machines (and the sandbox runs a fast one), and a day of slack costs a few list
+/// pages at most.
+pub const CLOCK_SLACK_SECS: i64 = 24 * 3600;
+
 /// A provider and the client that talks to it.
 #[derive(Clone, Debug)]
 pub struct Route {

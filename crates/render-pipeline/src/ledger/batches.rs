@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use super::{Ledger, LedgerError, Result, unix_now};
+use super::{BatchMark, Ledger, LedgerError, RequestStatus, Result, unix_now};
 use render_wire::api::Batch;
 use render_wire::key::RequestKey;
 
@@ -107,12 +107,14 @@ impl Ledger {
         {
             // Only a request nobody is rendering may join a batch: if another process queued
             // it meanwhile, nothing is written and nothing is sent twice.
-            let mut stmt = tx.prepare_cached(
-                "UPDATE requests SET status = 'queued', batch_row = ?2, attempts = attempts + 1,
+            let mut stmt = tx.prepare_cached(&format!(
+                "UPDATE requests SET status = {queued}, batch_row = ?2, attempts = attempts + 1,
                  error_code = NULL, error_message = NULL, retryable = 0, video_id = NULL,
                  updated_at = ?3
-                 WHERE key = ?1 AND status NOT IN ('queued', 'submitted', 'completed', 'elsewhere')",
-            )?;
+                 WHERE key = ?1 AND status NOT IN {in_flight}",
+                queued = RequestStatus::Queued.sql(),
+                in_flight = RequestStatus::sql_set(RequestStatus::IN_FLIGHT),
+            ))?;
             let now = unix_now();
             for key in keys {
                 if stmt.execute(params![key.hex(), row, now])? != 1 {
@@ -156,8 +158,12 @@ impl Ledger {
         )?;
         update_batch(&tx, row, update)?;
         tx.execute(
-            "UPDATE requests SET status = 'submitted', updated_at = ?2
-             WHERE batch_row = ?1 AND status = 'queued'",
+            &format!(
+                "UPDATE requests SET status = {submitted}, updated_at = ?2
+                 WHERE batch_row = ?1 AND status = {queued}",
+                submitted = RequestStatus::Submitted.sql(),
+                queued = RequestStatus::Queued.sql(),
+            ),
             params![row, unix_now()],
         )?;
         tx.commit()?;
@@ -169,13 +175,20 @@ impl Ledger {
     pub fn abandon_batch_intent(&mut self, row: i64, error: &str) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "UPDATE batches SET status = 'abandoned', error = ?2, harvested = 1, results_read = 1
-             WHERE row = ?1",
+            &format!(
+                "UPDATE batches SET status = {}, error = ?2, harvested = 1, results_read = 1
+                 WHERE row = ?1",
+                BatchMark::Abandoned.sql(),
+            ),
             params![row, error],
         )?;
         tx.execute(
-            "UPDATE requests SET status = 'pending', batch_row = NULL, updated_at = ?2
-             WHERE batch_row = ?1 AND status = 'queued'",
+            &format!(
+                "UPDATE requests SET status = {pending}, batch_row = NULL, updated_at = ?2
+                 WHERE batch_row = ?1 AND status = {queued}",
+                pending = RequestStatus::Pending.sql(),
+                queued = RequestStatus::Queued.sql(),
+            ),
             params![row, unix_now()],
         )?;
         tx.commit()?;
@@ -192,11 +205,17 @@ impl Ledger {
 
     /// Batch intents whose creation is not confirmed yet.
     pub fn unconfirmed_batches(&self) -> Result<Vec<BatchRow>> {
-        self.batches_where("batch_id IS NULL AND status = 'intent'", [])
+        self.batches_where(
+            &format!("batch_id IS NULL AND status = {}", BatchMark::Intent.sql()),
+            [],
+        )
     }
 
     pub fn batches_of_run(&self, run_id: &str) -> Result<Vec<BatchRow>> {
-        self.batches_where("run_id = ?1 AND status != 'abandoned'", [run_id])
+        self.batches_where(
+            &format!("run_id = ?1 AND status != {}", BatchMark::Abandoned.sql()),
+            [run_id],
+        )
     }
 
     /// Created batches whose outputs are not all collected, nearest deadline first.
@@ -277,9 +296,13 @@ fn supersede_reused_batch_id(tx: &Transaction<'_>, row: i64, batch_id: &str) -> 
         "the provider gave batch id {batch_id} to a new batch: it no longer has the earlier one"
     );
     tx.execute(
-        "UPDATE requests SET status = 'lost', error_code = 'lost', error_message = ?2,
-         retryable = 1, updated_at = ?3
-         WHERE batch_row = ?1 AND status IN ('submitted', 'completed')",
+        &format!(
+            "UPDATE requests SET status = {lost}, error_code = 'lost', error_message = ?2,
+             retryable = 1, updated_at = ?3
+             WHERE batch_row = ?1 AND status IN {at_provider}",
+            lost = RequestStatus::Lost.sql(),
+            at_provider = RequestStatus::sql_set(RequestStatus::AT_PROVIDER),
+        ),
         params![earlier, reason, unix_now()],
     )?;
     tx.execute(

@@ -29,12 +29,12 @@ mod status;
 
 pub use assets::AssetRow;
 pub use batches::{BatchRow, BatchUpdate};
-pub use jobs::{JobRow, JobStatus};
+pub use jobs::JobRow;
 pub use outputs::OutputRow;
 pub use requests::{RequestResult, RequestRow};
 pub use runs::{KeyUse, RunItem, RunRow};
 pub use spend::{Estimate, Planned, RunSpend};
-pub use status::RequestStatus;
+pub use status::{BatchMark, JobStatus, RequestStatus};
 
 use requests::{REQUEST_COLUMNS, request_from_row};
 use schema::MIGRATIONS;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Ledger, Result, parse_sha, unix_now};
+use super::{Ledger, RequestStatus, Result, parse_sha, unix_now};
 use render_wire::key::{RequestKey, Sha256Hex};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +37,11 @@ impl Ledger {
             ],
         )?;
         tx.execute(
-            "UPDATE requests SET status = 'harvested', error_code = NULL, error_message = NULL,
-             updated_at = ?2 WHERE key = ?1",
+            &format!(
+                "UPDATE requests SET status = {}, error_code = NULL, error_message = NULL,
+                 updated_at = ?2 WHERE key = ?1",
+                RequestStatus::Harvested.sql(),
+            ),
             params![output.key.hex(), unix_now()],
         )?;
         tx.commit()?;

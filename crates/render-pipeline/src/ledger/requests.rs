@@ -70,10 +70,11 @@ impl Ledger {
             )?;
             // A known request nobody is rendering takes tonight's lane and price (a shot
             // marked rush since, or a lost batch request sent direct).
-            let mut relane = tx.prepare_cached(
+            let mut relane = tx.prepare_cached(&format!(
                 "UPDATE requests SET lane = ?2, cost_micros = ?3, provider = ?4, served_as = ?5
-                 WHERE key = ?1 AND status IN ('pending', 'lost', 'failed')",
-            )?;
+                 WHERE key = ?1 AND status IN {}",
+                RequestStatus::sql_set(RequestStatus::UNCLAIMED),
+            ))?;
             let now = unix_now();
             for r in rows {
                 relane.execute(params![
@@ -120,9 +121,10 @@ impl Ledger {
     /// The status and retryability of every request that is not pending, in one query: what
     /// choosing a large plan's requests needs of each, instead of a query per request.
     pub fn request_states(&self) -> Result<render_wire::key::KeyMap<(RequestStatus, bool)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT key, status, retryable FROM requests WHERE status <> 'pending'",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT key, status, retryable FROM requests WHERE status <> {}",
+            RequestStatus::Pending.sql(),
+        ))?;
         let mut rows = stmt.query([])?;
         let mut states = render_wire::key::KeyMap::default();
         while let Some(row) = rows.next()? {
@@ -130,7 +132,7 @@ impl Ledger {
                 Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
             };
             let key = parse_sha(text(0)?)?;
-            let status = RequestStatus::parse(text(1)?)?;
+            let status: RequestStatus = text(1)?.parse()?;
             states.insert(key, (status, row.get::<_, bool>(2)?));
         }
         Ok(states)
@@ -163,8 +165,12 @@ impl Ledger {
     /// Another machine of the studio claimed this request: it is waited for, not sent.
     pub fn set_elsewhere(&self, key: &RequestKey) -> Result<()> {
         self.conn.execute(
-            "UPDATE requests SET status = 'elsewhere', updated_at = ?2
-             WHERE key = ?1 AND status IN ('pending', 'lost', 'failed')",
+            &format!(
+                "UPDATE requests SET status = {elsewhere}, updated_at = ?2
+                 WHERE key = ?1 AND status IN {unclaimed}",
+                elsewhere = RequestStatus::Elsewhere.sql(),
+                unclaimed = RequestStatus::sql_set(RequestStatus::UNCLAIMED),
+            ),
             params![key.hex(), unix_now()],
         )?;
         Ok(())
@@ -173,7 +179,8 @@ impl Ledger {
     /// Requests another machine of the studio renders, waited for here.
     pub fn elsewhere(&self) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'elsewhere' ORDER BY rowid"
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = {} ORDER BY rowid",
+            RequestStatus::Elsewhere.sql(),
         ))?;
         let rows = stmt.query_map([], request_from_row)?;
         rows.map(|r| r?).collect()
@@ -182,8 +189,12 @@ impl Ledger {
     /// The claim came back to this machine: the request is to be sent again.
     pub fn set_pending(&self, key: &RequestKey) -> Result<()> {
         self.conn.execute(
-            "UPDATE requests SET status = 'pending', updated_at = ?2
-             WHERE key = ?1 AND status = 'elsewhere'",
+            &format!(
+                "UPDATE requests SET status = {pending}, updated_at = ?2
+                 WHERE key = ?1 AND status = {elsewhere}",
+                pending = RequestStatus::Pending.sql(),
+                elsewhere = RequestStatus::Elsewhere.sql(),
+            ),
             params![key.hex(), unix_now()],
         )?;
         Ok(())
@@ -193,11 +204,13 @@ impl Ledger {
     pub fn queue_direct(&mut self, provider: &str, keys: &[RequestKey]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE requests SET status = 'pending', lane = 'direct', provider = ?2,
+            let mut stmt = tx.prepare_cached(&format!(
+                "UPDATE requests SET status = {pending}, lane = 'direct', provider = ?2,
                  batch_row = NULL, job_row = NULL, updated_at = ?3
-                 WHERE key = ?1 AND status IN ('pending', 'lost', 'failed', 'harvested')",
-            )?;
+                 WHERE key = ?1 AND status IN {sendable}",
+                pending = RequestStatus::Pending.sql(),
+                sendable = RequestStatus::sql_set(RequestStatus::SENDABLE),
+            ))?;
             let now = unix_now();
             for key in keys {
                 stmt.execute(params![key.hex(), provider, now])?;
@@ -211,16 +224,17 @@ impl Ledger {
     /// file twice changes nothing, and a harvested request is never demoted.
     pub fn record_result(&self, key: &RequestKey, result: &RequestResult) -> Result<()> {
         let now = unix_now();
-        let not_harvested = "key = ?1 AND status != 'harvested'";
+        let not_harvested = format!("key = ?1 AND status != {}", RequestStatus::Harvested.sql());
         match result {
             RequestResult::Completed {
                 video_id,
                 expires_at,
             } => self.conn.execute(
                 &format!(
-                    "UPDATE requests SET status = 'completed', video_id = ?2, video_expires_at = ?3,
-                     error_code = NULL, error_message = NULL, updated_at = ?4
-                     WHERE {not_harvested}"
+                    "UPDATE requests SET status = {completed}, video_id = ?2,
+                     video_expires_at = ?3, error_code = NULL, error_message = NULL,
+                     updated_at = ?4 WHERE {not_harvested}",
+                    completed = RequestStatus::Completed.sql(),
                 ),
                 params![key.hex(), video_id, expires_at, now],
             )?,
@@ -230,15 +244,17 @@ impl Ledger {
                 retryable,
             } => self.conn.execute(
                 &format!(
-                    "UPDATE requests SET status = 'failed', error_code = ?2, error_message = ?3,
-                     retryable = ?4, updated_at = ?5 WHERE {not_harvested}"
+                    "UPDATE requests SET status = {failed}, error_code = ?2, error_message = ?3,
+                     retryable = ?4, updated_at = ?5 WHERE {not_harvested}",
+                    failed = RequestStatus::Failed.sql(),
                 ),
                 params![key.hex(), code, message, retryable, now],
             )?,
             RequestResult::Lost { reason } => self.conn.execute(
                 &format!(
-                    "UPDATE requests SET status = 'lost', error_code = 'lost', error_message = ?2,
-                     retryable = 1, updated_at = ?3 WHERE {not_harvested}"
+                    "UPDATE requests SET status = {lost}, error_code = 'lost', error_message = ?2,
+                     retryable = 1, updated_at = ?3 WHERE {not_harvested}",
+                    lost = RequestStatus::Lost.sql(),
                 ),
                 params![key.hex(), reason, now],
             )?,
@@ -250,7 +266,8 @@ impl Ledger {
     pub fn completed_direct(&self, provider: &str) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests
-             WHERE provider = ?1 AND lane = 'direct' AND status = 'completed' ORDER BY rowid"
+             WHERE provider = ?1 AND lane = 'direct' AND status = {} ORDER BY rowid",
+            RequestStatus::Completed.sql(),
         ))?;
         let rows = stmt.query_map([provider], request_from_row)?;
         rows.map(|r| r?).collect()
@@ -303,7 +320,7 @@ pub(super) fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRo
             reference_path: r.get(7)?,
             reference_mime: r.get(8)?,
             cost: Usd::from_micros(r.get(9)?),
-            status: RequestStatus::parse(&status)?,
+            status: status.parse()?,
             attempts: r.get(11)?,
             batch_row: r.get(12)?,
             video_id: r.get(13)?,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::{Ledger, LedgerError, Result, parse_lane, parse_sha};
+use super::{Ledger, LedgerError, RequestStatus, Result, parse_lane, parse_sha};
 use crate::provider::Lane;
 use render_wire::key::RequestKey;
 use render_wire::money::Usd;
@@ -132,13 +132,15 @@ impl Ledger {
         let ids = serde_json::to_string(run_ids).expect("strings serialize");
         Ok(self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT COUNT(DISTINCT run_items.key) FROM run_items
-             JOIN requests ON requests.key = run_items.key
-             WHERE run_items.run_id IN (SELECT value FROM json_each(?1))
-               AND (requests.status IN ('queued', 'submitted', 'completed', 'elsewhere')
-                    OR (requests.status = 'pending' AND requests.lane = 'direct'))",
-            )?
+                 JOIN requests ON requests.key = run_items.key
+                 WHERE run_items.run_id IN (SELECT value FROM json_each(?1))
+                   AND (requests.status IN {in_flight}
+                        OR (requests.status = {pending} AND requests.lane = 'direct'))",
+                in_flight = RequestStatus::sql_set(RequestStatus::IN_FLIGHT),
+                pending = RequestStatus::Pending.sql(),
+            ))?
             .query_row([ids], |r| r.get(0))?)
     }
 

@@ -214,3 +214,60 @@ impl Ledger {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{BatchMark, JobStatus, RequestStatus};
+    use crate::provider::Lane;
+
+    /// The schema's own words for statuses (its defaults, and the sets a migration selects by)
+    /// are the enums' words: the migrations are history and keep their literals, so this holds
+    /// them to the one string form.
+    #[test]
+    fn the_schema_speaks_the_enums_words() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for migration in MIGRATIONS {
+            conn.execute_batch(migration).unwrap();
+        }
+        let default = |table: &str, column: &str| -> Option<String> {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT dflt_value FROM pragma_table_info('{table}') WHERE name = ?1"
+                ))
+                .unwrap();
+            stmt.query_row([column], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(
+            default("batches", "status").as_deref(),
+            Some(BatchMark::Intent.sql())
+        );
+        assert_eq!(
+            default("jobs", "status").as_deref(),
+            Some(JobStatus::Intent.sql())
+        );
+        assert_eq!(default("requests", "status"), None);
+        assert_eq!(
+            default("requests", "lane"),
+            Some(format!("'{}'", Lane::Batch.as_str()))
+        );
+
+        // `status IN (…)` in a migration (the bill's backfill) names request statuses only.
+        let mut sets = 0;
+        for migration in MIGRATIONS {
+            for (at, _) in migration.match_indices("status IN (") {
+                let rest = &migration[at + "status IN (".len()..];
+                let list = &rest[..rest.find(')').unwrap()];
+                for word in list.split(',') {
+                    let word = word.trim().trim_matches('\'');
+                    assert!(
+                        word.parse::<RequestStatus>().is_ok(),
+                        "`{word}` in a migration"
+                    );
+                }
+                sets += 1;
+            }
+        }
+        assert_eq!(sets, 1);
+    }
+}

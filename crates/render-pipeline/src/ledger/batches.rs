@@ -1,38 +1,43 @@
 //! Batches: written as an *intent* before the API call that creates them, then kept as the
 //! API describes them.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::row::ledger_row;
 
 use super::{BatchMark, Ledger, LedgerError, RequestStatus, Result, unix_now};
 use render_wire::api::Batch;
 use render_wire::key::RequestKey;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchRow {
-    pub row: i64,
-    pub run_id: String,
-    /// The provider's identity (older ledgers: the run's provider).
-    pub provider: String,
-    pub part: u32,
-    pub intent: String,
-    pub intent_at: i64,
-    pub input_file_id: Option<String>,
-    pub batch_id: Option<String>,
-    /// `intent` until the API confirms creation, then the API's batch status.
-    pub status: String,
-    pub request_count: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub created_at: Option<i64>,
-    pub expires_at: Option<i64>,
-    pub completed_at: Option<i64>,
-    pub output_file_id: Option<String>,
-    pub error_file_id: Option<String>,
-    pub results_read: bool,
-    pub harvested: bool,
-    pub error: Option<String>,
-    /// The provider's clock minus this machine's, at the last poll (seconds).
-    pub clock_offset: Option<i64>,
+ledger_row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct BatchRow {
+        pub row: i64,
+        pub run_id: String,
+        /// The provider's identity (older ledgers: the run's provider).
+        pub provider: String as "COALESCE(provider, \
+            (SELECT runs.provider FROM runs WHERE runs.id = batches.run_id), '')",
+        pub part: u32,
+        pub intent: String,
+        pub intent_at: i64,
+        pub input_file_id: Option<String>,
+        pub batch_id: Option<String>,
+        /// `intent` until the API confirms creation, then the API's batch status.
+        pub status: String,
+        pub request_count: u64,
+        pub completed: u64,
+        pub failed: u64,
+        pub created_at: Option<i64>,
+        pub expires_at: Option<i64>,
+        pub completed_at: Option<i64>,
+        pub output_file_id: Option<String>,
+        pub error_file_id: Option<String>,
+        pub results_read: bool,
+        pub harvested: bool,
+        pub error: Option<String>,
+        /// The provider's clock minus this machine's, at the last poll (seconds).
+        pub clock_offset: Option<i64>,
+    }
 }
 
 impl BatchRow {
@@ -266,12 +271,13 @@ impl Ledger {
         params: P,
     ) -> Result<Vec<BatchRow>> {
         use render_wire::api::OUTPUTS_LIFETIME_SECS;
+        let columns = BatchRow::columns();
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {BATCH_COLUMNS} FROM batches WHERE {condition}
+            "SELECT {columns} FROM batches WHERE {condition}
              ORDER BY COALESCE(completed_at + {OUTPUTS_LIFETIME_SECS}, expires_at, intent_at), row"
         ))?;
-        let rows = stmt.query_map(params, batch_from_row)?;
-        rows.map(|r| r.map_err(LedgerError::from)).collect()
+        let rows = stmt.query_map(params, BatchRow::read)?;
+        rows.map(|r| r?).collect()
     }
 }
 
@@ -335,36 +341,4 @@ fn update_batch(conn: &Connection, row: i64, u: &BatchUpdate) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-const BATCH_COLUMNS: &str = "row, run_id, part, intent, intent_at, input_file_id, batch_id, status,
-    request_count, completed, failed, created_at, expires_at, completed_at, output_file_id,
-    error_file_id, results_read, harvested, error,
-    COALESCE(provider, (SELECT runs.provider FROM runs WHERE runs.id = batches.run_id), ''),
-    clock_offset";
-
-fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRow> {
-    Ok(BatchRow {
-        row: r.get(0)?,
-        run_id: r.get(1)?,
-        part: r.get(2)?,
-        intent: r.get(3)?,
-        intent_at: r.get(4)?,
-        input_file_id: r.get(5)?,
-        batch_id: r.get(6)?,
-        status: r.get(7)?,
-        request_count: r.get(8)?,
-        completed: r.get(9)?,
-        failed: r.get(10)?,
-        created_at: r.get(11)?,
-        expires_at: r.get(12)?,
-        completed_at: r.get(13)?,
-        output_file_id: r.get(14)?,
-        error_file_id: r.get(15)?,
-        results_read: r.get(16)?,
-        harvested: r.get(17)?,
-        error: r.get(18)?,
-        provider: r.get(19)?,
-        clock_offset: r.get(20)?,
-    })
 }

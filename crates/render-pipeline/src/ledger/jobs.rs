@@ -1,53 +1,29 @@
 //! Direct-lane jobs: one `POST /v1/videos` each, recorded like batches — the intent (with a
 //! random token) before the request is sent, the server's id once it answers.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{
-    JobStatus, Ledger, LedgerError, RequestRow, RequestStatus, Result, parse_sha, unix_now,
-};
+use super::row::ledger_row;
+use super::{JobStatus, Ledger, LedgerError, RequestRow, RequestStatus, Result, unix_now};
 use render_wire::key::RequestKey;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRow {
-    pub row: i64,
-    pub key: RequestKey,
-    pub run_id: Option<String>,
-    pub provider: String,
-    pub intent: String,
-    pub intent_at: i64,
-    pub video_id: Option<String>,
-    pub status: JobStatus,
-    /// The server's last word on the job (`queued`, `in_progress`, …) and its progress.
-    pub server_status: Option<String>,
-    pub progress: Option<u32>,
-    pub sent_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-const JOB_COLUMNS: &str = "row, key, run_id, provider, intent, intent_at, video_id, status,
-    server_status, progress, sent_at, finished_at";
-
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRow>> {
-    let key: String = r.get(1)?;
-    let status: String = r.get(7)?;
-    let build = || -> Result<JobRow> {
-        Ok(JobRow {
-            row: r.get(0)?,
-            key: parse_sha(&key)?,
-            run_id: r.get(2)?,
-            provider: r.get(3)?,
-            intent: r.get(4)?,
-            intent_at: r.get(5)?,
-            video_id: r.get(6)?,
-            status: status.parse()?,
-            server_status: r.get(8)?,
-            progress: r.get(9)?,
-            sent_at: r.get(10)?,
-            finished_at: r.get(11)?,
-        })
-    };
-    Ok(build())
+ledger_row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct JobRow {
+        pub row: i64,
+        pub key: RequestKey,
+        pub run_id: Option<String>,
+        pub provider: String,
+        pub intent: String,
+        pub intent_at: i64,
+        pub video_id: Option<String>,
+        pub status: JobStatus,
+        /// The server's last word on the job (`queued`, `in_progress`, …) and its progress.
+        pub server_status: Option<String>,
+        pub progress: Option<u32>,
+        pub sent_at: Option<i64>,
+        pub finished_at: Option<i64>,
+    }
 }
 
 impl Ledger {
@@ -209,10 +185,10 @@ impl Ledger {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {} FROM requests WHERE provider = ?1 AND lane = 'direct' AND status = {}
              ORDER BY rowid",
-            super::REQUEST_COLUMNS,
+            RequestRow::columns(),
             RequestStatus::Pending.sql(),
         ))?;
-        let rows = stmt.query_map([provider], super::request_from_row)?;
+        let rows = stmt.query_map([provider], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -220,17 +196,18 @@ impl Ledger {
     pub fn job_requests(&self, row: i64) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {} FROM requests WHERE job_row = ?1",
-            super::REQUEST_COLUMNS
+            RequestRow::columns()
         ))?;
-        let rows = stmt.query_map([row], super::request_from_row)?;
+        let rows = stmt.query_map([row], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
     fn jobs_where<P: rusqlite::Params>(&self, condition: &str, params: P) -> Result<Vec<JobRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY row"
+            "SELECT {} FROM jobs WHERE {condition} ORDER BY row",
+            JobRow::columns()
         ))?;
-        let rows = stmt.query_map(params, job_from_row)?;
+        let rows = stmt.query_map(params, JobRow::read)?;
         rows.map(|r| r?).collect()
     }
 }

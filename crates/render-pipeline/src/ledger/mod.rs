@@ -22,6 +22,7 @@ mod batches;
 mod jobs;
 mod outputs;
 mod requests;
+mod row;
 mod runs;
 mod schema;
 mod spend;
@@ -36,7 +37,6 @@ pub use runs::{KeyUse, RunItem, RunRow};
 pub use spend::{Estimate, Planned, RunSpend};
 pub use status::{BatchMark, JobStatus, RequestStatus};
 
-use requests::{REQUEST_COLUMNS, request_from_row};
 use schema::MIGRATIONS;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,39 +3,39 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::row::ledger_row;
 
 use super::{Ledger, RequestStatus, Result, parse_sha, unix_now};
 use render_wire::key::{RequestKey, Sha256Hex};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputRow {
-    pub key: RequestKey,
-    pub video_sha: Sha256Hex,
-    pub video_bytes: u64,
-    pub thumbnail_sha: Option<Sha256Hex>,
-    pub video_id: Option<String>,
-    pub harvested_at: i64,
+ledger_row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct OutputRow {
+        pub key: RequestKey,
+        pub video_sha: Sha256Hex,
+        pub video_bytes: u64,
+        pub thumbnail_sha: Option<Sha256Hex>,
+        pub video_id: Option<String>,
+        pub harvested_at: i64,
+    }
 }
 
 impl Ledger {
     /// Records that `key`'s video is in the cache. Call only after the object is durable.
     pub fn record_output(&mut self, output: &OutputRow) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT OR REPLACE INTO outputs (key, video_sha, video_bytes, thumbnail_sha, video_id,
-                harvested_at, published)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
-                COALESCE((SELECT published FROM outputs WHERE key = ?1), 0))",
-            params![
-                output.key.hex(),
-                output.video_sha.hex(),
-                output.video_bytes,
-                output.thumbnail_sha.map(|s| s.hex()),
-                output.video_id,
-                output.harvested_at,
-            ],
-        )?;
+        {
+            // A replaced output keeps whether the shared cache has it.
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO outputs ({}, published)
+                 VALUES ({}, COALESCE((SELECT published FROM outputs WHERE key = ?), 0))",
+                OutputRow::names(),
+                OutputRow::placeholders(),
+            ))?;
+            output.execute(&mut insert, &[], &[&output.key.hex()])?;
+        }
         tx.execute(
             &format!(
                 "UPDATE requests SET status = {}, error_code = NULL, error_message = NULL,
@@ -50,10 +50,12 @@ impl Ledger {
 
     pub fn output(&self, key: &RequestKey) -> Result<Option<OutputRow>> {
         self.query_one(
-            "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at
-                 FROM outputs WHERE key = ?1",
+            &format!(
+                "SELECT {} FROM outputs WHERE key = ?1",
+                OutputRow::columns()
+            ),
             [key.hex()],
-            output_from_row,
+            OutputRow::read,
         )
         .optional()?
         .transpose()
@@ -78,10 +80,10 @@ impl Ledger {
     }
 
     pub fn outputs(&self) -> Result<Vec<OutputRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at FROM outputs",
-        )?;
-        let rows = stmt.query_map([], output_from_row)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {} FROM outputs", OutputRow::columns()))?;
+        let rows = stmt.query_map([], OutputRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -109,11 +111,11 @@ impl Ledger {
 
     /// Outputs among `keys` not yet in the shared cache.
     pub fn unpublished(&self, keys: &HashSet<RequestKey>) -> Result<Vec<OutputRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT key, video_sha, video_bytes, thumbnail_sha, video_id, harvested_at
-             FROM outputs WHERE published = 0",
-        )?;
-        let rows = stmt.query_map([], output_from_row)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM outputs WHERE published = 0",
+            OutputRow::columns()
+        ))?;
+        let rows = stmt.query_map([], OutputRow::read)?;
         let mut out = Vec::new();
         for row in rows {
             let row = row??;
@@ -140,21 +142,4 @@ fn objects_of<'a>(outputs: impl Iterator<Item = &'a OutputRow>) -> HashSet<Sha25
         objects.extend(output.thumbnail_sha);
     }
     objects
-}
-
-fn output_from_row(r: &Row<'_>) -> rusqlite::Result<Result<OutputRow>> {
-    let key: String = r.get(0)?;
-    let video: String = r.get(1)?;
-    let thumb: Option<String> = r.get(3)?;
-    let build = || -> Result<OutputRow> {
-        Ok(OutputRow {
-            key: parse_sha(&key)?,
-            video_sha: parse_sha(&video)?,
-            video_bytes: r.get(2)?,
-            thumbnail_sha: thumb.as_deref().map(parse_sha).transpose()?,
-            video_id: r.get(4)?,
-            harvested_at: r.get(5)?,
-        })
-    };
-    Ok(build())
 }

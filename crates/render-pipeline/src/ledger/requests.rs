@@ -1,43 +1,66 @@
 //! Requests: one per distinct cache key, shared by every run that needs it, and what the
 //! provider said about each.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{Ledger, RequestStatus, Result, parse_lane, parse_sha, unix_now};
+use super::row::ledger_row;
+
+use super::{Ledger, RequestStatus, Result, parse_sha, unix_now};
 use crate::provider::Lane;
 use render_wire::key::{RequestKey, Sha256Hex};
 use render_wire::money::Usd;
 
-/// Everything needed to (re)send a request without the shot list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestRow {
-    pub key: RequestKey,
-    pub shot_id: String,
-    /// Which take of the shot (1 for the first).
-    pub take: u32,
-    pub model: String,
-    pub size: String,
-    pub seconds: u32,
-    pub prompt: String,
-    pub reference_sha: Option<Sha256Hex>,
-    pub reference_path: Option<String>,
-    pub reference_mime: Option<String>,
-    pub cost: Usd,
-    /// Who renders it (empty for rows from before providers, which were batch rows).
-    pub provider: String,
-    pub lane: Lane,
-    /// The `model` string sent, when it differs from `model`.
-    pub served_as: Option<String>,
-    pub status: RequestStatus,
-    pub attempts: u32,
-    pub batch_row: Option<i64>,
-    /// The direct-lane job rendering it.
-    pub job_row: Option<i64>,
-    pub video_id: Option<String>,
-    pub video_expires_at: Option<i64>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub retryable: bool,
+ledger_row! {
+    /// Everything needed to (re)send a request without the shot list.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct RequestRow {
+        pub key: RequestKey,
+        pub shot_id: String,
+        /// Which take of the shot (1 for the first).
+        pub take: u32,
+        pub model: String,
+        pub size: String,
+        pub seconds: u32,
+        pub prompt: String,
+        pub reference_sha: Option<Sha256Hex>,
+        pub reference_path: Option<String>,
+        pub reference_mime: Option<String>,
+        pub cost: Usd = "cost_micros",
+        /// Who renders it (empty for rows from before providers, which were batch rows).
+        pub provider: String as "COALESCE(provider, '')",
+        pub lane: Lane,
+        /// The `model` string sent, when it differs from `model`.
+        pub served_as: Option<String>,
+        pub status: RequestStatus,
+        pub attempts: u32,
+        pub batch_row: Option<i64>,
+        /// The direct-lane job rendering it.
+        pub job_row: Option<i64>,
+        pub video_id: Option<String>,
+        pub video_expires_at: Option<i64>,
+        pub error_code: Option<String>,
+        pub error_message: Option<String>,
+        pub retryable: bool,
+    }
+}
+
+impl RequestRow {
+    /// The request as it is first recorded: pending, never attempted, in no batch or job, with
+    /// no video and no error.
+    fn fresh(&self) -> RequestRow {
+        RequestRow {
+            status: RequestStatus::Pending,
+            attempts: 0,
+            batch_row: None,
+            job_row: None,
+            video_id: None,
+            video_expires_at: None,
+            error_code: None,
+            error_message: None,
+            retryable: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// What a batch's output or error file said about one request.
@@ -62,12 +85,11 @@ impl Ledger {
     pub fn insert_requests(&mut self, rows: &[RequestRow]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO requests (key, shot_id, model, size, seconds, prompt,
-                    reference_sha, reference_path, reference_mime, cost_micros, status, attempts,
-                    updated_at, provider, lane, served_as, take)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15, ?16)",
-            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO requests ({}, updated_at) VALUES ({}, ?)",
+                RequestRow::names(),
+                RequestRow::placeholders(),
+            ))?;
             // A known request nobody is rendering takes tonight's lane and price (a shot
             // marked rush since, or a lost batch request sent direct).
             let mut relane = tx.prepare_cached(&format!(
@@ -84,24 +106,7 @@ impl Ledger {
                     r.provider,
                     r.served_as
                 ])?;
-                stmt.execute(params![
-                    r.key.hex(),
-                    r.shot_id,
-                    r.model,
-                    r.size,
-                    r.seconds,
-                    r.prompt,
-                    r.reference_sha.map(|s| s.hex()),
-                    r.reference_path,
-                    r.reference_mime,
-                    r.cost.micros(),
-                    RequestStatus::Pending.as_str(),
-                    now,
-                    r.provider,
-                    r.lane.as_str(),
-                    r.served_as,
-                    r.take,
-                ])?;
+                r.fresh().execute(&mut stmt, &[], &[&now])?;
             }
         }
         tx.commit()?;
@@ -110,9 +115,12 @@ impl Ledger {
 
     pub fn request(&self, key: &RequestKey) -> Result<Option<RequestRow>> {
         self.query_one(
-            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE key = ?1"),
+            &format!(
+                "SELECT {} FROM requests WHERE key = ?1",
+                RequestRow::columns()
+            ),
             [key.hex()],
-            request_from_row,
+            RequestRow::read,
         )
         .optional()?
         .transpose()
@@ -140,9 +148,10 @@ impl Ledger {
 
     pub fn batch_requests(&self, batch_row: i64) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE batch_row = ?1 ORDER BY rowid"
+            "SELECT {} FROM requests WHERE batch_row = ?1 ORDER BY rowid",
+            RequestRow::columns()
         ))?;
-        let rows = stmt.query_map([batch_row], request_from_row)?;
+        let rows = stmt.query_map([batch_row], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -179,10 +188,11 @@ impl Ledger {
     /// Requests another machine of the studio renders, waited for here.
     pub fn elsewhere(&self) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = {} ORDER BY rowid",
+            "SELECT {} FROM requests WHERE status = {} ORDER BY rowid",
+            RequestRow::columns(),
             RequestStatus::Elsewhere.sql(),
         ))?;
-        let rows = stmt.query_map([], request_from_row)?;
+        let rows = stmt.query_map([], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -265,11 +275,12 @@ impl Ledger {
     /// Completed direct-lane requests of `provider` whose videos are not downloaded yet.
     pub fn completed_direct(&self, provider: &str) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests
+            "SELECT {} FROM requests
              WHERE provider = ?1 AND lane = 'direct' AND status = {} ORDER BY rowid",
+            RequestRow::columns(),
             RequestStatus::Completed.sql(),
         ))?;
-        let rows = stmt.query_map([provider], request_from_row)?;
+        let rows = stmt.query_map([provider], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -296,44 +307,4 @@ impl Ledger {
         )?;
         Ok((polls, now - first.unwrap_or(now)))
     }
-}
-
-pub(super) const REQUEST_COLUMNS: &str =
-    "key, shot_id, model, size, seconds, prompt, reference_sha,
-    reference_path, reference_mime, cost_micros, status, attempts, batch_row, video_id,
-    video_expires_at, error_code, error_message, retryable, provider, lane, served_as, job_row,
-    take";
-
-pub(super) fn request_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RequestRow>> {
-    let key: String = r.get(0)?;
-    let reference_sha: Option<String> = r.get(6)?;
-    let status: String = r.get(10)?;
-    let build = || -> Result<RequestRow> {
-        Ok(RequestRow {
-            key: parse_sha(&key)?,
-            shot_id: r.get(1)?,
-            model: r.get(2)?,
-            size: r.get(3)?,
-            seconds: r.get(4)?,
-            prompt: r.get(5)?,
-            reference_sha: reference_sha.as_deref().map(parse_sha).transpose()?,
-            reference_path: r.get(7)?,
-            reference_mime: r.get(8)?,
-            cost: Usd::from_micros(r.get(9)?),
-            status: status.parse()?,
-            attempts: r.get(11)?,
-            batch_row: r.get(12)?,
-            video_id: r.get(13)?,
-            video_expires_at: r.get(14)?,
-            error_code: r.get(15)?,
-            error_message: r.get(16)?,
-            retryable: r.get(17)?,
-            provider: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
-            lane: parse_lane(r.get::<_, Option<String>>(19)?.as_deref())?,
-            served_as: r.get(20)?,
-            job_row: r.get(21)?,
-            take: r.get(22)?,
-        })
-    };
-    Ok(build())
 }

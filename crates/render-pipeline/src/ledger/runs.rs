@@ -2,40 +2,46 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Ledger, LedgerError, RequestStatus, Result, parse_lane, parse_sha};
+use super::row::ledger_row;
+
+use super::{Ledger, RequestStatus, Result, parse_sha};
 use crate::provider::Lane;
 use render_wire::key::RequestKey;
 use render_wire::money::Usd;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunRow {
-    pub id: String,
-    pub created_at: i64,
-    pub project: Option<String>,
-    pub plan_hash: String,
-    pub sources: Vec<String>,
-    pub provider: String,
-    pub out_dir: Option<String>,
-    pub done: bool,
-    /// Only some of the lists' shots were chosen (see [`crate::plan::Plan::partial`]).
-    pub partial: bool,
-    /// `render cancel` stopped it: harvested still, never continued.
-    pub cancelled: bool,
+ledger_row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct RunRow {
+        pub id: String,
+        pub created_at: i64,
+        pub project: Option<String>,
+        pub plan_hash: String,
+        pub sources: Vec<String>,
+        pub provider: String,
+        pub out_dir: Option<String>,
+        pub done: bool,
+        /// Only some of the lists' shots were chosen (see [`crate::plan::Plan::partial`]).
+        pub partial: bool,
+        /// `render cancel` stopped it: harvested still, never continued.
+        pub cancelled: bool,
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunItem {
-    pub shot_id: String,
-    /// The provider's identity (`None` in ledgers from before providers: the run's).
-    pub provider: Option<String>,
-    pub lane: Lane,
-    pub take: u32,
-    pub takes: u32,
-    pub key: RequestKey,
-    pub cost: Usd,
-    pub tags: Vec<String>,
+ledger_row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct RunItem {
+        pub shot_id: String,
+        /// The provider's identity (`None` in ledgers from before providers: the run's).
+        pub provider: Option<String>,
+        pub lane: Lane,
+        pub take: u32,
+        pub takes: u32,
+        pub key: RequestKey,
+        pub cost: Usd = "cost_micros",
+        pub tags: Vec<String>,
+    }
 }
 
 /// Where a key was last used: its shot, take and project.
@@ -49,22 +55,13 @@ pub struct KeyUse {
 impl Ledger {
     pub fn create_run(&mut self, run: &RunRow, items: &[RunItem]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO runs (id, created_at, project, plan_hash, sources, provider, out_dir, done,
-                               partial)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                run.id,
-                run.created_at,
-                run.project,
-                run.plan_hash,
-                serde_json::to_string(&run.sources).expect("strings serialize"),
-                run.provider,
-                run.out_dir,
-                run.done,
-                run.partial,
-            ],
-        )?;
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO runs ({}) VALUES ({})",
+            RunRow::names(),
+            RunRow::placeholders()
+        ))?;
+        run.execute(&mut insert, &[], &[])?;
+        drop(insert);
         insert_run_items(&tx, &run.id, items)?;
         tx.commit()?;
         Ok(())
@@ -74,11 +71,12 @@ impl Ledger {
     pub fn open_run_for_plan(&self, plan_hash: &str) -> Result<Option<RunRow>> {
         self.query_one(
             &format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE plan_hash = ?1 AND done = 0 AND cancelled = 0
-                     ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                "SELECT {} FROM runs WHERE plan_hash = ?1 AND done = 0 AND cancelled = 0
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                RunRow::columns()
             ),
             [plan_hash],
-            run_from_row,
+            RunRow::read,
         )
         .optional()?
         .transpose()
@@ -86,9 +84,9 @@ impl Ledger {
 
     pub fn run(&self, id: &str) -> Result<Option<RunRow>> {
         self.query_one(
-            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+            &format!("SELECT {} FROM runs WHERE id = ?1", RunRow::columns()),
             [id],
-            run_from_row,
+            RunRow::read,
         )
         .optional()?
         .transpose()
@@ -97,9 +95,10 @@ impl Ledger {
     /// All runs, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, rowid DESC"
+            "SELECT {} FROM runs ORDER BY created_at DESC, rowid DESC",
+            RunRow::columns()
         ))?;
-        let rows = stmt.query_map([], run_from_row)?;
+        let rows = stmt.query_map([], RunRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -145,39 +144,12 @@ impl Ledger {
     }
 
     pub fn run_items(&self, run_id: &str) -> Result<Vec<RunItem>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT shot_id, take, takes, key, cost_micros, tags, provider, lane FROM run_items
-             WHERE run_id = ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map([run_id], |r| {
-            Ok((
-                (
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                ),
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let ((shot_id, take, takes, key, cost, tags), provider, lane) = row?;
-            Ok(RunItem {
-                shot_id,
-                provider,
-                lane: parse_lane(lane.as_deref())?,
-                take,
-                takes,
-                key: parse_sha(&key)?,
-                cost: Usd::from_micros(cost),
-                tags: serde_json::from_str(&tags)
-                    .map_err(|e| LedgerError::Corrupt(format!("tags: {e}")))?,
-            })
-        })
-        .collect()
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM run_items WHERE run_id = ?1 ORDER BY rowid",
+            RunItem::columns()
+        ))?;
+        let rows = stmt.query_map([run_id], RunItem::read)?;
+        rows.map(|r| r?).collect()
     }
 
     /// The newest run that holds `key`.
@@ -219,45 +191,13 @@ impl Ledger {
 }
 
 fn insert_run_items(tx: &Transaction<'_>, run_id: &str, items: &[RunItem]) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO run_items (run_id, shot_id, take, takes, key, cost_micros, tags,
-            provider, lane)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO run_items (run_id, {}) VALUES (?, {})",
+        RunItem::names(),
+        RunItem::placeholders()
+    ))?;
     for item in items {
-        stmt.execute(params![
-            run_id,
-            item.shot_id,
-            item.take,
-            item.takes,
-            item.key.hex(),
-            item.cost.micros(),
-            serde_json::to_string(&item.tags).expect("strings serialize"),
-            item.provider,
-            item.lane.as_str(),
-        ])?;
+        item.execute(&mut stmt, &[&run_id], &[])?;
     }
     Ok(())
-}
-
-const RUN_COLUMNS: &str =
-    "id, created_at, project, plan_hash, sources, provider, out_dir, done, partial, cancelled";
-
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRow>> {
-    let sources: String = r.get(4)?;
-    Ok(Ok(RunRow {
-        id: r.get(0)?,
-        created_at: r.get(1)?,
-        project: r.get(2)?,
-        plan_hash: r.get(3)?,
-        sources: match serde_json::from_str(&sources) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(LedgerError::Corrupt(format!("run sources: {e}")))),
-        },
-        provider: r.get(5)?,
-        out_dir: r.get(6)?,
-        done: r.get(7)?,
-        partial: r.get(8)?,
-        cancelled: r.get(9)?,
-    }))
 }

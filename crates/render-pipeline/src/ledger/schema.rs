@@ -1,5 +1,7 @@
 //! The ledger's schema: its migrations, applied in order, and the one place that applies them.
 
+use rusqlite::OptionalExtension;
+
 use super::{Ledger, LedgerError, Result, spend};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
@@ -189,8 +191,14 @@ UPDATE requests SET take = COALESCE(
 ];
 
 impl Ledger {
+    /// Brings the schema up to date. Foreign keys are off meanwhile (the caller turns them on
+    /// again): the bundled SQLite has them on by default, and a migration that rebuilds a table
+    /// (SQLite's way to change a constraint) drops the old one while other tables point at it,
+    /// which they would refuse. What the rebuild kept is checked before it commits.
     pub(super) fn migrate(&mut self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
+        // Outside the transaction: inside one, this pragma does nothing.
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -208,6 +216,14 @@ impl Ledger {
         }
         for migration in &MIGRATIONS[version as usize..] {
             tx.execute_batch(migration)?;
+        }
+        let dangling: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = dangling {
+            return Err(LedgerError::Corrupt(format!(
+                "a row of `{table}` points at nothing after the schema upgrade"
+            )));
         }
         tx.pragma_update(None, "user_version", known)?;
         tx.commit()?;
@@ -269,5 +285,60 @@ mod tests {
             }
         }
         assert_eq!(sets, 1);
+    }
+
+    /// A ledger written by the first render (no providers, no lanes) reads as the newest one
+    /// does: the columns added since are filled in or read with their defaults.
+    /// Its requests point at its batches, which migration 3 rebuilds: with foreign keys on (the
+    /// bundled SQLite's default) that upgrade used to fail with "FOREIGN KEY constraint failed".
+    #[test]
+    fn a_first_version_ledger_reads_after_migrating() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let key = "ab".repeat(32);
+        let other = "cd".repeat(32);
+        conn.execute_batch(&format!(
+            "INSERT INTO runs (id, created_at, plan_hash, sources, provider)
+                 VALUES ('r1', 10, 'h', '[\"shots.yaml\"]', 'openai');
+             INSERT INTO run_items (run_id, shot_id, take, takes, key, cost_micros, tags)
+                 VALUES ('r1', 's1', 1, 1, '{key}', 500000, '[\"rush\"]');
+             INSERT INTO batches (run_id, part, intent, intent_at, batch_id, status, request_count)
+                 VALUES ('r1', 1, 'i1', 11, 'batch_1', 'completed', 1);
+             INSERT INTO requests (key, shot_id, model, size, seconds, prompt, cost_micros, status,
+                     batch_row, video_id, updated_at)
+                 VALUES ('{key}', 's1', 'sora-2', '1280x720', 4, 'p', 500000, 'completed', 1,
+                     'video_1', 12);
+             INSERT INTO requests (key, shot_id, model, size, seconds, prompt, cost_micros, status,
+                     updated_at)
+                 VALUES ('{other}', 's2', 'sora-2', '1280x720', 4, 'p', 500000, 'lost', 12);"
+        ))
+        .unwrap();
+        let mut ledger = Ledger { conn };
+        ledger.migrate().unwrap();
+
+        let run = ledger.run("r1").unwrap().unwrap();
+        assert_eq!(run.sources, ["shots.yaml"]);
+        assert!(!run.partial && !run.cancelled);
+        let items = ledger.run_items("r1").unwrap();
+        assert_eq!(items[0].provider.as_deref(), Some("openai"));
+        assert_eq!(items[0].lane, Lane::Batch);
+        assert_eq!(items[0].tags, ["rush"]);
+        let batch = ledger.batch(1).unwrap().unwrap();
+        assert_eq!(batch.provider, "openai");
+        let sent = &ledger.batch_requests(1).unwrap()[0];
+        assert_eq!(
+            (sent.status, sent.provider.as_str()),
+            (RequestStatus::Completed, "openai")
+        );
+        assert_eq!((sent.take, sent.lane), (1, Lane::Batch));
+        let unsent = ledger.request(&other.parse().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (unsent.status, unsent.provider.as_str()),
+            (RequestStatus::Lost, "")
+        );
+        // The bill's backfill charged the render to its run.
+        let spend = ledger.run_spend("r1").unwrap().unwrap();
+        assert_eq!(spend.rendered, 1);
     }
 }

@@ -1,87 +1,29 @@
 //! Direct-lane jobs: one `POST /v1/videos` each, recorded like batches — the intent (with a
 //! random token) before the request is sent, the server's id once it answers.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{Ledger, LedgerError, RequestRow, Result, parse_sha, unix_now};
+use super::row::ledger_row;
+use super::{JobStatus, Ledger, LedgerError, RequestRow, RequestStatus, Result, unix_now};
 use render_wire::key::RequestKey;
 
-/// Where a job stands, as the ledger records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Written before the POST; not confirmed by the server yet.
-    Intent,
-    /// The server took it (its id is recorded) and has not finished it.
-    Rendering,
-    /// The server finished it: the video is rendered (or it failed); nothing more to poll.
-    Finished,
-    /// Never reached the server, or given up after the server kept denying it: its request
-    /// went back to be sent again.
-    Abandoned,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Intent => "intent",
-            JobStatus::Rendering => "rendering",
-            JobStatus::Finished => "finished",
-            JobStatus::Abandoned => "abandoned",
-        }
+ledger_row! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct JobRow {
+        pub row: i64,
+        pub key: RequestKey,
+        pub run_id: Option<String>,
+        pub provider: String,
+        pub intent: String,
+        pub intent_at: i64,
+        pub video_id: Option<String>,
+        pub status: JobStatus,
+        /// The server's last word on the job (`queued`, `in_progress`, …) and its progress.
+        pub server_status: Option<String>,
+        pub progress: Option<u32>,
+        pub sent_at: Option<i64>,
+        pub finished_at: Option<i64>,
     }
-
-    fn parse(text: &str) -> Result<JobStatus> {
-        Ok(match text {
-            "intent" => JobStatus::Intent,
-            "rendering" => JobStatus::Rendering,
-            "finished" => JobStatus::Finished,
-            "abandoned" => JobStatus::Abandoned,
-            other => return Err(LedgerError::Corrupt(format!("job status `{other}`"))),
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRow {
-    pub row: i64,
-    pub key: RequestKey,
-    pub run_id: Option<String>,
-    pub provider: String,
-    pub intent: String,
-    pub intent_at: i64,
-    pub video_id: Option<String>,
-    pub status: JobStatus,
-    /// The server's last word on the job (`queued`, `in_progress`, …) and its progress.
-    pub server_status: Option<String>,
-    pub progress: Option<u32>,
-    pub sent_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-const JOB_COLUMNS: &str = "row, key, run_id, provider, intent, intent_at, video_id, status,
-    server_status, progress, sent_at, finished_at";
-
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRow>> {
-    let key: String = r.get(1)?;
-    let status: String = r.get(7)?;
-    let build = || -> Result<JobRow> {
-        Ok(JobRow {
-            row: r.get(0)?,
-            key: parse_sha(&key)?,
-            run_id: r.get(2)?,
-            provider: r.get(3)?,
-            intent: r.get(4)?,
-            intent_at: r.get(5)?,
-            video_id: r.get(6)?,
-            status: JobStatus::parse(&status)?,
-            server_status: r.get(8)?,
-            progress: r.get(9)?,
-            sent_at: r.get(10)?,
-            finished_at: r.get(11)?,
-        })
-    };
-    Ok(build())
 }
 
 impl Ledger {
@@ -103,11 +45,14 @@ impl Ledger {
         )?;
         let row = tx.last_insert_rowid();
         let claimed = tx.execute(
-            "UPDATE requests SET status = 'queued', job_row = ?2, batch_row = NULL, lane = 'direct',
-             attempts = attempts + 1, error_code = NULL, error_message = NULL, retryable = 0,
-             video_id = NULL, updated_at = ?3
-             WHERE key = ?1
-               AND status NOT IN ('queued', 'submitted', 'completed', 'harvested', 'elsewhere')",
+            &format!(
+                "UPDATE requests SET status = {queued}, job_row = ?2, batch_row = NULL,
+                 lane = 'direct', attempts = attempts + 1, error_code = NULL,
+                 error_message = NULL, retryable = 0, video_id = NULL, updated_at = ?3
+                 WHERE key = ?1 AND status NOT IN {taken}",
+                queued = RequestStatus::Queued.sql(),
+                taken = RequestStatus::sql_set(RequestStatus::IN_FLIGHT_OR_DONE),
+            ),
             params![key.hex(), row, now],
         )?;
         if claimed != 1 {
@@ -122,13 +67,20 @@ impl Ledger {
         let tx = self.conn.transaction()?;
         let now = unix_now();
         tx.execute(
-            "UPDATE jobs SET video_id = ?2, status = 'rendering', server_status = ?3, sent_at = ?4
-             WHERE row = ?1",
+            &format!(
+                "UPDATE jobs SET video_id = ?2, status = {rendering}, server_status = ?3,
+                 sent_at = ?4 WHERE row = ?1",
+                rendering = JobStatus::Rendering.sql(),
+            ),
             params![row, video_id, server_status, now],
         )?;
         tx.execute(
-            "UPDATE requests SET status = 'submitted', updated_at = ?2
-             WHERE job_row = ?1 AND status = 'queued'",
+            &format!(
+                "UPDATE requests SET status = {submitted}, updated_at = ?2
+                 WHERE job_row = ?1 AND status = {queued}",
+                submitted = RequestStatus::Submitted.sql(),
+                queued = RequestStatus::Queued.sql(),
+            ),
             params![row, now],
         )?;
         tx.commit()?;
@@ -141,12 +93,19 @@ impl Ledger {
         let tx = self.conn.transaction()?;
         let now = unix_now();
         tx.execute(
-            "UPDATE jobs SET status = 'abandoned', error = ?2, finished_at = ?3 WHERE row = ?1",
+            &format!(
+                "UPDATE jobs SET status = {abandoned}, error = ?2, finished_at = ?3 WHERE row = ?1",
+                abandoned = JobStatus::Abandoned.sql(),
+            ),
             params![row, reason, now],
         )?;
         tx.execute(
-            "UPDATE requests SET status = 'pending', job_row = NULL, updated_at = ?2
-             WHERE job_row = ?1 AND status IN ('queued', 'submitted')",
+            &format!(
+                "UPDATE requests SET status = {pending}, job_row = NULL, updated_at = ?2
+                 WHERE job_row = ?1 AND status IN {sent}",
+                pending = RequestStatus::Pending.sql(),
+                sent = RequestStatus::sql_set(RequestStatus::SENT),
+            ),
             params![row, now],
         )?;
         tx.commit()?;
@@ -165,8 +124,12 @@ impl Ledger {
     /// Nothing more to poll: the job rendered (or failed, or was given up as gone).
     pub fn finish_job(&self, row: i64) -> Result<()> {
         self.conn.execute(
-            "UPDATE jobs SET status = 'finished', finished_at = COALESCE(finished_at, ?2)
-             WHERE row = ?1 AND status = 'rendering'",
+            &format!(
+                "UPDATE jobs SET status = {finished}, finished_at = COALESCE(finished_at, ?2)
+                 WHERE row = ?1 AND status = {rendering}",
+                finished = JobStatus::Finished.sql(),
+                rendering = JobStatus::Rendering.sql(),
+            ),
             params![row, unix_now()],
         )?;
         Ok(())
@@ -178,17 +141,26 @@ impl Ledger {
 
     /// Intents of `provider` whose POST is not confirmed: reconciled before anything is sent.
     pub fn unconfirmed_jobs(&self, provider: &str) -> Result<Vec<JobRow>> {
-        self.jobs_where("provider = ?1 AND status = 'intent'", [provider])
+        self.jobs_where(
+            &format!("provider = ?1 AND status = {}", JobStatus::Intent.sql()),
+            [provider],
+        )
     }
 
     /// Jobs of `provider` the server is rendering.
     pub fn rendering_jobs(&self, provider: &str) -> Result<Vec<JobRow>> {
-        self.jobs_where("provider = ?1 AND status = 'rendering'", [provider])
+        self.jobs_where(
+            &format!("provider = ?1 AND status = {}", JobStatus::Rendering.sql()),
+            [provider],
+        )
     }
 
     /// Every job not finished, of every provider (for status and harvest selection).
     pub fn open_jobs(&self) -> Result<Vec<JobRow>> {
-        self.jobs_where("status IN ('intent', 'rendering')", [])
+        self.jobs_where(
+            &format!("status IN {}", JobStatus::sql_set(JobStatus::OPEN)),
+            [],
+        )
     }
 
     /// Every job ever sent for `key`, oldest first.
@@ -211,11 +183,12 @@ impl Ledger {
     /// worked on), oldest first.
     pub fn waiting_direct(&self, provider: &str) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM requests WHERE provider = ?1 AND lane = 'direct' AND status = 'pending'
+            "SELECT {} FROM requests WHERE provider = ?1 AND lane = 'direct' AND status = {}
              ORDER BY rowid",
-            super::REQUEST_COLUMNS
+            RequestRow::columns(),
+            RequestStatus::Pending.sql(),
         ))?;
-        let rows = stmt.query_map([provider], super::request_from_row)?;
+        let rows = stmt.query_map([provider], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
@@ -223,17 +196,18 @@ impl Ledger {
     pub fn job_requests(&self, row: i64) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {} FROM requests WHERE job_row = ?1",
-            super::REQUEST_COLUMNS
+            RequestRow::columns()
         ))?;
-        let rows = stmt.query_map([row], super::request_from_row)?;
+        let rows = stmt.query_map([row], RequestRow::read)?;
         rows.map(|r| r?).collect()
     }
 
     fn jobs_where<P: rusqlite::Params>(&self, condition: &str, params: P) -> Result<Vec<JobRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY row"
+            "SELECT {} FROM jobs WHERE {condition} ORDER BY row",
+            JobRow::columns()
         ))?;
-        let rows = stmt.query_map(params, job_from_row)?;
+        let rows = stmt.query_map(params, JobRow::read)?;
         rows.map(|r| r?).collect()
     }
 }

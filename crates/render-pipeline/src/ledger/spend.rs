@@ -161,11 +161,14 @@ impl Ledger {
     pub fn committed(&self, run_id: &str) -> Result<Usd> {
         let billed = self.run_spend(run_id)?.map_or(Usd::ZERO, |s| s.billed);
         let rendering: i64 = self.conn.query_row(
-            "SELECT COALESCE(SUM(cost_micros), 0) FROM requests
-             WHERE status IN ('queued', 'submitted')
-               AND (batch_row IN (SELECT row FROM batches WHERE run_id = ?1)
-                    OR (batch_row IS NULL
-                        AND job_row IN (SELECT row FROM jobs WHERE run_id = ?1)))",
+            &format!(
+                "SELECT COALESCE(SUM(cost_micros), 0) FROM requests
+                 WHERE status IN {}
+                   AND (batch_row IN (SELECT row FROM batches WHERE run_id = ?1)
+                        OR (batch_row IS NULL
+                            AND job_row IN (SELECT row FROM jobs WHERE run_id = ?1)))",
+                RequestStatus::sql_set(RequestStatus::SENT),
+            ),
             [run_id],
             |r| r.get(0),
         )?;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use common::sandbox::{KEY, fast, jsonl, line, prompt};
 use render_pipeline::api::client::{ApiClient, ApiKey, ClientConfig, DownloadOutcome};
 use render_pipeline::api::error::ApiError;

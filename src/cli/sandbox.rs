@@ -51,8 +51,10 @@ pub struct Options {
     #[arg(long = "catalog")]
     pub catalogs: Vec<PathBuf>,
     /// An HTTP fault: `[METHOD /path:] KIND [key=value]...`, KIND one of rate_limit
-    /// (retry_after_ms), server_error (status), not_found (a 404 in the dialect's shape), drop
-    /// (after_bytes), slow (delay_ms), malformed
+    /// (retry_after_ms), server_error (status), should_retry (status, retry: an error carrying
+    /// `x-should-retry`), not_found (a 404 in the dialect's shape), drop (after_bytes), slow
+    /// (delay_ms), stall (after_bytes, stall_ms: silence, then a cut), ignore_range (a Range
+    /// answered 200 with the whole body), malformed
     /// (shape=truncated_json|longer_content_length|unknown_status); trigger keys rate, nth (1,2,…),
     /// limit. E.g. `GET /v1/videos/*/content: drop after_bytes=65536 rate=0.1`.
     #[arg(long = "fault")]

@@ -205,13 +205,14 @@ const FIRST_FAILED_POLL_PAUSE: Duration = Duration::from_millis(500);
 impl HarvestError {
     /// Whether `--watch` polls again after this error, and when: an API error as the retry
     /// classifier says (the server's wait honoured, a refused key not asked again), but a "not
-    /// found" is for the missing rule to judge on a later poll; other trouble of one batch
-    /// (unreadable results, a failed download) is worth another poll.
+    /// found" is for the missing rule to judge on a later poll, and an answer cut or garbled on
+    /// the way (a gateway's bad moment) is asked again, as is other trouble of one batch
+    /// (unreadable results, a failed download); all within the bound of failing polls.
     fn retry_decision(&self) -> RetryDecision {
         match self {
-            HarvestError::Api(ApiError::NotFound { .. }) => {
-                RetryDecision::Retry { server_delay: None }
-            }
+            HarvestError::Api(
+                ApiError::NotFound { .. } | ApiError::Decode { .. } | ApiError::Protocol { .. },
+            ) => RetryDecision::Retry { server_delay: None },
             HarvestError::Api(err) => err.retry_decision(),
             _ => RetryDecision::Retry { server_delay: None },
         }

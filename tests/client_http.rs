@@ -537,23 +537,23 @@ async fn uploads_stream_the_file_and_survive_a_retry() {
 
 // ---------------------------------------------------------------- downloads
 
+/// The first download of a video's content meets `fault`; the later ones are served whole.
+fn on_first_download(sandbox: &SandboxHandle, fault: Fault) {
+    sandbox
+        .set_faults(FaultConfig::none().rule(rule(CONTENT_RULE, fault).nth([1])))
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_download_cut_mid_body_resumes_with_range_to_the_exact_bytes() {
     let sandbox = sandbox(fast().video_bytes(1_500_000));
     let (id, content) = rendered_video(&sandbox).await;
-    sandbox
-        .set_faults(
-            FaultConfig::none().rule(
-                rule(
-                    CONTENT_RULE,
-                    Fault::Drop {
-                        after_bytes: 600_000,
-                    },
-                )
-                .nth([1]),
-            ),
-        )
-        .unwrap();
+    on_first_download(
+        &sandbox,
+        Fault::Drop {
+            after_bytes: 600_000,
+        },
+    );
     let served_before = sandbox.stats().bytes_served["video"];
     let mut dest = Vec::new();
     let outcome = client(&sandbox, 4)
@@ -578,13 +578,13 @@ async fn a_download_cut_mid_body_resumes_with_range_to_the_exact_bytes() {
 async fn a_download_that_stalls_mid_body_times_out_and_resumes() {
     let sandbox = sandbox(fast().video_bytes(400_000));
     let (id, content) = rendered_video(&sandbox).await;
-    let stall = Fault::Stall {
-        after_bytes: 150_000,
-        stall_ms: 10_000,
-    };
-    sandbox
-        .set_faults(FaultConfig::none().rule(rule(CONTENT_RULE, stall).nth([1])))
-        .unwrap();
+    on_first_download(
+        &sandbox,
+        Fault::Stall {
+            after_bytes: 150_000,
+            stall_ms: 10_000,
+        },
+    );
     let mut config = config(&sandbox, 2);
     config.timeouts.read = Duration::from_millis(300);
     let started = Instant::now();
@@ -607,19 +607,12 @@ async fn a_download_that_stalls_mid_body_times_out_and_resumes() {
 async fn a_later_run_resumes_a_partial_in_the_cache() {
     let sandbox = sandbox(fast().video_bytes(900_000));
     let (id, content) = rendered_video(&sandbox).await;
-    sandbox
-        .set_faults(
-            FaultConfig::none().rule(
-                rule(
-                    CONTENT_RULE,
-                    Fault::Drop {
-                        after_bytes: 400_000,
-                    },
-                )
-                .nth([1]),
-            ),
-        )
-        .unwrap();
+    on_first_download(
+        &sandbox,
+        Fault::Drop {
+            after_bytes: 400_000,
+        },
+    );
     let state = tempfile::tempdir().unwrap();
     let store = LocalStore::open(state.path()).unwrap();
 

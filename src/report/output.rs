@@ -24,20 +24,17 @@ pub trait Document: Serialize {
 
 /// Prints `document` on stdout in `format`.
 pub fn print<D: Document + ?Sized>(document: &D, format: Format) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, document)?;
-            writeln!(out)?;
-        }
-        Format::Human => document.write_human(&mut out)?,
+    if format == Format::Json {
+        return print_json(document);
     }
+    let mut out = io::stdout().lock();
+    document.write_human(&mut out)?;
     out.flush()?;
     Ok(())
 }
 
 /// Prints a JSON value (a document assembled by the caller) on stdout.
-pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;

@@ -146,45 +146,38 @@ fn check_auth(state: &SandboxState, headers: &HeaderMap) -> Result<(), ApiFailur
 /// Sends the headers and the first `after` bytes of the body, then aborts the connection
 /// (the body stream errors, so hyper resets it mid-body).
 fn cut_after(response: Response, after: u64) -> Response {
-    let (parts, body) = response.into_parts();
-    let state = (body.into_data_stream(), after, false);
-    let cut = futures_util::stream::unfold(state, |(mut stream, left, done)| async move {
-        if done {
-            return None;
-        }
-        if left == 0 {
-            // Let hyper flush what was sent before the cut, or the client would see less.
-            tokio::time::sleep(FLUSH_GRACE).await;
-            return Some((Err(dropped()), (stream, 0, true)));
-        }
-        match stream.next().await {
-            Some(Ok(chunk)) if chunk.len() as u64 >= left => {
-                Some((Ok(chunk.slice(..left as usize)), (stream, 0, false)))
-            }
-            Some(Ok(chunk)) => {
-                let left = left - chunk.len() as u64;
-                Some((Ok(chunk), (stream, left, false)))
-            }
-            Some(Err(e)) => Some((Err(io::Error::other(e)), (stream, 0, true))),
-            // The whole body was shorter than `after`: nothing left to cut.
-            None => None,
-        }
-    });
-    Response::from_parts(parts, Body::from_stream(cut))
+    // The pause lets hyper flush what was sent before the cut, or the client would see less.
+    cut(response, after, FLUSH_GRACE, ShortBody::Ends)
 }
 
 /// Sends the headers and the first `after` bytes of the body, then nothing for `silence` (the
 /// connection stays open, as a hung upstream's does), then aborts the connection.
 fn stall_after(response: Response, after: u64, silence: std::time::Duration) -> Response {
+    cut(response, after, silence, ShortBody::Stalls)
+}
+
+/// What a body shorter than `after` does: ends whole (nothing to cut), or stalls before its
+/// end all the same.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ShortBody {
+    Ends,
+    Stalls,
+}
+
+/// The first `after` bytes of the body, a pause, then an aborted connection.
+fn cut(response: Response, after: u64, pause: std::time::Duration, short: ShortBody) -> Response {
     let (parts, body) = response.into_parts();
     let state = (body.into_data_stream(), after, false);
-    let stalled = futures_util::stream::unfold(state, move |(mut stream, left, done)| async move {
+    let cut = futures_util::stream::unfold(state, move |(mut stream, left, done)| async move {
+        let abort = |stream| async move {
+            tokio::time::sleep(pause).await;
+            Some((Err(dropped()), (stream, 0, true)))
+        };
         if done {
             return None;
         }
         if left == 0 {
-            tokio::time::sleep(silence).await;
-            return Some((Err(dropped()), (stream, 0, true)));
+            return abort(stream).await;
         }
         match stream.next().await {
             Some(Ok(chunk)) if chunk.len() as u64 >= left => {
@@ -195,14 +188,11 @@ fn stall_after(response: Response, after: u64, silence: std::time::Duration) -> 
                 Some((Ok(chunk), (stream, left, false)))
             }
             Some(Err(e)) => Some((Err(io::Error::other(e)), (stream, 0, true))),
-            // The whole body was shorter than `after`: stall before the end all the same.
-            None => {
-                tokio::time::sleep(silence).await;
-                Some((Err(dropped()), (stream, 0, true)))
-            }
+            None if short == ShortBody::Stalls => abort(stream).await,
+            None => None,
         }
     });
-    Response::from_parts(parts, Body::from_stream(stalled))
+    Response::from_parts(parts, Body::from_stream(cut))
 }
 
 /// Largest answer a `malformed` fault buffers to damage it; longer ones pass unharmed.

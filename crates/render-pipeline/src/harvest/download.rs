@@ -9,7 +9,7 @@ use crate::cache::CacheStorage;
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::lanes::Route;
-use crate::ledger::{Ledger, OutputRow, RequestResult, RequestRow, RequestStatus, unix_now};
+use crate::ledger::{Ledger, OutputRow, RequestRow, RequestStatus, unix_now};
 use render_wire::api::ContentVariant;
 use render_wire::dialect::image_mime;
 use render_wire::key::Sha256Hex;
@@ -93,7 +93,9 @@ pub(super) async fn download(
                 });
                 failpoint::hit("harvest-after-video");
             }
-            Err(DownloadFailure::Expired(reason)) => lose(ledger, events, &request, reason)?,
+            Err(DownloadFailure::Expired(reason)) => {
+                crate::lanes::record_lost(ledger, events, &request, reason)?
+            }
             Err(DownloadFailure::NotFound(err)) => {
                 let (polls, for_secs) = ledger.request_missing(&request.key, unix_now())?;
                 if polls >= missing.polls && for_secs as u64 >= missing.grace.as_secs() {
@@ -101,7 +103,7 @@ pub(super) async fn download(
                         "the provider no longer has video {} (not found on {polls} tries over {for_secs} s): {err}",
                         request.video_id.as_deref().unwrap_or("?")
                     );
-                    lose(ledger, events, &request, reason)?;
+                    crate::lanes::record_lost(ledger, events, &request, reason)?;
                 } else if polls == 1 {
                     warn(
                         events,
@@ -127,22 +129,6 @@ pub(super) async fn download(
         Some(err) => Err(err),
         None => Ok(()),
     }
-}
-
-fn lose(
-    ledger: &mut Ledger,
-    events: &dyn EventSink,
-    request: &RequestRow,
-    reason: String,
-) -> Result<(), HarvestError> {
-    events.emit(Event::RequestLost {
-        shot_id: request.shot_id.clone(),
-        take: request.take,
-        key: request.key.hex(),
-        reason: reason.clone(),
-    });
-    ledger.record_result(&request.key, &RequestResult::Lost { reason })?;
-    Ok(())
 }
 
 /// Forwards a download task's events to the harvest's own task.

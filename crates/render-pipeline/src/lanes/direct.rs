@@ -465,13 +465,7 @@ async fn job_denied(
         route.provider.name,
         job.video_id.as_deref().unwrap_or("?")
     );
-    events.emit(Event::RequestLost {
-        shot_id: request.shot_id.clone(),
-        take: request.take,
-        key: request.key.hex(),
-        reason: reason.clone(),
-    });
-    ledger.record_result(&request.key, &RequestResult::Lost { reason })?;
+    super::record_lost(ledger, events, request, reason)?;
     Ok(Outcome::Finished)
 }
 

@@ -7,6 +7,9 @@ pub mod batch;
 pub mod direct;
 
 use crate::api::client::ApiClient;
+use crate::api::retry::is_retryable_status;
+use crate::events::{Event, EventSink};
+use crate::ledger::{Ledger, LedgerError, RequestResult, RequestRow};
 use crate::provider::Provider;
 
 /// How far before an intent to look for the batch or job it may have made: clocks differ
@@ -57,8 +60,22 @@ impl Routes {
     }
 }
 
-use crate::api::retry::is_retryable_status;
-use crate::ledger::RequestResult;
+/// Records a request lost (it will not come: expired, forgotten, cancelled) and says so: the
+/// one way both lanes give a request up.
+pub fn record_lost(
+    ledger: &mut Ledger,
+    events: &dyn EventSink,
+    request: &RequestRow,
+    reason: String,
+) -> Result<(), LedgerError> {
+    events.emit(Event::RequestLost {
+        shot_id: request.shot_id.clone(),
+        take: request.take,
+        key: request.key.hex(),
+        reason: reason.clone(),
+    });
+    ledger.record_result(&request.key, &RequestResult::Lost { reason })
+}
 
 /// Sorts a provider's failure of one request: never run (its batch expired or was cancelled
 /// first) is lost; a policy rejection or an invalid request fails again if resubmitted

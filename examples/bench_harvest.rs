@@ -225,6 +225,7 @@ fn harvest_once(
         wait_until_completed(sandbox, id);
     }
     let waited = waited.elapsed();
+    warm_thumbnails(sandbox);
 
     let mut harvest = render_command(bin, sandbox, scratch.path());
     harvest.args([
@@ -328,6 +329,46 @@ fn wait_until_completed(sandbox: &SandboxHandle, batch_id: &str) {
     }
 }
 
+/// Asks for every video's thumbnail once, before anything is measured: the sandbox encodes a
+/// thumbnail on its first request and keeps it, so without this render would pay for every
+/// encoding and curl, measured after it, for none.
+fn warm_thumbnails(sandbox: &SandboxHandle) {
+    let auth = format!("Authorization: Bearer {API_KEY}");
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{}/videos?limit=100&order=asc", sandbox.base_url());
+        if let Some(after) = &after {
+            url.push_str(&format!("&after={after}"));
+        }
+        let output = Command::new("curl")
+            .args(["-sS", "--fail", "-H", &auth, &url])
+            .output()
+            .expect("curl runs");
+        let page: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        let ids: Vec<&str> = page["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["id"].as_str())
+            .collect();
+        if !ids.is_empty() {
+            let mut curl = Command::new("curl");
+            curl.args(["-s", "--fail", "-H", &auth]);
+            for id in &ids {
+                curl.args(["-o", "/dev/null"]).arg(format!(
+                    "{}/videos/{id}/content?variant=thumbnail",
+                    sandbox.base_url()
+                ));
+            }
+            assert!(curl.status().expect("curl runs").success(), "thumbnails");
+        }
+        match (page["has_more"].as_bool(), ids.last()) {
+            (Some(true), Some(last)) => after = Some(last.to_string()),
+            _ => return,
+        }
+    }
+}
+
 /// Every video id the ledger knows, in its batches' order.
 fn video_ids(state_dir: &Path) -> Vec<String> {
     let ledger = Ledger::open(&state_dir.join("ledger.sqlite")).expect("the ledger opens");
@@ -346,7 +387,7 @@ fn video_ids(state_dir: &Path) -> Vec<String> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CurlTo {
     Files,
-    /// Also the JPEG thumbnail, like `render harvest` (the sandbox encodes it per request).
+    /// Also the JPEG thumbnail, like `render harvest` (already encoded: see [`warm_thumbnails`]).
     FilesAndThumbnails,
     Null,
 }

@@ -92,7 +92,7 @@ fn costs_are_seconds_times_the_batch_rate_and_totals_add_up_exactly() {
     let found: Vec<(&str, u32, Usd, Usd)> = plan
         .requests
         .iter()
-        .map(|r| (r.shot_id.as_str(), r.take, r.cost, r.standard_cost))
+        .map(|r| (&*r.shot_id, r.take, r.cost, r.standard_cost))
         .collect();
     let expected: Vec<(&str, u32, Usd, Usd)> = expected
         .iter()
@@ -208,7 +208,7 @@ fn keys(plan: &Plan) -> Vec<(String, u32, String)> {
     let mut keys: Vec<_> = plan
         .requests
         .iter()
-        .map(|r| (r.prompt.clone(), r.take, r.key.hex()))
+        .map(|r| (r.prompt.to_string(), r.take, r.key.hex()))
         .collect();
     keys.sort();
     keys

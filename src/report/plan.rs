@@ -8,7 +8,7 @@ use std::io::Write;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
 
-use render_pipeline::plan::{OverBudget, Plan, PlanRun, Subtotal};
+use render_pipeline::plan::{OverBudget, Plan, PlanRun, PlannedRequest};
 use render_pipeline::shotlist::{Diagnostic, Severity, ShotListInput};
 use render_wire::catalog::{Model, Size};
 use render_wire::key::RequestKey;
@@ -98,54 +98,73 @@ fn byte_range(source: &str, offset: u32, len: u32) -> std::ops::Range<usize> {
 }
 
 /// The table of requests, then totals by model and size, the Batch total, the standard-rate
-/// total and the saving.
+/// total and the saving, as one string (for tests; [`write_table`] streams it).
 pub fn render_table(plan: &Plan, budget: Option<Usd>) -> String {
-    let mut rows = Columns::new([
-        "shot", "take", "provider", "lane", "model", "size", "seconds", "cost", "batch", "cached",
-    ]);
-    for r in &plan.requests {
-        rows.cell(&r.shot_id);
-        rows.cell_fmt(format_args!("{}/{}", r.take, r.takes));
-        rows.cell(&r.provider_name);
-        rows.cell(lane_label(r));
-        rows.cell(r.model.as_str());
-        rows.cell_fmt(format_args!("{}", r.size));
-        rows.cell_fmt(format_args!("{}", r.seconds.0));
-        rows.cell_fmt(format_args!("{}", r.cost));
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, and every cell is UTF-8.
+    write_table(plan, budget, &mut out).expect("writing into memory");
+    String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// Writes the table of requests, then the totals, into `out` as it goes: a plan of a hundred
+/// thousand requests is never held as text.
+pub fn write_table(plan: &Plan, budget: Option<Usd>, out: &mut impl Write) -> std::io::Result<()> {
+    let requests = Table {
+        headings: [
+            "shot", "take", "provider", "lane", "model", "size", "seconds", "cost", "batch",
+            "cached",
+        ],
+        right: [
+            false, true, false, false, false, false, true, true, true, false,
+        ],
+    };
+    requests.write(out, &plan.requests, |r, row| {
+        row.cell(&r.shot_id);
+        row.cell_fmt(format_args!("{}/{}", r.take, r.takes));
+        row.cell(&r.provider_name);
+        row.cell(lane_label(r));
+        row.cell(r.model.as_str());
+        row.cell_fmt(format_args!("{}", r.size));
+        row.cell_fmt(format_args!("{}", r.seconds.0));
+        row.cell_fmt(format_args!("{}", r.cost));
         // The Batch price where the provider offers one, to compare with what applies.
         match r.batch_cost {
-            Some(cost) => rows.cell_fmt(format_args!("{cost}")),
-            None => rows.cell("-"),
+            Some(cost) => row.cell_fmt(format_args!("{cost}")),
+            None => row.cell("-"),
         }
-        rows.cell(if r.cached { "cached" } else { "" });
-    }
-    let mut out = rows.render(&[
-        false, true, false, false, false, false, true, true, true, false,
-    ]);
-    out.push('\n');
-    let mut totals = Columns::new([
-        "model", "size", "requests", "cached", "seconds", "batch", "standard",
-    ]);
-    for s in plan.subtotals() {
-        for cell in subtotal_row(&s) {
-            totals.cell(&cell);
-        }
-    }
-    out.push_str(&totals.render(&[false, false, true, true, true, true, true]));
-    out.push('\n');
-    let label = |name: &str, value: Usd| format!("{name:<22}{value:>12}\n");
-    out.push_str(&format!(
-        "{} requests, {} cached\n",
+        row.cell(if r.cached { "cached" } else { "" });
+    })?;
+    out.write_all(b"\n")?;
+    let totals = Table {
+        headings: [
+            "model", "size", "requests", "cached", "seconds", "batch", "standard",
+        ],
+        right: [false, false, true, true, true, true, true],
+    };
+    totals.write(out, &plan.subtotals(), |s, row| {
+        row.cell(s.model.as_str());
+        row.cell_fmt(format_args!("{}", s.size));
+        row.cell_fmt(format_args!("{}", s.requests));
+        row.cell_fmt(format_args!("{}", s.cached));
+        row.cell_fmt(format_args!("{}", s.seconds));
+        row.cell_fmt(format_args!("{}", s.cost));
+        row.cell_fmt(format_args!("{}", s.standard_cost));
+    })?;
+    out.write_all(b"\n")?;
+    writeln!(
+        out,
+        "{} requests, {} cached",
         plan.requests.len(),
         plan.cached_count()
-    ));
-    out.push_str(&label("Total", plan.total()));
-    out.push_str(&label("At standard rates", plan.standard_total()));
-    out.push_str(&label("Saving", plan.saving()));
+    )?;
+    let mut label = |name: &str, value: Usd| writeln!(out, "{name:<22}{value:>12}");
+    label("Total", plan.total())?;
+    label("At standard rates", plan.standard_total())?;
+    label("Saving", plan.saving())?;
     if let Some(budget) = budget {
-        out.push_str(&label("Budget", budget));
+        label("Budget", budget)?;
     }
-    out
+    Ok(())
 }
 
 /// `batch`, `direct`, or `direct (rush)` for a rush shot that could have gone by Batch.
@@ -158,40 +177,87 @@ fn lane_label(r: &render_pipeline::plan::PlannedRequest) -> &'static str {
     }
 }
 
-fn subtotal_row(s: &Subtotal) -> [String; 7] {
-    [
-        s.model.to_string(),
-        s.size.to_string(),
-        s.requests.to_string(),
-        s.cached.to_string(),
-        s.seconds.to_string(),
-        s.cost.to_string(),
-        s.standard_cost.to_string(),
-    ]
+/// A table of `N` columns, left- or right-aligned, separated by two spaces, each line without
+/// trailing whitespace. Its rows are formatted twice, once to measure the columns and once to
+/// write them: nothing of the table is kept, which for a hundred thousand rows (a million
+/// cells) would cost more than the shot list itself.
+struct Table<const N: usize> {
+    headings: [&'static str; N],
+    right: [bool; N],
 }
 
-/// A table of `N` columns filled cell by cell, row after row, into one buffer (a table of a
-/// hundred thousand rows is a million cells: one string each would cost more than the text).
-struct Columns<const N: usize> {
+impl<const N: usize> Table<N> {
+    fn write<T>(
+        &self,
+        out: &mut impl Write,
+        items: &[T],
+        fill: impl Fn(&T, &mut Row<N>),
+    ) -> std::io::Result<()> {
+        let mut widths = self.headings.map(chars);
+        let mut row = Row::new();
+        for item in items {
+            row.refill(item, &fill);
+            for (width, cell) in widths.iter_mut().zip(row.cells()) {
+                *width = (*width).max(chars(cell));
+            }
+        }
+        let mut line = String::new();
+        self.write_line(out, &mut line, self.headings.into_iter(), &widths)?;
+        for item in items {
+            row.refill(item, &fill);
+            self.write_line(out, &mut line, row.cells(), &widths)?;
+        }
+        Ok(())
+    }
+
+    fn write_line<'c>(
+        &self,
+        out: &mut impl Write,
+        line: &mut String,
+        cells: impl Iterator<Item = &'c str>,
+        widths: &[usize; N],
+    ) -> std::io::Result<()> {
+        line.clear();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i] - chars(cell);
+            if self.right[i] {
+                spaces(line, pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                spaces(line, pad);
+            }
+        }
+        out.write_all(line.trim_end().as_bytes())?;
+        out.write_all(b"\n")
+    }
+}
+
+/// One row's cells, formatted into one reused buffer.
+struct Row<const N: usize> {
     text: String,
     /// Where each cell ends in `text`.
-    ends: Vec<usize>,
-    /// The widest cell of each column, in characters.
-    widths: [usize; N],
+    ends: [usize; N],
+    filled: usize,
 }
 
-impl<const N: usize> Columns<N> {
-    /// A table whose first row is the heading.
-    fn new(headings: [&str; N]) -> Columns<N> {
-        let mut table = Columns {
+impl<const N: usize> Row<N> {
+    fn new() -> Row<N> {
+        Row {
             text: String::new(),
-            ends: Vec::new(),
-            widths: [0; N],
-        };
-        for heading in headings {
-            table.cell(heading);
+            ends: [0; N],
+            filled: 0,
         }
-        table
+    }
+
+    fn refill<T>(&mut self, item: &T, fill: &impl Fn(&T, &mut Row<N>)) {
+        self.text.clear();
+        self.filled = 0;
+        fill(item, self);
+        debug_assert_eq!(self.filled, N, "a row fills every column");
     }
 
     fn cell(&mut self, text: &str) {
@@ -207,45 +273,15 @@ impl<const N: usize> Columns<N> {
     }
 
     fn end_cell(&mut self) {
-        let start = self.ends.last().copied().unwrap_or(0);
-        let column = self.ends.len() % N;
-        let width = chars(&self.text[start..]);
-        self.widths[column] = self.widths[column].max(width);
-        self.ends.push(self.text.len());
+        self.ends[self.filled] = self.text.len();
+        self.filled += 1;
     }
 
-    /// Left- or right-aligned columns separated by two spaces, each line without trailing
-    /// whitespace.
-    fn render(&self, right: &[bool; N]) -> String {
-        let mut out =
-            String::with_capacity(self.widths.iter().sum::<usize>() * self.rows() * 9 / 8);
-        let mut line = String::new();
-        let mut start = 0;
-        for row in self.ends.chunks(N) {
-            line.clear();
-            for (i, &end) in row.iter().enumerate() {
-                let cell = &self.text[start..end];
-                start = end;
-                if i > 0 {
-                    line.push_str("  ");
-                }
-                let pad = self.widths[i] - chars(cell);
-                if right[i] {
-                    spaces(&mut line, pad);
-                    line.push_str(cell);
-                } else {
-                    line.push_str(cell);
-                    spaces(&mut line, pad);
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
-    }
-
-    fn rows(&self) -> usize {
-        self.ends.len() / N
+    fn cells(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.text[start..end])
     }
 }
 
@@ -279,7 +315,7 @@ pub struct PlanJson<'a> {
     pub budget_usd: Option<Usd>,
     pub over_budget: bool,
     pub by_model_size: Vec<SubtotalJson>,
-    pub shots: Vec<RequestJson<'a>>,
+    pub shots: ShotsJson<'a>,
     pub diagnostics: &'a [Diagnostic],
 }
 
@@ -292,6 +328,17 @@ pub struct SubtotalJson {
     pub seconds: u64,
     pub total_usd: Usd,
     pub standard_usd: Usd,
+}
+
+/// The plan's requests, each turned into its JSON form as it is written: a plan of a hundred
+/// thousand requests is not copied first.
+#[derive(Debug)]
+pub struct ShotsJson<'a>(&'a [PlannedRequest]);
+
+impl Serialize for ShotsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(RequestJson::of))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -327,6 +374,36 @@ pub struct ReferenceJson<'a> {
     pub bytes: u64,
 }
 
+impl<'a> RequestJson<'a> {
+    fn of(r: &'a PlannedRequest) -> RequestJson<'a> {
+        RequestJson {
+            id: &r.shot_id,
+            take: r.take,
+            takes: r.takes,
+            provider: &r.provider_name,
+            provider_id: &r.provider,
+            lane: r.lane,
+            priority: r.priority,
+            model: &r.model,
+            size: r.size,
+            seconds: r.seconds.0,
+            key: r.key,
+            cost_usd: r.cost,
+            standard_cost_usd: r.standard_cost,
+            batch_cost_usd: r.batch_cost,
+            cached: r.cached,
+            reference: r.reference.as_ref().map(|f| ReferenceJson {
+                path: f.path.display().to_string(),
+                sha256: f.sha256.hex(),
+                mime: f.mime,
+                bytes: f.bytes,
+            }),
+            tags: &r.tags,
+            source: r.source.display().to_string(),
+        }
+    }
+}
+
 pub fn plan_json(run: &PlanRun, budget: Option<Usd>) -> PlanJson<'_> {
     let empty = Plan::default();
     let plan = run.plan.as_ref().unwrap_or(&empty);
@@ -355,36 +432,7 @@ pub fn plan_json(run: &PlanRun, budget: Option<Usd>) -> PlanJson<'_> {
                 standard_usd: s.standard_cost,
             })
             .collect(),
-        shots: run
-            .plan
-            .iter()
-            .flat_map(|p| &p.requests)
-            .map(|r| RequestJson {
-                id: &r.shot_id,
-                take: r.take,
-                takes: r.takes,
-                provider: &r.provider_name,
-                provider_id: &r.provider,
-                lane: r.lane,
-                priority: r.priority,
-                model: &r.model,
-                size: r.size,
-                seconds: r.seconds.0,
-                key: r.key,
-                cost_usd: r.cost,
-                standard_cost_usd: r.standard_cost,
-                batch_cost_usd: r.batch_cost,
-                cached: r.cached,
-                reference: r.reference.as_ref().map(|f| ReferenceJson {
-                    path: f.path.display().to_string(),
-                    sha256: f.sha256.hex(),
-                    mime: f.mime,
-                    bytes: f.bytes,
-                }),
-                tags: &r.tags,
-                source: r.source.display().to_string(),
-            })
-            .collect(),
+        shots: ShotsJson(run.plan.as_ref().map_or(&[], |p| &p.requests)),
         diagnostics: &run.diagnostics,
     }
 }
@@ -394,9 +442,10 @@ pub fn plan_json(run: &PlanRun, budget: Option<Usd>) -> PlanJson<'_> {
 pub fn print_run(run: &PlanRun, budget: Option<Usd>, json: bool) -> std::io::Result<()> {
     if json {
         let doc = plan_json(run, budget);
-        let mut stdout = std::io::stdout().lock();
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut stdout, &doc)?;
-        return writeln!(stdout);
+        writeln!(stdout)?;
+        return stdout.flush();
     }
     print_diagnostics(&run.diagnostics, &run.inputs)?;
     let Some(plan) = &run.plan else {
@@ -406,9 +455,9 @@ pub fn print_run(run: &PlanRun, budget: Option<Usd>, json: bool) -> std::io::Res
             "error: {errors} problem(s) in the shot lists; nothing was planned"
         );
     };
-    std::io::stdout()
-        .lock()
-        .write_all(render_table(plan, budget).as_bytes())?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    write_table(plan, budget, &mut stdout)?;
+    stdout.flush()?;
     if let Some(Err(over)) = budget.map(|b| plan.check_budget(b)) {
         print_over_budget(&over);
     }

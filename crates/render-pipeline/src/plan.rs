@@ -2,9 +2,10 @@
 //!
 //! The shapes below are the contract the later stages (batch, submit, harvest) consume.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -28,13 +29,16 @@ pub struct Reference {
 }
 
 /// One take of one shot: exactly one `POST /v1/videos`.
+///
+/// A plan holds a hundred thousand of these: what every take of a shot shares (its text, its
+/// reference) and what every request of a provider shares (its names) is shared, not copied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PlannedRequest {
-    pub shot_id: String,
+    pub shot_id: Arc<str>,
     /// The provider's identity (its name, or the default provider's base URL).
-    pub provider: String,
+    pub provider: Arc<str>,
     /// What the shot list calls the provider.
-    pub provider_name: String,
+    pub provider_name: Arc<str>,
     pub lane: Lane,
     pub priority: Priority,
     /// 1-based take number.
@@ -43,12 +47,12 @@ pub struct PlannedRequest {
     pub takes: u32,
     pub model: Model,
     /// The `model` string sent (the catalog's `served_as`, else the model's name).
-    pub served_as: String,
+    pub served_as: Arc<str>,
     pub size: Size,
     pub seconds: Seconds,
-    pub prompt: String,
-    pub reference: Option<Reference>,
-    pub tags: Vec<String>,
+    pub prompt: Arc<str>,
+    pub reference: Option<Arc<Reference>>,
+    pub tags: Arc<[String]>,
     pub key: RequestKey,
     /// At the price of its lane (Batch or standard); zero when cached.
     pub cost: Usd,
@@ -58,7 +62,7 @@ pub struct PlannedRequest {
     pub batch_cost: Option<Usd>,
     pub cached: bool,
     /// The shot list the shot came from.
-    pub source: PathBuf,
+    pub source: Arc<Path>,
 }
 
 /// A night's work, validated and priced.
@@ -323,8 +327,8 @@ pub fn build(
         }
     }
     for request in &plan.requests {
-        if !plan.providers.contains(&request.provider) {
-            plan.providers.push(request.provider.clone());
+        if !plan.providers.iter().any(|p| **p == *request.provider) {
+            plan.providers.push(request.provider.to_string());
         }
     }
     planner.warn_retired();
@@ -409,15 +413,14 @@ struct ListContext<'a> {
     input: &'a ShotListInput,
     path: &'a str,
     defaults: &'a crate::shotlist::Defaults,
-    source: &'a Path,
+    source: &'a Arc<Path>,
 }
 
-/// What a reference image turned out to be.
+/// What a reference image turned out to be: the reference every shot naming it shares, and its
+/// pixel size.
 #[derive(Clone, Debug)]
 struct ImageFacts {
-    sha256: Sha256Hex,
-    mime: &'static str,
-    bytes: u64,
+    reference: Arc<Reference>,
     width: u32,
     height: u32,
 }
@@ -432,6 +435,10 @@ struct Planner<'a> {
     images: HashMap<PathBuf, Result<ImageFacts, String>>,
     /// First use and request count of each model per provider, for the retirement warning.
     models_used: BTreeMap<(String, Model), (String, Pos, usize)>,
+    /// Provider and model names, one copy each for every request that carries them.
+    names: HashSet<Arc<str>>,
+    /// The tags of every shot that has none.
+    no_tags: Arc<[String]>,
 }
 
 impl<'a> Planner<'a> {
@@ -443,7 +450,19 @@ impl<'a> Planner<'a> {
             paths: Vec::new(),
             images: HashMap::new(),
             models_used: BTreeMap::new(),
+            names: HashSet::new(),
+            no_tags: Arc::new([]),
         }
+    }
+
+    /// The one shared copy of `name`.
+    fn share(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = name.into();
+        self.names.insert(shared.clone());
+        shared
     }
 
     /// Plans every shot of `list`, which it consumes: each shot's text moves into its last
@@ -457,7 +476,7 @@ impl<'a> Planner<'a> {
         } = list;
         self.paths.push(path.clone());
         let list_index = self.paths.len() - 1;
-        let source = PathBuf::from(&input.path);
+        let source: Arc<Path> = Path::new(&input.path).into();
         // At most this many requests: room for them all at once, not twice as much by doubling.
         let takes = |shot: &Shot| {
             shot.takes
@@ -574,26 +593,29 @@ impl<'a> Planner<'a> {
         }
         .take_keys();
         let first = PlannedRequest {
-            shot_id: id.value,
-            provider: provider.id.clone(),
-            provider_name: provider.name.clone(),
+            shot_id: id.value.into(),
+            provider: self.share(&provider.id),
+            provider_name: self.share(&provider.name),
             lane,
             priority,
             take: 1,
             takes,
             model: spec.name.clone(),
-            served_as: spec.wire_name().to_string(),
+            served_as: self.share(spec.wire_name()),
             size: size.value,
             seconds,
-            prompt: prompt.value,
+            prompt: prompt.value.into(),
             reference,
-            tags,
+            tags: match tags.is_empty() {
+                true => self.no_tags.clone(),
+                false => tags.into(),
+            },
             key: keys.key(1),
             cost: price,
             standard_cost: rate.standard * seconds.0,
             batch_cost: provider.offers_batch().then(|| rate.batch * seconds.0),
             cached: false,
-            source: list.source.to_path_buf(),
+            source: list.source.clone(),
         };
         // Takes differ only in their number and key: the first is the template of the rest.
         let start = out.len();
@@ -785,7 +807,7 @@ impl<'a> Planner<'a> {
         input: &ShotListInput,
         shot: &Shot,
         size: Option<Size>,
-    ) -> Result<Option<Reference>, ()> {
+    ) -> Result<Option<Arc<Reference>>, ()> {
         let Some(written) = &shot.reference else {
             return Ok(None);
         };
@@ -818,12 +840,7 @@ impl<'a> Planner<'a> {
             self.diagnostics.push(report(message, &help));
             return Err(());
         }
-        Ok(Some(Reference {
-            path,
-            sha256: facts.sha256,
-            mime: facts.mime,
-            bytes: facts.bytes,
-        }))
+        Ok(Some(facts.reference))
     }
 
     /// One warning per model retired on the target host, at its first use.
@@ -913,9 +930,12 @@ fn inspect_image(path: &Path) -> Result<ImageFacts, String> {
     let bytes = std::io::copy(&mut reader, &mut hasher)
         .map_err(|e| format!("cannot read reference image {shown}: {e}"))?;
     Ok(ImageFacts {
-        sha256: Sha256Hex::from_digest(hasher.finalize().into()),
-        mime,
-        bytes,
+        reference: Arc::new(Reference {
+            path: path.to_path_buf(),
+            sha256: Sha256Hex::from_digest(hasher.finalize().into()),
+            mime,
+            bytes,
+        }),
         width: u32::try_from(dims.width).unwrap_or(u32::MAX),
         height: u32::try_from(dims.height).unwrap_or(u32::MAX),
     })

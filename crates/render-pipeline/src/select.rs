@@ -60,7 +60,7 @@ impl Selection {
             return Ok(());
         }
         for (pattern, matcher) in &self.only {
-            if !plan.requests.iter().any(|r| matcher.is_match(&r.shot_id)) {
+            if !plan.requests.iter().any(|r| matcher.is_match(&*r.shot_id)) {
                 return Err(SelectionError::Unmatched {
                     flag: "only",
                     value: pattern.clone(),

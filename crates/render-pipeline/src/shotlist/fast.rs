@@ -14,9 +14,16 @@ const MAX_DEPTH: usize = 16;
 const MAX_INPUT_BYTES: usize = 200 << 20;
 const MAX_KEY_BYTES: usize = 512;
 
+/// Hands each item of the document's `shots` to its caller as soon as it is read, instead of
+/// keeping it in the tree: a list of a hundred thousand shots then never exists as nodes.
+pub(crate) type ShotSink<'s> = &'s mut dyn FnMut(Sp<Node>);
+
 /// The tree of `text`, or `None` when the text is outside the subset this reader knows, or
 /// would pass serde-saphyr's budget of `max_events` events.
-pub(crate) fn parse(text: &str, max_events: usize) -> Option<Sp<Node>> {
+///
+/// With `shots`, the items of the first top-level `shots` sequence go to it, and the tree holds
+/// that sequence empty. `None` can come after some items went: the caller then forgets them.
+pub(crate) fn parse(text: &str, max_events: usize, shots: Option<ShotSink>) -> Option<Sp<Node>> {
     // Tabs, carriage returns and non-ASCII text change how columns and lines are counted: the
     // general parser knows those rules.
     if !text.is_ascii() || text.bytes().any(|b| b == b'\t' || b == b'\r') {
@@ -34,6 +41,8 @@ pub(crate) fn parse(text: &str, max_events: usize) -> Option<Sp<Node>> {
         line_start: 0,
         events: 4,
         max_events,
+        shots,
+        streaming: false,
     };
     reader.skip_insignificant();
     if reader.at >= reader.src.len() || reader.indent() != 0 {
@@ -44,7 +53,7 @@ pub(crate) fn parse(text: &str, max_events: usize) -> Option<Sp<Node>> {
     (reader.at >= reader.src.len()).then_some(root)
 }
 
-struct Reader<'a> {
+struct Reader<'a, 's> {
     src: &'a [u8],
     text: &'a str,
     /// The byte being read.
@@ -56,9 +65,13 @@ struct Reader<'a> {
     /// budget serde-saphyr would apply.
     events: usize,
     max_events: usize,
+    /// Where the items of `shots` go, until they have gone.
+    shots: Option<ShotSink<'s>>,
+    /// The sequence being read is the top-level `shots`.
+    streaming: bool,
 }
 
-impl Reader<'_> {
+impl Reader<'_, '_> {
     fn pos(&self, offset: usize, len: usize) -> Pos {
         Pos {
             line: self.line,
@@ -129,7 +142,12 @@ impl Reader<'_> {
         let mut entries = Vec::new();
         loop {
             let key = self.key()?;
+            self.streaming = depth == 0 && key.value == "shots" && self.shots.is_some();
             let value = self.value_after_key(indent, depth)?;
+            if std::mem::take(&mut self.streaming) {
+                // Only the first `shots`: a repeated one is reported and dropped, from the tree.
+                self.shots = None;
+            }
             entries.push((key, value));
             // `at` is at the first significant character of the next line, or at the end.
             if self.at >= self.src.len() {
@@ -224,6 +242,9 @@ impl Reader<'_> {
         self.count_event(2)?;
         let mut pos = self.pos(self.at, 0);
         let mut items = Vec::new();
+        // The top-level `shots` sequence, not one nested in its items.
+        let stream = self.streaming && depth == 1;
+        let mut first = true;
         loop {
             // `- ` then the item on the same line.
             self.at += 1;
@@ -233,9 +254,10 @@ impl Reader<'_> {
             if matches!(self.peek(), Some(b'\n' | b'#') | None) {
                 return None;
             }
-            if indentless && items.is_empty() {
+            if indentless && first {
                 pos = self.pos(self.at, 0);
             }
+            first = false;
             let column = self.indent();
             let item = if self.looks_like_key() {
                 self.map(column, depth + 1)?
@@ -244,7 +266,10 @@ impl Reader<'_> {
                 self.end_of_value_line(indent)?;
                 value
             };
-            items.push(item);
+            match (stream, self.shots.as_mut()) {
+                (true, Some(sink)) => sink(item),
+                _ => items.push(item),
+            }
             if self.at >= self.src.len() {
                 break;
             }
@@ -529,7 +554,7 @@ mod tests {
     /// The fast tree, checked against serde-saphyr's; whether the fast reader took the text.
     fn check(text: &str) -> bool {
         let slow = yaml::serde_saphyr_tree(text);
-        let Some(fast) = parse(text, (text.len() / 2).max(1_000_000)) else {
+        let Some(fast) = parse(text, (text.len() / 2).max(1_000_000), None) else {
             return false;
         };
         match slow {
@@ -564,6 +589,20 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn shots_read_before_the_fast_reader_gives_up_are_read_once() {
+        // The first shot is streamed (with its problem) before the quoted prompt of the second
+        // sends the whole text to serde-saphyr.
+        let text = "shots:\n  - id: a\n    prompt: plain\n    takes: 0\n  - id: b\n    prompt: \"quoted\"\n";
+        assert!(parse(text, 1_000_000, None).is_none());
+        let (list, diagnostics) = yaml::parse("t.yaml", text);
+        let slow = yaml::parse_with("t.yaml", text, yaml::serde_saphyr_tree);
+        assert_eq!((&list, &diagnostics), (&slow.0, &slow.1));
+        assert_eq!(list.shots.len(), 2);
+        let messages: Vec<&str> = diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages, ["`takes` is 0; a shot needs at least 1 take"]);
     }
 
     #[test]

@@ -5,19 +5,64 @@ use serde_saphyr::{Budget, DuplicateKeyPolicy};
 use super::diagnostic::Diagnostic;
 use super::fields::FieldReader;
 use super::node::{Node, SpannedNode, pos_of};
-use super::{Defaults, LineIndex, Pos, ShotList, Sp, to_u32};
+use super::{Defaults, LineIndex, Pos, Shot, ShotList, Sp, to_u32};
 
 const TOP_FIELDS: [&str; 3] = ["project", "defaults", "shots"];
 
+/// Reads the list with the fast reader when the text is plain block-style YAML it knows (the
+/// same tree serde-saphyr builds, each shot read as soon as its item ends), else with
+/// serde-saphyr.
 pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
-    parse_with(path, text, tree)
+    let mut reader = FieldReader::new(path, text);
+    let mut streamed: Option<Vec<Shot>> = None;
+    let mut read_shot = |item| {
+        let shots = streamed.get_or_insert_with(Vec::new);
+        shots.extend(reader.shot(item));
+    };
+    let root = match super::fast::parse(text, max_events(text), Some(&mut read_shot)) {
+        Some(root) => Ok(root),
+        None => {
+            // The fast reader gave up part-way: what it had read is read again.
+            reader = FieldReader::new(path, text);
+            streamed = None;
+            serde_saphyr_tree(text)
+        }
+    };
+    // Said where the tree's `shots` is read, as without the streaming.
+    let streamed = streamed.map(|mut shots| {
+        shots.shrink_to_fit();
+        Streamed {
+            shots,
+            diagnostics: std::mem::take(&mut reader.diagnostics),
+        }
+    });
+    read(path, text, reader, root, streamed)
 }
 
-/// [`parse`] with the given reader of the document's tree.
+/// The shots the fast reader handed over as it read them, and what reading them found.
+struct Streamed {
+    shots: Vec<Shot>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// [`parse`] with the given reader of the document's tree (to compare the two readers).
+#[cfg(test)]
 pub(crate) fn parse_with(
     path: &str,
     text: &str,
     tree: fn(&str) -> Result<Sp<Node>, serde_saphyr::Error>,
+) -> (ShotList, Vec<Diagnostic>) {
+    read(path, text, FieldReader::new(path, text), tree(text), None)
+}
+
+/// The list from the document's tree, and the shots already read from it (whose `shots` the
+/// tree then holds empty).
+fn read(
+    path: &str,
+    text: &str,
+    mut reader: FieldReader,
+    root: Result<Sp<Node>, serde_saphyr::Error>,
+    mut streamed: Option<Streamed>,
 ) -> (ShotList, Vec<Diagnostic>) {
     let mut list = ShotList {
         path: path.to_string(),
@@ -25,23 +70,13 @@ pub(crate) fn parse_with(
         defaults: Defaults::default(),
         shots: Vec::new(),
     };
-    let mut reader = FieldReader::new(path, text);
-    match tree(text) {
-        Ok(root) => read_document(&mut reader, &mut list, root),
+    match root {
+        Ok(root) => read_document(&mut reader, &mut list, root, &mut streamed),
         Err(err) => reader.diagnostics.push(syntax_error(path, text, &err)),
     }
     let mut diagnostics = reader.diagnostics;
     fill_missing_offsets(text, &mut diagnostics);
     (list, diagnostics)
-}
-
-/// The document's tree: from the fast reader when the text is plain block-style YAML it knows
-/// (the same tree serde-saphyr builds), else from serde-saphyr.
-pub(crate) fn tree(text: &str) -> Result<Sp<Node>, serde_saphyr::Error> {
-    if let Some(root) = super::fast::parse(text, max_events(text)) {
-        return Ok(root);
-    }
-    serde_saphyr_tree(text)
 }
 
 /// The document's tree as serde-saphyr reads it (what the fast reader must match).
@@ -67,7 +102,12 @@ fn options(text: &str) -> serde_saphyr::Options {
     }
 }
 
-fn read_document(reader: &mut FieldReader, list: &mut ShotList, root: Sp<Node>) {
+fn read_document(
+    reader: &mut FieldReader,
+    list: &mut ShotList,
+    root: Sp<Node>,
+    streamed: &mut Option<Streamed>,
+) {
     let entries = match root.value {
         Node::Map(entries) => entries,
         Node::Null => {
@@ -90,7 +130,14 @@ fn read_document(reader: &mut FieldReader, list: &mut ShotList, root: Sp<Node>) 
             "defaults" => list.defaults = reader.defaults(value),
             "shots" => {
                 saw_shots = true;
-                list.shots = shots(reader, value);
+                // The first `shots` (the one kept) is the one whose items were streamed.
+                list.shots = match streamed.take() {
+                    Some(streamed) => {
+                        reader.diagnostics.extend(streamed.diagnostics);
+                        streamed.shots
+                    }
+                    None => shots(reader, value),
+                };
             }
             _ => reader.unknown_key(&key, "a shot list", &TOP_FIELDS),
         }
@@ -116,9 +163,15 @@ fn project(reader: &mut FieldReader, value: Sp<Node>) -> Option<Sp<String>> {
     }
 }
 
-fn shots(reader: &mut FieldReader, value: Sp<Node>) -> Vec<super::Shot> {
+fn shots(reader: &mut FieldReader, value: Sp<Node>) -> Vec<Shot> {
     match value.value {
-        Node::List(items) => items.into_iter().filter_map(|n| reader.shot(n)).collect(),
+        Node::List(items) => {
+            // As many shots as items, at most: room for them all at once, not up to twice as
+            // much by doubling.
+            let mut shots = Vec::with_capacity(items.len());
+            shots.extend(items.into_iter().filter_map(|n| reader.shot(n)));
+            shots
+        }
         Node::Null => Vec::new(),
         other => {
             reader.help(

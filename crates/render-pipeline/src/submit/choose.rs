@@ -69,16 +69,17 @@ fn select_requests_with<'p>(
 pub(super) fn request_row(request: &PlannedRequest) -> RequestRow {
     RequestRow {
         key: request.key,
-        shot_id: request.shot_id.clone(),
+        shot_id: request.shot_id.to_string(),
         take: request.take,
-        provider: request.provider.clone(),
+        provider: request.provider.to_string(),
         lane: request.lane,
-        served_as: (request.served_as != request.model.as_str()).then(|| request.served_as.clone()),
+        served_as: (*request.served_as != *request.model.as_str())
+            .then(|| request.served_as.to_string()),
         job_row: None,
         model: request.model.to_string(),
         size: request.size.to_string(),
         seconds: request.seconds.0,
-        prompt: request.prompt.clone(),
+        prompt: request.prompt.to_string(),
         reference_sha: request.reference.as_ref().map(|r| r.sha256),
         // Absolute, so `render retry` finds the image from any working directory (cron).
         reference_path: request.reference.as_ref().map(|r| {

@@ -35,14 +35,14 @@ pub(super) fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool
         .requests
         .iter()
         .map(|r| RunItem {
-            shot_id: r.shot_id.clone(),
-            provider: Some(r.provider.clone()),
+            shot_id: r.shot_id.to_string(),
+            provider: Some(r.provider.to_string()),
             lane: r.lane,
             take: r.take,
             takes: r.takes,
             key: r.key,
             cost: r.cost,
-            tags: r.tags.clone(),
+            tags: r.tags.to_vec(),
         })
         .collect();
     ledger.create_run(&run, &items)?;

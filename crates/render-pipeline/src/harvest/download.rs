@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::api::client::ApiClient;
 use crate::api::error::ApiError;
-use crate::cache::CacheStorage;
+use crate::cache::{CacheStorage, PendingObject};
 use crate::events::{Event, EventSink};
 use crate::failpoint;
 use crate::lanes::Route;
@@ -167,32 +167,17 @@ async fn download_request(
         .video_id
         .clone()
         .ok_or_else(|| DownloadFailure::Expired("the result named no video".into()))?;
-    let (video_sha, video_bytes) =
-        download_variant(&video_id, ContentVariant::Video, client, store, events).await?;
-    let thumbnail_sha = match thumbnails {
-        false => None,
-        true => {
-            match download_variant(&video_id, ContentVariant::Thumbnail, client, store, events)
-                .await
-            {
-                // A "thumbnail" is whatever the server sends: only a picture is kept as one
-                // (vllm-omni and LiteLLM answer the MP4 again).
-                Ok((sha, _)) if is_image(&**store, &sha).await => Some(sha),
-                Ok(_) => {
-                    events.emit(Event::Warning {
-                        message: format!(
-                            "shot {}: the server's thumbnail is not an image; the night has no thumbnail for it",
-                            request.shot_id
-                        ),
-                    });
-                    None
-                }
-                // A missing thumbnail is a pity, not a lost video.
-                Err(DownloadFailure::Expired(_) | DownloadFailure::NotFound(_)) => None,
-                Err(other) => return Err(other),
-            }
+    let (video, expected) =
+        fetch_variant(&video_id, ContentVariant::Video, client, store, events).await?;
+    let video_bytes = video.len();
+    // The video is made durable (fsync, then moved into the store) while its thumbnail downloads.
+    let (video_sha, thumbnail_sha) = tokio::join!(video.finish(expected), async {
+        match thumbnails {
+            false => Ok(None),
+            true => thumbnail(request, &video_id, client, store, events).await,
         }
-    };
+    });
+    let (video_sha, thumbnail_sha) = (video_sha?, thumbnail_sha?);
     Ok(OutputRow {
         key: request.key,
         video_sha,
@@ -203,14 +188,47 @@ async fn download_request(
     })
 }
 
-/// Streams one variant into the store, resuming a partial download left by an earlier run.
-async fn download_variant(
+/// The video's thumbnail, where the server sends a picture.
+async fn thumbnail(
+    request: &RequestRow,
+    video_id: &str,
+    client: &ApiClient,
+    store: &Arc<dyn CacheStorage>,
+    events: &dyn EventSink,
+) -> Result<Option<Sha256Hex>, DownloadFailure> {
+    let download = async {
+        let (pending, expected) =
+            fetch_variant(video_id, ContentVariant::Thumbnail, client, store, events).await?;
+        Ok::<_, DownloadFailure>(pending.finish(expected).await?)
+    };
+    match download.await {
+        // A "thumbnail" is whatever the server sends: only a picture is kept as one
+        // (vllm-omni and LiteLLM answer the MP4 again).
+        Ok(sha) if is_image(&**store, &sha).await => Ok(Some(sha)),
+        Ok(_) => {
+            events.emit(Event::Warning {
+                message: format!(
+                    "shot {}: the server's thumbnail is not an image; the night has no thumbnail for it",
+                    request.shot_id
+                ),
+            });
+            Ok(None)
+        }
+        // A missing thumbnail is a pity, not a lost video.
+        Err(DownloadFailure::Expired(_) | DownloadFailure::NotFound(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+/// Streams one variant into a pending object of the store, resuming a partial download left by
+/// an earlier run; the caller finishes it (with the length the server announced).
+async fn fetch_variant(
     video_id: &str,
     variant: ContentVariant,
     client: &ApiClient,
     store: &Arc<dyn CacheStorage>,
     events: &dyn EventSink,
-) -> Result<(Sha256Hex, u64), DownloadFailure> {
+) -> Result<(PendingObject, Option<u64>), DownloadFailure> {
     // Named by the video, not the request: a partial of a video that was lost must never be
     // resumed with the bytes of its re-render. Hashed, because ids are the provider's text.
     let name = format!(
@@ -251,10 +269,7 @@ async fn download_variant(
         }
         Err(err) => return Err(err.into()),
     };
-    let expected = outcome.total_len;
-    let total = pending.len();
-    let sha = pending.finish(expected).await?;
-    Ok((sha, total))
+    Ok((pending, outcome.total_len))
 }
 
 /// Whether a stored object begins like a JPEG, PNG or WebP image.
@@ -307,7 +322,8 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<
             if self.unreported >= PROGRESS_STEP {
                 self.report();
             }
-            // Late enough that part of the video has reached the disk, to prove resumption.
+            // Late enough that part of the video has reached the disk (past the pending
+            // object's write buffer), to prove resumption.
             if self.written > 1 << 20 {
                 failpoint::hit("harvest-mid-download");
             }

@@ -251,15 +251,13 @@ async fn send_one(
         }
         Err(err) if err.status() == Some(429) => {
             ledger.abandon_job(row, &err.to_string())?;
-            // The server's own wait (Retry-After, or LiteLLM's renamed one), else a second.
-            let wait = match &err {
-                ApiError::RateLimited {
-                    retry_after: Some(wait),
-                    ..
-                } => *wait,
-                _ => Duration::from_secs(1),
+            // The server's own wait (Retry-After, or LiteLLM's renamed one), else the retry
+            // policy's first.
+            let asked = match &err {
+                ApiError::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
             };
-            Ok(Sent::SlowDown(wait))
+            Ok(Sent::SlowDown(route.client.retry_policy().delay(0, asked)))
         }
         Err(err) if matches!(err.status(), Some(400 | 413 | 422)) => {
             ledger.abandon_job(row, &err.to_string())?;

@@ -169,7 +169,8 @@ pub trait CacheStorage: Send + Sync + std::fmt::Debug {
     /// Reads an object (and records the use).
     async fn read(&self, id: &ObjectId) -> Result<ObjectReader, CacheError>;
     /// Places the object at `dest` (a hard link when the filesystem allows, else a copy); `dest`
-    /// appears whole and replaces what was there.
+    /// appears whole and replaces what was there. Making the new entry durable is the caller's:
+    /// one fsync of the folder for all it places there.
     async fn link_or_copy(&self, id: &ObjectId, dest: &Path) -> Result<Placement, CacheError>;
     async fn list(&self) -> Result<Vec<ObjectInfo>, CacheError>;
     /// Removes an object; `false` if it was not there.

@@ -118,6 +118,7 @@ pub async fn lay_out(
     let own = out_dir.join(MANIFESTS_DIR).join(format!("{}.json", run.id));
     crate::fsutil::atomic_write(&own, &json).map_err(write_error(&own))?;
     if manifest.newer_run.is_none() {
+        // Written into the folder the outputs were placed in: its fsync makes them durable too.
         let latest = out_dir.join(MANIFEST_NAME);
         crate::fsutil::atomic_write(&latest, &json).map_err(write_error(&latest))?;
     }

@@ -6,6 +6,7 @@
 //! `cargo run --release --example bench_plan [SHOTS] [--rounds N]`. Each measurement runs in
 //! its own child process so the peak-memory figures do not mix; every round runs each case once,
 //! side by side, so the ratios of one round share the machine's load. Medians of the rounds.
+//! `BENCH_KEEP=1` keeps the generated list and state folders, for a profiler.
 
 mod bench_support;
 
@@ -174,6 +175,13 @@ fn main() {
         median(&peaks)
     );
     println!("load average at end: {}", bench_support::load_average());
+    // `BENCH_KEEP=1` leaves the list and both state folders behind, to profile `render plan`.
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!(
+            "kept the list and the state folders in {}",
+            dir.keep().display()
+        );
+    }
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -335,3 +335,49 @@ fn several_lists_plan_together_and_ids_must_be_unique_across_them() {
         ("a.yaml", 3)
     );
 }
+
+/// A list is planned while it is read, shot by shot: where the defaults come after the shots,
+/// the shots wait for them, and the plan is the same as with the defaults first.
+#[test]
+fn defaults_after_the_shots_apply_to_them() {
+    let shots =
+        "shots:\n  - id: a\n    prompt: a harbour\n  - id: b\n    prompt: a boat\n    seconds: 4\n";
+    let defaults = "defaults:\n  model: sora-2-pro\n  size: 1792x1024\n  seconds: 12\n";
+    let first = plan_text("first.yaml", &format!("{defaults}{shots}"));
+    let last = plan_text("last.yaml", &format!("{shots}{defaults}"));
+    assert_eq!(keys(&first), keys(&last));
+    assert_eq!(first.requests[0].model, Model("sora-2-pro".into()));
+    assert_eq!(last.requests[1].seconds, Seconds(4));
+    assert_eq!(first.total(), last.total());
+}
+
+/// The fast reader hands shots to the planner as it reads them; when it gives up part-way (a
+/// quoted prompt), the list is planned again from the start, each shot and problem once.
+#[test]
+fn a_list_read_again_part_way_is_planned_once() {
+    let text = "shots:\n  - id: a\n    prompt: plain\n  - id: a\n    prompt: again\n    model: nope\n  - id: c\n    prompt: \"quoted\"\n";
+    let diagnostics = build(
+        &[input("again.yaml", Path::new("shotlists"), text)],
+        &opts(),
+        &|_| false,
+    )
+    .expect_err("a duplicate id and an unknown model");
+    let messages: Vec<&str> = diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("duplicate shot id"))
+            .count(),
+        1,
+        "{messages:#?}"
+    );
+    assert_eq!(
+        messages.iter().filter(|m| m.contains("nope")).count(),
+        1,
+        "{messages:#?}"
+    );
+    let fixed = text.replace("  - id: a\n    prompt: again\n    model: nope\n", "");
+    let plan = plan_text("again.yaml", &fixed);
+    let ids: Vec<&str> = plan.requests.iter().map(|r| &*r.shot_id).collect();
+    assert_eq!(ids, ["a", "c"]);
+}

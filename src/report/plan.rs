@@ -63,13 +63,34 @@ fn render_one(d: &Diagnostic, source: Option<&str>, renderer: &Renderer) -> Stri
         }
         return out;
     };
-    let mut snippet = Snippet::source(source)
-        .annotation(AnnotationKind::Primary.span(byte_range(source, d.offset, d.len)));
-    for r in d.related.iter().filter(|r| r.path == d.path && r.line > 0) {
+    let primary = byte_range(source, d.offset, d.len);
+    let related: Vec<_> = d
+        .related
+        .iter()
+        .filter(|r| r.path == d.path && r.line > 0)
+        .map(|r| (byte_range(source, r.offset, r.len), r.line, &r.label))
+        .collect();
+    // Only the lines the annotations stand on go to the renderer, not the whole list (which
+    // may be megabytes, for a warning on one line).
+    let spans = std::iter::once((&primary, d.line)).chain(related.iter().map(|(s, l, _)| (s, *l)));
+    let (first, first_line) = spans
+        .clone()
+        .min_by_key(|(span, _)| span.start)
+        .map(|(span, line)| (line_start(source, span.start), line))
+        .unwrap_or((0, 1));
+    let last = spans
+        .map(|(span, _)| line_end(source, span.end))
+        .max()
+        .unwrap_or(source.len());
+    let shift = |span: &std::ops::Range<usize>| span.start - first..span.end - first;
+    let mut snippet = Snippet::source(&source[first..last])
+        .line_start(first_line as usize)
+        .annotation(AnnotationKind::Primary.span(shift(&primary)));
+    for (span, _, label) in &related {
         snippet = snippet.annotation(
             AnnotationKind::Context
-                .span(byte_range(source, r.offset, r.len))
-                .label(&r.label),
+                .span(shift(span))
+                .label(label.as_str()),
         );
     }
     let mut group = Group::with_level(level).element(snippet);
@@ -82,6 +103,18 @@ fn render_one(d: &Diagnostic, source: Option<&str>, renderer: &Renderer) -> Stri
     out.push_str(&renderer.render(&[group]));
     out.push('\n');
     out
+}
+
+/// Where the line holding byte `at` starts.
+fn line_start(source: &str, at: usize) -> usize {
+    source[..at].rfind('\n').map_or(0, |newline| newline + 1)
+}
+
+/// Where the line holding byte `at` ends (before its newline).
+fn line_end(source: &str, at: usize) -> usize {
+    source[at..]
+        .find('\n')
+        .map_or(source.len(), |newline| at + newline)
 }
 
 /// A byte range on character boundaries inside `source`.

@@ -142,13 +142,12 @@ pub fn build(
     let mut planner = Planner::new(opts);
     let mut plan = Plan::default();
     for input in lists {
-        let (list, diagnostics) = crate::shotlist::parse(input);
+        let (list, diagnostics) = planner.plan_list(input, &mut plan.requests);
         planner.diagnostics.extend(diagnostics);
         plan.sources.push(PathBuf::from(&input.path));
         if plan.project.is_none() {
-            plan.project = list.project.as_ref().map(|p| p.value.clone());
+            plan.project = list.project.map(|p| p.value);
         }
-        planner.plan_list(input, list, &mut plan.requests);
     }
     // Asked once every request is planned, so that a probe reading its index on another
     // thread (the CLI's) has had the whole parse to do it.

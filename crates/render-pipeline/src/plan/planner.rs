@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::provider::{Lane, Provider};
-use crate::shotlist::{Diagnostic, Pos, Priority, Shot, ShotList, ShotListInput};
+use crate::shotlist::{
+    Defaults, Diagnostic, Pos, Priority, Shot, ShotList, ShotListInput, ShotSink,
+};
 use render_wire::catalog::{Model, ModelSpec};
 use render_wire::key::KeyInput;
 
@@ -14,11 +16,50 @@ use super::reference::ImageFacts;
 use super::resolve::{Resolved, builtin_model, builtin_seconds, builtin_size};
 use super::{PlanOptions, PlannedRequest};
 
+/// Plans the shots of one list as the list's reader hands them over.
+struct ListPlanner<'p, 'a> {
+    planner: &'p mut Planner<'a>,
+    input: &'p ShotListInput,
+    list_index: usize,
+    source: Arc<Path>,
+    out: &'p mut Vec<PlannedRequest>,
+    /// What the planner held before this list, for a reader that starts the list again.
+    checkpoint: Checkpoint,
+}
+
+/// The planner's state before a list.
+struct Checkpoint {
+    requests: usize,
+    diagnostics: usize,
+    models_used: BTreeMap<(String, Model), (String, Pos, usize)>,
+}
+
+impl ShotSink for ListPlanner<'_, '_> {
+    fn shot(&mut self, defaults: &Defaults, shot: Shot) {
+        self.planner.check_unique_id(self.list_index, &shot);
+        let list = ListContext {
+            input: self.input,
+            path: &self.input.path,
+            defaults,
+            source: &self.source,
+        };
+        self.planner.plan_shot(&list, shot, self.out);
+    }
+
+    fn restart(&mut self) {
+        let (planner, checkpoint) = (&mut *self.planner, &self.checkpoint);
+        self.out.truncate(checkpoint.requests);
+        planner.diagnostics.truncate(checkpoint.diagnostics);
+        planner.models_used.clone_from(&checkpoint.models_used);
+        planner.ids.retain(|_, (list, _)| *list != self.list_index);
+    }
+}
+
 /// The shot list a shot comes from, as planning needs it.
 struct ListContext<'a> {
     input: &'a ShotListInput,
     path: &'a str,
-    defaults: &'a crate::shotlist::Defaults,
+    defaults: &'a Defaults,
     source: &'a Arc<Path>,
 }
 
@@ -62,41 +103,28 @@ impl<'a> Planner<'a> {
         shared
     }
 
-    /// Plans every shot of `list`, which it consumes: each shot's text moves into its last
-    /// request instead of being copied.
+    /// Reads the shot list and plans each shot as soon as it is read (a big list is never held
+    /// whole, as text, shots and requests at once); returns the list's head and what reading
+    /// it found.
     pub(super) fn plan_list(
         &mut self,
         input: &ShotListInput,
-        list: ShotList,
         out: &mut Vec<PlannedRequest>,
-    ) {
-        let ShotList {
-            path,
-            defaults,
-            shots,
-            ..
-        } = list;
-        self.paths.push(path.clone());
-        let list_index = self.paths.len() - 1;
-        let source: Arc<Path> = Path::new(&input.path).into();
-        // At most this many requests: room for them all at once, not twice as much by doubling.
-        let takes = |shot: &Shot| {
-            shot.takes
-                .as_ref()
-                .or(defaults.takes.as_ref())
-                .map_or(1, |t| t.value)
+    ) -> (ShotList, Vec<Diagnostic>) {
+        self.paths.push(input.path.clone());
+        let mut list = ListPlanner {
+            list_index: self.paths.len() - 1,
+            source: Path::new(&input.path).into(),
+            checkpoint: Checkpoint {
+                requests: out.len(),
+                diagnostics: self.diagnostics.len(),
+                models_used: self.models_used.clone(),
+            },
+            planner: self,
+            input,
+            out,
         };
-        out.reserve_exact(shots.iter().map(|s| takes(s) as usize).sum());
-        for shot in shots {
-            self.check_unique_id(list_index, &shot);
-            let list = ListContext {
-                input,
-                path: &path,
-                defaults: &defaults,
-                source: &source,
-            };
-            self.plan_shot(&list, shot, out);
-        }
+        crate::shotlist::parse_into(input, &mut list)
     }
 
     fn check_unique_id(&mut self, list_index: usize, shot: &Shot) {

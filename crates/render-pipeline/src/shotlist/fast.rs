@@ -14,16 +14,24 @@ const MAX_DEPTH: usize = 16;
 const MAX_INPUT_BYTES: usize = 200 << 20;
 const MAX_KEY_BYTES: usize = 512;
 
-/// Hands each item of the document's `shots` to its caller as soon as it is read, instead of
-/// keeping it in the tree: a list of a hundred thousand shots then never exists as nodes.
-pub(crate) type ShotSink<'s> = &'s mut dyn FnMut(Sp<Node>);
+/// Who hears of the document as it is read: each item of its `shots` as soon as the item ends,
+/// instead of keeping it in the tree (a list of a hundred thousand shots then never exists as
+/// nodes), and each top-level entry as soon as it is read.
+pub(crate) trait Streamed {
+    /// An item of the first top-level `shots` sequence (which the tree then holds empty).
+    fn shot(&mut self, item: Sp<Node>);
+    /// A top-level entry, once read (the items of a streamed `shots` have gone before).
+    fn entry(&mut self, key: &Sp<String>, value: &Sp<Node>);
+}
 
 /// The tree of `text`, or `None` when the text is outside the subset this reader knows, or
-/// would pass serde-saphyr's budget of `max_events` events.
-///
-/// With `shots`, the items of the first top-level `shots` sequence go to it, and the tree holds
-/// that sequence empty. `None` can come after some items went: the caller then forgets them.
-pub(crate) fn parse(text: &str, max_events: usize, shots: Option<ShotSink>) -> Option<Sp<Node>> {
+/// would pass serde-saphyr's budget of `max_events` events. `None` can come after `streamed`
+/// heard of part of the text: the caller then forgets what it heard.
+pub(crate) fn parse(
+    text: &str,
+    max_events: usize,
+    streamed: Option<&mut dyn Streamed>,
+) -> Option<Sp<Node>> {
     // Tabs, carriage returns and non-ASCII text change how columns and lines are counted: the
     // general parser knows those rules.
     if !text.is_ascii() || text.bytes().any(|b| b == b'\t' || b == b'\r') {
@@ -41,7 +49,8 @@ pub(crate) fn parse(text: &str, max_events: usize, shots: Option<ShotSink>) -> O
         line_start: 0,
         events: 4,
         max_events,
-        shots,
+        streamed,
+        shots_streamed: false,
         streaming: false,
     };
     reader.skip_insignificant();
@@ -65,8 +74,9 @@ struct Reader<'a, 's> {
     /// budget serde-saphyr would apply.
     events: usize,
     max_events: usize,
-    /// Where the items of `shots` go, until they have gone.
-    shots: Option<ShotSink<'s>>,
+    streamed: Option<&'s mut dyn Streamed>,
+    /// The first `shots` has been streamed: a repeated one is reported and dropped, from the tree.
+    shots_streamed: bool,
     /// The sequence being read is the top-level `shots`.
     streaming: bool,
 }
@@ -142,11 +152,15 @@ impl Reader<'_, '_> {
         let mut entries = Vec::new();
         loop {
             let key = self.key()?;
-            self.streaming = depth == 0 && key.value == "shots" && self.shots.is_some();
+            let top = depth == 0 && self.streamed.is_some();
+            // Read before the value: the maps inside it set the flag again for their own keys.
+            let shots = top && key.value == "shots" && !self.shots_streamed;
+            self.streaming = shots;
             let value = self.value_after_key(indent, depth)?;
-            if std::mem::take(&mut self.streaming) {
-                // Only the first `shots`: a repeated one is reported and dropped, from the tree.
-                self.shots = None;
+            self.streaming = false;
+            self.shots_streamed |= shots;
+            if let Some(streamed) = self.streamed.as_deref_mut().filter(|_| top) {
+                streamed.entry(&key, &value);
             }
             entries.push((key, value));
             // `at` is at the first significant character of the next line, or at the end.
@@ -266,9 +280,9 @@ impl Reader<'_, '_> {
                 self.end_of_value_line(indent)?;
                 value
             };
-            match (stream, self.shots.as_mut()) {
-                (true, Some(sink)) => sink(item),
-                _ => items.push(item),
+            match self.streamed.as_deref_mut().filter(|_| stream) {
+                Some(streamed) => streamed.shot(item),
+                None => items.push(item),
             }
             if self.at >= self.src.len() {
                 break;

@@ -213,9 +213,43 @@ pub struct ShotList {
 
 /// Parses a shot list. Every problem found is returned; the list holds whatever was readable.
 pub fn parse(input: &ShotListInput) -> (ShotList, Vec<Diagnostic>) {
+    let mut shots = Vec::new();
+    let (mut list, diagnostics) = parse_into(input, &mut shots);
+    list.shots = shots;
+    (list, diagnostics)
+}
+
+/// Where [`parse_into`] hands a list's shots, one at a time.
+pub trait ShotSink {
+    /// The list's next shot, with the list's defaults.
+    fn shot(&mut self, defaults: &Defaults, shot: Shot);
+    /// Every shot handed over so far is void: the list is being read again from its start.
+    fn restart(&mut self);
+}
+
+/// Collects the shots.
+impl ShotSink for Vec<Shot> {
+    fn shot(&mut self, _: &Defaults, shot: Shot) {
+        self.push(shot);
+    }
+
+    fn restart(&mut self) {
+        self.clear();
+    }
+}
+
+/// Parses a shot list, handing each shot to `sink` in order, as soon as it can (a big YAML list
+/// is then never held whole); the list returned holds no shots. Every problem found is returned.
+pub fn parse_into(input: &ShotListInput, sink: &mut dyn ShotSink) -> (ShotList, Vec<Diagnostic>) {
     match input.format {
-        Format::Yaml => yaml::parse(&input.path, &input.text),
-        Format::Csv => csv::parse(&input.path, &input.text),
+        Format::Yaml => yaml::parse_into(&input.path, &input.text, sink),
+        Format::Csv => {
+            let (mut list, diagnostics) = csv::parse(&input.path, &input.text);
+            for shot in std::mem::take(&mut list.shots) {
+                sink.shot(&list.defaults, shot);
+            }
+            (list, diagnostics)
+        }
     }
 }
 

@@ -5,44 +5,134 @@ use serde_saphyr::{Budget, DuplicateKeyPolicy};
 use super::diagnostic::Diagnostic;
 use super::fields::FieldReader;
 use super::node::{Node, SpannedNode, pos_of};
-use super::{Defaults, LineIndex, Pos, Shot, ShotList, Sp, to_u32};
+use super::{Defaults, LineIndex, Pos, Shot, ShotList, ShotSink, Sp, to_u32};
 
 const TOP_FIELDS: [&str; 3] = ["project", "defaults", "shots"];
 
 /// Reads the list with the fast reader when the text is plain block-style YAML it knows (the
-/// same tree serde-saphyr builds, each shot read as soon as its item ends), else with
-/// serde-saphyr.
-pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
-    let mut reader = FieldReader::new(path, text);
-    let mut streamed: Option<Vec<Shot>> = None;
-    let mut read_shot = |item| {
-        let shots = streamed.get_or_insert_with(Vec::new);
-        shots.extend(reader.shot(item));
+/// same tree serde-saphyr builds), else with serde-saphyr. Each shot goes to `sink`, in order:
+/// with the fast reader as soon as its item ends (after the list's `defaults`, which a shot
+/// read before them waits for), else once the whole list is read. The list returned holds no
+/// shots.
+pub(crate) fn parse_into(
+    path: &str,
+    text: &str,
+    sink: &mut dyn ShotSink,
+) -> (ShotList, Vec<Diagnostic>) {
+    let mut streaming = Streaming {
+        path,
+        text,
+        reader: FieldReader::new(path, text),
+        sink,
+        defaults: None,
+        defaults_to_come: has_top_level_key(text, "defaults"),
+        waiting: Vec::new(),
+        items: false,
+        handed_without_defaults: false,
+        spoiled: false,
     };
-    let root = match super::fast::parse(text, max_events(text), Some(&mut read_shot)) {
-        Some(root) => Ok(root),
-        None => {
-            // The fast reader gave up part-way: what it had read is read again.
-            reader = FieldReader::new(path, text);
-            streamed = None;
-            serde_saphyr_tree(text)
+    let fast = super::fast::parse(text, max_events(text), Some(&mut streaming));
+    let (root, streamed) = match fast {
+        Some(root) if !streaming.spoiled => (Ok(root), streaming.finish()),
+        _ => {
+            // The fast reader gave up part-way: what it had handed over is read again.
+            if streaming.items {
+                streaming.sink.restart();
+            }
+            (serde_saphyr_tree(text), None)
         }
     };
-    // Said where the tree's `shots` is read, as without the streaming.
-    let streamed = streamed.map(|mut shots| {
-        shots.shrink_to_fit();
-        Streamed {
-            shots,
-            diagnostics: std::mem::take(&mut reader.diagnostics),
-        }
-    });
-    read(path, text, reader, root, streamed)
+    let (mut list, diagnostics) = read(path, text, FieldReader::new(path, text), root, streamed);
+    // The shots that were not streamed: read by serde-saphyr, or a `shots` that is no block list.
+    for shot in std::mem::take(&mut list.shots) {
+        streaming.sink.shot(&list.defaults, shot);
+    }
+    (list, diagnostics)
 }
 
-/// The shots the fast reader handed over as it read them, and what reading them found.
+/// Whether a line of `text` starts with `key:`: in the block-style YAML the fast reader takes,
+/// every top-level key does, and only they.
+fn has_top_level_key(text: &str, key: &str) -> bool {
+    let line = format!("{key}:");
+    text.starts_with(&line) || text.contains(&format!("\n{line}"))
+}
+
+/// What the fast reader streams goes here: each shot is read as its item ends, and handed to the
+/// sink with the list's defaults.
+struct Streaming<'a> {
+    path: &'a str,
+    text: &'a str,
+    /// Reads the streamed shots; its diagnostics are said where the document's `shots` is read.
+    reader: FieldReader<'a>,
+    sink: &'a mut dyn ShotSink,
+    /// The list's defaults, once its (first) `defaults` has been read.
+    defaults: Option<Defaults>,
+    /// The text has a `defaults` entry not read yet: shots read before it wait for it.
+    defaults_to_come: bool,
+    waiting: Vec<Shot>,
+    /// Some item of `shots` was streamed.
+    items: bool,
+    /// Some shot went to the sink before any `defaults` was read.
+    handed_without_defaults: bool,
+    /// A `defaults` came after shots were handed over without it: read again, the slow way.
+    spoiled: bool,
+}
+
+impl super::fast::Streamed for Streaming<'_> {
+    fn shot(&mut self, item: Sp<Node>) {
+        self.items = true;
+        let Some(shot) = self.reader.shot(item) else {
+            return;
+        };
+        match &self.defaults {
+            Some(defaults) => self.sink.shot(defaults, shot),
+            None if self.defaults_to_come => self.waiting.push(shot),
+            None => {
+                self.handed_without_defaults = true;
+                self.sink.shot(&Defaults::default(), shot);
+            }
+        }
+    }
+
+    fn entry(&mut self, key: &Sp<String>, value: &Sp<Node>) {
+        if key.value != "defaults" || self.defaults.is_some() {
+            return;
+        }
+        self.spoiled |= self.handed_without_defaults;
+        // Only its values: its diagnostics are said where the document's `defaults` is read.
+        let defaults = FieldReader::new(self.path, self.text).defaults(value.clone());
+        for shot in std::mem::take(&mut self.waiting) {
+            self.sink.shot(&defaults, shot);
+        }
+        self.defaults = Some(defaults);
+    }
+}
+
+impl Streaming<'_> {
+    /// The streamed items' diagnostics (`None` when `shots` streamed nothing), once the shots
+    /// still waiting for defaults that never came have gone without them.
+    fn finish(&mut self) -> Option<Streamed> {
+        for shot in std::mem::take(&mut self.waiting) {
+            self.sink.shot(&Defaults::default(), shot);
+        }
+        self.items.then(|| Streamed {
+            diagnostics: std::mem::take(&mut self.reader.diagnostics),
+        })
+    }
+}
+
+/// What reading the streamed shots found.
 struct Streamed {
-    shots: Vec<Shot>,
     diagnostics: Vec<Diagnostic>,
+}
+
+/// [`parse_into`] a list of shots.
+#[cfg(test)]
+pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
+    let mut shots = Vec::new();
+    let (mut list, diagnostics) = parse_into(path, text, &mut shots);
+    list.shots = shots;
+    (list, diagnostics)
 }
 
 /// [`parse`] with the given reader of the document's tree (to compare the two readers).
@@ -131,13 +221,10 @@ fn read_document(
             "shots" => {
                 saw_shots = true;
                 // The first `shots` (the one kept) is the one whose items were streamed.
-                list.shots = match streamed.take() {
-                    Some(streamed) => {
-                        reader.diagnostics.extend(streamed.diagnostics);
-                        streamed.shots
-                    }
-                    None => shots(reader, value),
-                };
+                match streamed.take() {
+                    Some(streamed) => reader.diagnostics.extend(streamed.diagnostics),
+                    None => list.shots = shots(reader, value),
+                }
             }
             _ => reader.unknown_key(&key, "a shot list", &TOP_FIELDS),
         }

@@ -293,3 +293,22 @@ fn plain_lists_are_mostly_taken() {
         }
     }
 }
+
+#[test]
+fn only_the_first_of_repeated_shots_is_streamed() {
+    let text = "shots:\n  - id: a\n    prompt: one\nshots:\n  - id: b\n    prompt: two\n";
+    assert!(
+        parse(text, 1_000_000, None).is_some(),
+        "the fast reader takes the text"
+    );
+    check(text);
+    let (list, diagnostics) = yaml::parse("t.yaml", text);
+    let ids: Vec<&str> = list
+        .shots
+        .iter()
+        .filter_map(|s| s.id.as_ref())
+        .map(|i| i.value.as_str())
+        .collect();
+    assert_eq!(ids, ["a"]);
+    assert_eq!(diagnostics[0].message, "`shots` is given twice");
+}

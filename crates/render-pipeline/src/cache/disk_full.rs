@@ -139,11 +139,14 @@ mod tests {
         let local: Arc<dyn CacheStorage> =
             Arc::new(super::super::LocalStore::open(state.path()).unwrap());
         let store = DiskFull::new(local.clone(), 10);
+        // Counted where the bytes reach the file, below the object's write buffer.
         let mut first = store.begin_object().await.unwrap();
         first.write_all(b"123456").await.unwrap();
+        first.flush().await.unwrap();
         // The budget is the store's, not the object's: a second object gets what is left.
         let mut second = store.begin_object().await.unwrap();
-        let err = second.write_all(b"abcdefgh").await.unwrap_err();
+        second.write_all(b"abcdefgh").await.unwrap();
+        let err = second.flush().await.unwrap_err();
         assert_eq!(err.raw_os_error(), Some(28), "{err}");
         // The store behind it is not limited.
         let mut free = local.begin_object().await.unwrap();

@@ -27,15 +27,13 @@ pub struct PendingObject {
     store: LocalStore,
     /// Writes reach the file 256 KiB at a time: each write of tokio's file is a trip to a
     /// blocking thread, and a download arrives in chunks of a few kilobytes.
-    file: BufWriter<tokio::fs::File>,
+    file: BufWriter<FileWrites>,
     path: PathBuf,
     hasher: Sha256,
     len: u64,
     /// Partial downloads survive a drop; fresh temps do not.
     keep_on_drop: bool,
     done: bool,
-    /// The disk-full wrapper's budget, when this object was begun through one.
-    limit: Option<Arc<WriteLimit>>,
     /// Bytes accepted since writeback was last started.
     since_writeback: u64,
 }
@@ -61,20 +59,25 @@ impl PendingObject {
     ) -> PendingObject {
         PendingObject {
             store,
-            file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
+            file: BufWriter::with_capacity(
+                WRITE_BUFFER,
+                FileWrites {
+                    file: tokio::fs::File::from_std(file),
+                    limit: None,
+                },
+            ),
             path,
             hasher,
             len,
             keep_on_drop,
             done: false,
-            limit: None,
             since_writeback: 0,
         }
     }
 
     /// Counts this object's writes against `limit` (see [`super::DiskFull`]).
     pub(super) fn limited(mut self, limit: Arc<WriteLimit>) -> PendingObject {
-        self.limit = Some(limit);
+        self.file.get_mut().limit = Some(limit);
         self
     }
 
@@ -95,6 +98,7 @@ impl PendingObject {
             .map_err(io_error("flush", &self.path))?;
         self.file
             .get_mut()
+            .file
             .sync_data()
             .await
             .map_err(io_error("fsync", &self.path))
@@ -148,14 +152,7 @@ impl AsyncWrite for PendingObject {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let room = match &this.limit {
-            Some(limit) => limit.room_for(buf.len())?,
-            None => buf.len(),
-        };
-        let written = ready!(Pin::new(&mut this.file).poll_write(cx, &buf[..room]))?;
-        if let Some(limit) = &this.limit {
-            limit.record(written);
-        }
+        let written = ready!(Pin::new(&mut this.file).poll_write(cx, buf))?;
         // Hash exactly what was accepted, so hash and content cannot drift apart (a write that
         // fails later, from the buffer, fails the object: a partial is re-hashed from the disk).
         this.hasher.update(&buf[..written]);
@@ -163,7 +160,42 @@ impl AsyncWrite for PendingObject {
         this.since_writeback += written as u64;
         if this.since_writeback >= WRITEBACK_STEP {
             this.since_writeback = 0;
-            start_writeback(this.file.get_ref());
+            start_writeback(&this.file.get_ref().file);
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+    }
+}
+
+/// The object's file, below the write buffer, where writes reach the disk: the disk-full
+/// wrapper's budget is counted here, so a disk that fills up keeps what was written before.
+struct FileWrites {
+    file: tokio::fs::File,
+    /// The disk-full wrapper's budget, when the object was begun through one.
+    limit: Option<Arc<WriteLimit>>,
+}
+
+impl AsyncWrite for FileWrites {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let room = match &this.limit {
+            Some(limit) => limit.room_for(buf.len())?,
+            None => buf.len(),
+        };
+        let written = ready!(Pin::new(&mut this.file).poll_write(cx, &buf[..room]))?;
+        if let Some(limit) = &this.limit {
+            limit.record(written);
         }
         Poll::Ready(Ok(written))
     }

@@ -57,6 +57,14 @@ impl Harvester<'_> {
                 continue;
             }
             if shared.claim(&request.key).await? == crate::shared::Claim::Ours {
+                // Its machine publishes, then gives its claim up: between our look at the index
+                // and our claim it may have done both. Then the claim is not ours to keep, and
+                // the next round collects the video.
+                if shared.entry(&request.key).await?.is_some() {
+                    shared.release(&request.key).await?;
+                    progressed = true;
+                    continue;
+                }
                 warn(
                     self.events,
                     format!(

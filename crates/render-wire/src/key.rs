@@ -59,7 +59,10 @@ impl Sha256Hex {
         let mut out = [0u8; 32];
         let mut invalid = 0u8;
         for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-            let (high, low) = (HEX_VALUE[usize::from(pair[0])], HEX_VALUE[usize::from(pair[1])]);
+            let (high, low) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
             invalid |= high | low;
             *byte = (high << 4) | low;
         }

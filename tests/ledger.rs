@@ -97,6 +97,35 @@ fn reopening_keeps_everything_and_migrations_run_once() {
 }
 
 #[test]
+fn a_runs_requests_are_read_in_one_query_and_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let reqs = [request(1), request(2), request(3)];
+    let (first, items) = run("run-1", "hash-a", &reqs[..2]);
+    ledger.create_run(&first, &items).unwrap();
+    let (second, items) = run("run-2", "hash-b", &reqs[1..]);
+    ledger.create_run(&second, &items).unwrap();
+    ledger.insert_requests(&reqs).unwrap();
+    let keys = |run: &str| {
+        let mut keys: Vec<_> = ledger
+            .requests_of_run(run)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let sorted = |mut keys: Vec<_>| {
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys("run-1"), sorted(vec![reqs[0].key, reqs[1].key]));
+    assert_eq!(keys("run-2"), sorted(vec![reqs[1].key, reqs[2].key]));
+    assert!(keys("run-3").is_empty());
+}
+
+#[test]
 fn an_unfinished_run_of_the_same_plan_is_continued() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();

@@ -123,12 +123,11 @@ pub async fn look(
     with_shots: bool,
 ) -> Result<RunStatus, LedgerError> {
     let items = ledger.run_items(&run.id)?;
-    let mut requests = HashMap::new();
-    for item in &items {
-        if let Some(request) = ledger.request(&item.key)? {
-            requests.insert(item.key, request);
-        }
-    }
+    let requests: HashMap<_, _> = ledger
+        .requests_of_run(&run.id)?
+        .into_iter()
+        .map(|request| (request.key, request))
+        .collect();
     let batches = ledger.batches_of_run(&run.id)?;
     let jobs: Vec<JobRow> = ledger
         .open_jobs()?

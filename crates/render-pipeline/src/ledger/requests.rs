@@ -146,6 +146,17 @@ impl Ledger {
         Ok(states)
     }
 
+    /// The requests a run holds, in one query (not one per item: `render status` asks this of
+    /// every run in the ledger).
+    pub fn requests_of_run(&self, run_id: &str) -> Result<Vec<RequestRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM requests WHERE key IN (SELECT key FROM run_items WHERE run_id = ?1)",
+            RequestRow::columns()
+        ))?;
+        let rows = stmt.query_map([run_id], RequestRow::read)?;
+        rows.map(|r| r?).collect()
+    }
+
     pub fn batch_requests(&self, batch_row: i64) -> Result<Vec<RequestRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {} FROM requests WHERE batch_row = ?1 ORDER BY rowid",

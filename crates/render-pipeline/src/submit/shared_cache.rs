@@ -29,18 +29,19 @@ pub(super) async fn pull_shared(
     let Some(listed) = shared_keys(shared, events).await else {
         return Ok(corrupt);
     };
+    let puller = Puller {
+        store,
+        shared,
+        events,
+    };
     for request in &plan.requests {
         if !listed.contains(&request.key) || cached_output(ledger, store, &request.key)?.is_some() {
             continue;
         }
-        let pulled = Pulling {
-            key: request.key,
-            shot_id: &request.shot_id,
-            store,
-            shared,
-            events,
-        };
-        match pull_one(pulled, ledger, report).await? {
+        match puller
+            .pull(request.key, &request.shot_id, ledger, report)
+            .await?
+        {
             Pulled::Fetched | Pulled::Absent => {}
             Pulled::Corrupt => {
                 corrupt.insert(request.key);
@@ -62,10 +63,8 @@ async fn shared_keys(shared: &SharedCache, events: &dyn EventSink) -> Option<Has
     }
 }
 
-/// One request to bring from the shared cache.
-struct Pulling<'a> {
-    key: RequestKey,
-    shot_id: &'a str,
+/// Brings requests from the shared cache into the local store.
+struct Puller<'a> {
     store: &'a dyn CacheStorage,
     shared: &'a SharedCache,
     events: &'a dyn EventSink,
@@ -83,40 +82,43 @@ enum Pulled {
     Unreachable,
 }
 
-async fn pull_one(
-    pulling: Pulling<'_>,
-    ledger: &mut Ledger,
-    report: &mut SubmitReport,
-) -> Result<Pulled, SubmitError> {
-    let Pulling {
-        key,
-        shot_id,
-        store,
-        shared,
-        events,
-    } = pulling;
-    let fetched = match shared.entry(&key).await {
-        Ok(Some(entry)) => shared.fetch(&entry, store).await,
-        Ok(None) => return Ok(Pulled::Absent),
-        Err(err) => Err(err),
-    };
-    match fetched {
-        Ok(output) => {
-            ledger.record_output(&output)?;
-            ledger.set_published(&output.key)?;
-            report.fetched_shared += 1;
-            Ok(Pulled::Fetched)
-        }
-        Err(err @ SharedError::Corrupt { .. }) => {
-            events.emit(Event::Warning {
-                message: format!("{err}; shot {shot_id} renders again"),
-            });
-            shared.forget(&key).await.ok();
-            Ok(Pulled::Corrupt)
-        }
-        Err(err) => {
-            unreachable_shared(events, &err);
-            Ok(Pulled::Unreachable)
+impl Puller<'_> {
+    /// Fetches `key` (the take of shot `shot_id`) and records it, where a machine published it.
+    async fn pull(
+        &self,
+        key: RequestKey,
+        shot_id: &str,
+        ledger: &mut Ledger,
+        report: &mut SubmitReport,
+    ) -> Result<Pulled, SubmitError> {
+        let Puller {
+            store,
+            shared,
+            events,
+        } = *self;
+        let fetched = match shared.entry(&key).await {
+            Ok(Some(entry)) => shared.fetch(&entry, store).await,
+            Ok(None) => return Ok(Pulled::Absent),
+            Err(err) => Err(err),
+        };
+        match fetched {
+            Ok(output) => {
+                ledger.record_output(&output)?;
+                ledger.set_published(&output.key)?;
+                report.fetched_shared += 1;
+                Ok(Pulled::Fetched)
+            }
+            Err(err @ SharedError::Corrupt { .. }) => {
+                events.emit(Event::Warning {
+                    message: format!("{err}; shot {shot_id} renders again"),
+                });
+                shared.forget(&key).await.ok();
+                Ok(Pulled::Corrupt)
+            }
+            Err(err) => {
+                unreachable_shared(events, &err);
+                Ok(Pulled::Unreachable)
+            }
         }
     }
 }
@@ -134,6 +136,11 @@ pub(super) async fn pull_shared_rows(
     let Some(listed) = shared_keys(shared, events).await else {
         return Ok(rows);
     };
+    let puller = Puller {
+        store,
+        shared,
+        events,
+    };
     let mut left = Vec::with_capacity(rows.len());
     let mut reachable = true;
     for row in rows {
@@ -141,14 +148,7 @@ pub(super) async fn pull_shared_rows(
             left.push(row);
             continue;
         }
-        let pulling = Pulling {
-            key: row.key,
-            shot_id: &row.shot_id,
-            store,
-            shared,
-            events,
-        };
-        match pull_one(pulling, ledger, report).await? {
+        match puller.pull(row.key, &row.shot_id, ledger, report).await? {
             Pulled::Fetched => {}
             Pulled::Absent | Pulled::Corrupt => left.push(row),
             Pulled::Unreachable => {

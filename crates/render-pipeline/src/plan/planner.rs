@@ -39,7 +39,6 @@ impl ShotSink for ListPlanner<'_, '_> {
         self.planner.check_unique_id(self.list_index, &shot);
         let list = ListContext {
             input: self.input,
-            path: &self.input.path,
             defaults,
             source: &self.source,
         };
@@ -58,7 +57,6 @@ impl ShotSink for ListPlanner<'_, '_> {
 /// The shot list a shot comes from, as planning needs it.
 struct ListContext<'a> {
     input: &'a ShotListInput,
-    path: &'a str,
     defaults: &'a Defaults,
     source: &'a Arc<Path>,
 }
@@ -147,7 +145,7 @@ impl<'a> Planner<'a> {
     /// Appends the shot's requests to `out`, or nothing (with diagnostics) when it cannot be
     /// priced.
     fn plan_shot(&mut self, list: &ListContext, shot: Shot, out: &mut Vec<PlannedRequest>) {
-        let (path, defaults) = (list.path, list.defaults);
+        let (path, defaults) = (list.input.path.as_str(), list.defaults);
         let provider = self.provider(path, &shot, defaults);
         let catalog = provider.map(|p| &p.catalog);
         let model_name = Resolved::pick(

@@ -20,8 +20,6 @@ pub(crate) fn parse_into(
     sink: &mut dyn ShotSink,
 ) -> (ShotList, Vec<Diagnostic>) {
     let mut streaming = Streaming {
-        path,
-        text,
         reader: FieldReader::new(path, text),
         sink,
         defaults: None,
@@ -42,7 +40,7 @@ pub(crate) fn parse_into(
             (serde_saphyr_tree(text), None)
         }
     };
-    let (mut list, diagnostics) = read(path, text, FieldReader::new(path, text), root, streamed);
+    let (mut list, diagnostics) = read(path, text, root, streamed);
     // The shots that were not streamed: read by serde-saphyr, or a `shots` that is no block list.
     for shot in std::mem::take(&mut list.shots) {
         streaming.sink.shot(&list.defaults, shot);
@@ -60,8 +58,6 @@ fn has_top_level_key(text: &str, key: &str) -> bool {
 /// What the fast reader streams goes here: each shot is read as its item ends, and handed to the
 /// sink with the list's defaults.
 struct Streaming<'a> {
-    path: &'a str,
-    text: &'a str,
     /// Reads the streamed shots; its diagnostics are said where the document's `shots` is read.
     reader: FieldReader<'a>,
     sink: &'a mut dyn ShotSink,
@@ -100,7 +96,8 @@ impl super::fast::Streamed for Streaming<'_> {
         }
         self.spoiled |= self.handed_without_defaults;
         // Only its values: its diagnostics are said where the document's `defaults` is read.
-        let defaults = FieldReader::new(self.path, self.text).defaults(value.clone());
+        let (path, source) = (self.reader.path, self.reader.source);
+        let defaults = FieldReader::new(path, source).defaults(value.clone());
         for shot in std::mem::take(&mut self.waiting) {
             self.sink.shot(&defaults, shot);
         }
@@ -109,51 +106,37 @@ impl super::fast::Streamed for Streaming<'_> {
 }
 
 impl Streaming<'_> {
-    /// The streamed items' diagnostics (`None` when `shots` streamed nothing), once the shots
-    /// still waiting for defaults that never came have gone without them.
-    fn finish(&mut self) -> Option<Streamed> {
+    /// What reading the streamed shots found (`None` when `shots` streamed nothing), once the
+    /// shots still waiting for defaults that never came have gone without them.
+    fn finish(&mut self) -> Option<Vec<Diagnostic>> {
         for shot in std::mem::take(&mut self.waiting) {
             self.sink.shot(&Defaults::default(), shot);
         }
-        self.items.then(|| Streamed {
-            diagnostics: std::mem::take(&mut self.reader.diagnostics),
-        })
+        self.items
+            .then(|| std::mem::take(&mut self.reader.diagnostics))
     }
 }
 
-/// What reading the streamed shots found.
-struct Streamed {
-    diagnostics: Vec<Diagnostic>,
-}
-
-/// [`parse_into`] a list of shots.
-#[cfg(test)]
-pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
-    let mut shots = Vec::new();
-    let (mut list, diagnostics) = parse_into(path, text, &mut shots);
-    list.shots = shots;
-    (list, diagnostics)
-}
-
-/// [`parse`] with the given reader of the document's tree (to compare the two readers).
+/// The list with the given reader of the document's tree and no streaming (to compare the two
+/// readers), its shots in the list.
 #[cfg(test)]
 pub(crate) fn parse_with(
     path: &str,
     text: &str,
     tree: fn(&str) -> Result<Sp<Node>, serde_saphyr::Error>,
 ) -> (ShotList, Vec<Diagnostic>) {
-    read(path, text, FieldReader::new(path, text), tree(text), None)
+    read(path, text, tree(text), None)
 }
 
-/// The list from the document's tree, and the shots already read from it (whose `shots` the
-/// tree then holds empty).
+/// The list from the document's tree; `streamed` is what reading the shots already streamed
+/// from it found (their `shots` the tree then holds empty), said where `shots` is read.
 fn read(
     path: &str,
     text: &str,
-    mut reader: FieldReader,
     root: Result<Sp<Node>, serde_saphyr::Error>,
-    mut streamed: Option<Streamed>,
+    mut streamed: Option<Vec<Diagnostic>>,
 ) -> (ShotList, Vec<Diagnostic>) {
+    let mut reader = FieldReader::new(path, text);
     let mut list = ShotList {
         path: path.to_string(),
         project: None,
@@ -196,7 +179,7 @@ fn read_document(
     reader: &mut FieldReader,
     list: &mut ShotList,
     root: Sp<Node>,
-    streamed: &mut Option<Streamed>,
+    streamed: &mut Option<Vec<Diagnostic>>,
 ) {
     let entries = match root.value {
         Node::Map(entries) => entries,
@@ -222,7 +205,7 @@ fn read_document(
                 saw_shots = true;
                 // The first `shots` (the one kept) is the one whose items were streamed.
                 match streamed.take() {
-                    Some(streamed) => reader.diagnostics.extend(streamed.diagnostics),
+                    Some(diagnostics) => reader.diagnostics.extend(diagnostics),
                     None => list.shots = shots(reader, value),
                 }
             }

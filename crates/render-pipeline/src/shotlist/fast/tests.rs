@@ -8,6 +8,17 @@ use proptest::test_runner::{Config, RngSeed};
 use super::super::yaml;
 use super::*;
 
+/// The list `t.yaml` holding `text`, as `render` reads it.
+fn parse_list(text: &str) -> (super::super::ShotList, Vec<super::super::Diagnostic>) {
+    let input = super::super::ShotListInput::new(
+        "t.yaml",
+        std::path::Path::new(""),
+        text.to_string(),
+        super::super::Format::Yaml,
+    );
+    super::super::parse(&input)
+}
+
 const KEYS: [&str; 16] = [
     "id",
     "prompt",
@@ -151,7 +162,7 @@ fn check(text: &str) -> bool {
         Err(err) => panic!("the fast reader took text serde-saphyr refuses ({err}):\n{text}"),
     }
     // Then the diagnostics are the same, positions included.
-    let with_fast = yaml::parse("t.yaml", text);
+    let with_fast = parse_list(text);
     let with_slow = yaml::parse_with("t.yaml", text, yaml::serde_saphyr_tree);
     assert_eq!(with_fast, with_slow, "{text}");
     true
@@ -187,7 +198,7 @@ fn shots_read_before_the_fast_reader_gives_up_are_read_once() {
     let text =
         "shots:\n  - id: a\n    prompt: plain\n    takes: 0\n  - id: b\n    prompt: \"quoted\"\n";
     assert!(parse(text, 1_000_000, None).is_none());
-    let (list, diagnostics) = yaml::parse("t.yaml", text);
+    let (list, diagnostics) = parse_list(text);
     let slow = yaml::parse_with("t.yaml", text, yaml::serde_saphyr_tree);
     assert_eq!((&list, &diagnostics), (&slow.0, &slow.1));
     assert_eq!(list.shots.len(), 2);
@@ -302,7 +313,7 @@ fn only_the_first_of_repeated_shots_is_streamed() {
         "the fast reader takes the text"
     );
     check(text);
-    let (list, diagnostics) = yaml::parse("t.yaml", text);
+    let (list, diagnostics) = parse_list(text);
     let ids: Vec<&str> = list
         .shots
         .iter()

@@ -1,6 +1,7 @@
 //! How long `render plan` takes on a 100,000-shot list, and how much memory it needs: end to end
-//! (the release binary, nothing cached and with 90% of the shots cached), in-process, and beside
-//! PyYAML's C loader merely loading the same file (when python3 has PyYAML with libyaml).
+//! (the release binary, nothing cached and with 90% of the shots cached, and a one-shot list for
+//! the memory any plan needs), in-process, and beside PyYAML's C loader merely loading the same
+//! file (when python3 has PyYAML with libyaml).
 //!
 //! Run by hand, after `cargo build --release` (the end-to-end cases run the real binary):
 //! `cargo run --release --example bench_plan [SHOTS] [--rounds N]`. Each measurement runs in
@@ -49,6 +50,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let list = dir.path().join("big.yaml");
     write_list(&list, shots);
+    // What `render plan` needs whatever the list: the constant of the memory goal.
+    let one_shot = dir.path().join("one.yaml");
+    write_list(&one_shot, 1);
     std::fs::write(dir.path().join("harbour.png"), HARBOUR_PNG).expect("write the reference");
     let bytes = std::fs::metadata(&list).map_or(0, |m| m.len());
     let file_mib = bytes as f64 / 1048576.0;
@@ -84,6 +88,9 @@ fn main() {
         let run = run_measured(&plan_command(&bin, dir.path(), &cached_state, &list));
         run.expect_success("render plan (cached)");
         record("plan-cached", run);
+        let run = run_measured(&plan_command(&bin, dir.path(), &empty_state, &one_shot));
+        run.expect_success("render plan (one shot)");
+        record("plan-one", run);
         if python {
             let mut py = Command::new("python3");
             py.args(["-c", PYYAML]).arg(&list);
@@ -103,6 +110,7 @@ fn main() {
         ("build", "plan::build (in-process)"),
         ("plan", "render plan LIST, nothing cached"),
         ("plan-cached", "render plan LIST, 90% of shots cached"),
+        ("plan-one", "render plan of a one-shot list (the constant)"),
         ("pyyaml", "PyYAML CSafeLoader yaml.load"),
     ];
     for (name, label) in labels {
@@ -164,15 +172,13 @@ fn main() {
         median(&per_round),
         list_of(&per_round)
     );
-    let peaks: Vec<f64> = results
-        .iter()
-        .find(|(n, _)| *n == "plan")
-        .map(|(_, runs)| runs.iter().map(|r| r.peak_mib).collect())
-        .unwrap_or_default();
+    let peak = median(&figures("plan", |r| r.peak_mib));
+    let constant = median(&figures("plan-one", |r| r.peak_mib));
     println!(
-        "render plan peak memory ÷ file size: {:.2} ({:.1} MiB for {file_mib:.1} MiB)",
-        median(&peaks) / file_mib,
-        median(&peaks)
+        "render plan peak memory: {peak:.1} MiB = {constant:.1} MiB (a one-shot list) + {:.2} × \
+         the file ({file_mib:.1} MiB); {:.2} × the file in all",
+        (peak - constant) / file_mib,
+        peak / file_mib
     );
     println!("load average at end: {}", bench_support::load_average());
     // `BENCH_KEEP=1` leaves the list and both state folders behind, to profile `render plan`.

@@ -58,7 +58,7 @@ fn essence(r: &PlannedRequest) -> String {
         r.reference.as_ref().map(|f| f.sha256.hex()),
         r.tags,
         r.key.hex(),
-        r.cost,
+        r.cost(),
     )
 }
 
@@ -92,7 +92,7 @@ fn costs_are_seconds_times_the_batch_rate_and_totals_add_up_exactly() {
     let found: Vec<(&str, u32, Usd, Usd)> = plan
         .requests
         .iter()
-        .map(|r| (&*r.shot_id, r.take, r.cost, r.standard_cost))
+        .map(|r| (&*r.shot_id, r.take, r.cost(), r.standard_cost))
         .collect();
     let expected: Vec<(&str, u32, Usd, Usd)> = expected
         .iter()
@@ -180,7 +180,7 @@ fn cached_requests_cost_nothing_but_keep_their_standard_price() {
     let cached: Vec<(u32, bool, Usd)> = plan
         .requests
         .iter()
-        .map(|r| (r.take, r.cached, r.cost))
+        .map(|r| (r.take, r.cached, r.cost()))
         .collect();
     assert_eq!(
         cached,
@@ -380,4 +380,35 @@ fn a_list_read_again_part_way_is_planned_once() {
     let plan = plan_text("again.yaml", &fixed);
     let ids: Vec<&str> = plan.requests.iter().map(|r| &*r.shot_id).collect();
     assert_eq!(ids, ["a", "c"]);
+}
+
+/// A plan of a hundred thousand shots holds each shot's strings once: ids and prompts written
+/// as they are point into the list's text, a shot's takes share the shot, and shots rendered
+/// alike share one target. What the list writes with escapes is read, not pointed at.
+#[test]
+fn requests_share_the_lists_text_their_shot_and_their_target() {
+    let text = "shots:\n  - {id: a, prompt: a harbour at dusk, takes: 2, tags: [night]}\n  - id: b\n    prompt: \"a boat\\tat sea\"\n    tags: [night]\n  - id: \"c\"\n    prompt: 'a lighthouse'\n";
+    let list = input("shared.yaml", Path::new("shotlists"), text);
+    let plan = plan_with(std::slice::from_ref(&list), &opts(), &|_| false);
+    let within_text = |s: &str| {
+        let range = list.text.as_bytes().as_ptr_range();
+        range.contains(&s.as_ptr()) && s.len() <= list.text.len()
+    };
+    let r = &plan.requests;
+    assert_eq!(r.len(), 4);
+    for (request, points_into_text) in [(&r[0], true), (&r[2], false), (&r[3], true)] {
+        assert!(within_text(&request.shot_id), "{}", request.shot_id);
+        assert_eq!(
+            within_text(&request.prompt),
+            points_into_text,
+            "{:?}",
+            request.prompt
+        );
+    }
+    assert_eq!(&*r[2].prompt, "a boat\tat sea");
+    assert_eq!(&*r[3].prompt, "a lighthouse");
+    assert!(std::sync::Arc::ptr_eq(&r[0].shot, &r[1].shot));
+    assert!(!std::sync::Arc::ptr_eq(&r[0].shot, &r[2].shot));
+    assert!(std::sync::Arc::ptr_eq(&r[0].target, &r[3].target));
+    assert!(std::sync::Arc::ptr_eq(&r[0].tags, &r[2].tags));
 }

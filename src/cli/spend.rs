@@ -55,7 +55,7 @@ pub fn before_sending(plan: &Plan, ledger: &mut Ledger, human: bool) -> anyhow::
         .iter()
         .map(|r| Planned {
             key: r.key,
-            cost: r.cost,
+            cost: r.cost(),
             standard: r.standard_cost,
             cached: r.cached,
         })

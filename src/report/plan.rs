@@ -159,7 +159,7 @@ pub fn write_table(plan: &Plan, budget: Option<Usd>, out: &mut impl Write) -> st
         row.cell(r.model.as_str());
         row.cell_fmt(format_args!("{}", r.size));
         row.cell_fmt(format_args!("{}", r.seconds.0));
-        row.cell_fmt(format_args!("{}", r.cost));
+        row.cell_fmt(format_args!("{}", r.cost()));
         // The Batch price where the provider offers one, to compare with what applies.
         match r.batch_cost {
             Some(cost) => row.cell_fmt(format_args!("{cost}")),
@@ -421,7 +421,7 @@ impl<'a> RequestJson<'a> {
             size: r.size,
             seconds: r.seconds.0,
             key: r.key,
-            cost_usd: r.cost,
+            cost_usd: r.cost(),
             standard_cost_usd: r.standard_cost,
             batch_cost_usd: r.batch_cost,
             cached: r.cached,

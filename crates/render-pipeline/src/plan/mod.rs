@@ -5,7 +5,8 @@
 //! shapes the later stages, batch, submit and harvest, consume), `totals` (what a plan costs, in
 //! sum and per model and size), `inputs` (reading shot lists and the catalog), `planner` (the
 //! per-shot planning behind `build`), `resolve` (where each of a shot's values comes from),
-//! `checks` (the shot against its provider's catalog) and `reference` (first-frame images).
+//! `checks` (the shot against its provider's catalog), `reference` (first-frame images),
+//! `shared_str` (strings that point into a list's text) and `shot_ids` (each id's first use).
 
 mod checks;
 mod inputs;
@@ -13,6 +14,8 @@ mod planner;
 mod reference;
 mod requests;
 mod resolve;
+mod shared_str;
+mod shot_ids;
 mod totals;
 
 use std::io::Read;
@@ -23,12 +26,12 @@ use crate::shotlist::diagnostic::{has_errors, sort_and_dedup};
 use crate::shotlist::{Diagnostic, ShotListInput};
 use render_wire::catalog::{Catalog, Model, Seconds, Size};
 use render_wire::key::RequestKey;
-use render_wire::money::Usd;
 
 use planner::Planner;
 
 pub use inputs::{load_catalog, read_inputs};
-pub use requests::{Plan, PlannedRequest, Reference};
+pub use requests::{Plan, PlannedRequest, PlannedShot, Reference, Target};
+pub use shared_str::SharedStr;
 pub use totals::{OverBudget, Subtotal};
 
 /// Used when neither the shot, its list's `defaults`, nor a flag names a model.
@@ -153,9 +156,6 @@ pub fn build(
     // thread (the CLI's) has had the whole parse to do it.
     for request in &mut plan.requests {
         request.cached = is_cached(&request.key);
-        if request.cached {
-            request.cost = Usd::ZERO;
-        }
     }
     for request in &plan.requests {
         if !plan.providers.iter().any(|p| **p == *request.provider) {

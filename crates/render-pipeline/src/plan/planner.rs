@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use crate::provider::{Lane, Provider};
 use crate::shotlist::{
-    Defaults, Diagnostic, Pos, Priority, Shot, ShotList, ShotListInput, ShotSink,
+    Defaults, Diagnostic, Pos, Priority, Shot, ShotList, ShotListInput, ShotSink, Sp,
 };
-use render_wire::catalog::{Model, ModelSpec};
+use render_wire::catalog::{Model, ModelSpec, Rate, Seconds, Size};
 use render_wire::key::KeyInput;
 
 use super::reference::ImageFacts;
 use super::resolve::{Resolved, builtin_model, builtin_seconds, builtin_size};
-use super::{PlanOptions, PlannedRequest};
+use super::shot_ids::ShotIds;
+use super::{PlanOptions, PlannedRequest, PlannedShot, SharedStr, Target};
 
 /// Plans the shots of one list as the list's reader hands them over.
 struct ListPlanner<'p, 'a> {
@@ -35,14 +36,21 @@ struct Checkpoint {
 }
 
 impl ShotSink for ListPlanner<'_, '_> {
-    fn shot(&mut self, defaults: &Defaults, shot: Shot) {
-        self.planner.check_unique_id(self.list_index, &shot);
+    fn shot(&mut self, defaults: &Defaults, mut shot: Shot) {
+        let id = shot.id.take().map(|id| Sp {
+            pos: id.pos,
+            value: SharedStr::within(&self.input.text, id.pos, id.value),
+        });
+        if let Some(id) = &id {
+            self.planner.check_unique_id(self.list_index, id);
+        }
         let list = ListContext {
             input: self.input,
+            index: self.list_index,
             defaults,
             source: &self.source,
         };
-        self.planner.plan_shot(&list, shot, self.out);
+        self.planner.plan_shot(&list, id, shot, self.out);
     }
 
     fn restart(&mut self) {
@@ -50,13 +58,15 @@ impl ShotSink for ListPlanner<'_, '_> {
         self.out.truncate(checkpoint.requests);
         planner.diagnostics.truncate(checkpoint.diagnostics);
         planner.models_used.clone_from(&checkpoint.models_used);
-        planner.ids.retain(|_, (list, _)| *list != self.list_index);
+        planner.ids.forget_list(self.list_index);
     }
 }
 
 /// The shot list a shot comes from, as planning needs it.
 struct ListContext<'a> {
     input: &'a ShotListInput,
+    /// An index into the planner's `paths`.
+    index: usize,
     defaults: &'a Defaults,
     source: &'a Arc<Path>,
 }
@@ -65,7 +75,7 @@ pub(super) struct Planner<'a> {
     pub(super) opts: &'a PlanOptions,
     pub(super) diagnostics: Vec<Diagnostic>,
     /// Each shot id's first use: the list (an index into `paths`) and the place.
-    ids: HashMap<String, (usize, Pos)>,
+    ids: ShotIds,
     /// The shot lists seen so far, by their display paths.
     paths: Vec<String>,
     pub(super) images: HashMap<PathBuf, Result<ImageFacts, String>>,
@@ -73,8 +83,22 @@ pub(super) struct Planner<'a> {
     models_used: BTreeMap<(String, Model), (String, Pos, usize)>,
     /// Provider and model names, one copy each for every request that carries them.
     names: HashSet<Arc<str>>,
-    /// The tags of every shot that has none.
-    no_tags: Arc<[String]>,
+    /// One copy of each set of tags, for every shot that has it (most lists use a few).
+    tag_sets: HashSet<Arc<[String]>>,
+    /// One copy of each target, for every shot that has it.
+    targets: HashMap<TargetKey, Arc<Target>>,
+}
+
+/// What tells [`Target`]s apart, built from shared names (without allocating).
+#[derive(PartialEq, Eq, Hash)]
+struct TargetKey {
+    /// An index into the planner's `paths`.
+    list: usize,
+    provider: Arc<str>,
+    model: Arc<str>,
+    lane: Lane,
+    size: Size,
+    seconds: Seconds,
 }
 
 impl<'a> Planner<'a> {
@@ -82,12 +106,13 @@ impl<'a> Planner<'a> {
         Planner {
             opts,
             diagnostics: Vec::new(),
-            ids: HashMap::new(),
+            ids: ShotIds::new(),
             paths: Vec::new(),
             images: HashMap::new(),
             models_used: BTreeMap::new(),
             names: HashSet::new(),
-            no_tags: Arc::new([]),
+            tag_sets: HashSet::new(),
+            targets: HashMap::new(),
         }
     }
 
@@ -101,6 +126,16 @@ impl<'a> Planner<'a> {
         shared
     }
 
+    /// The one shared copy of `tags`.
+    fn share_tags(&mut self, tags: Vec<String>) -> Arc<[String]> {
+        if let Some(shared) = self.tag_sets.get(tags.as_slice()) {
+            return shared.clone();
+        }
+        let shared: Arc<[String]> = tags.into();
+        self.tag_sets.insert(shared.clone());
+        shared
+    }
+
     /// Reads the shot list and plans each shot as soon as it is read (a big list is never held
     /// whole, as text, shots and requests at once); returns the list's head and what reading
     /// it found.
@@ -110,6 +145,7 @@ impl<'a> Planner<'a> {
         out: &mut Vec<PlannedRequest>,
     ) -> (ShotList, Vec<Diagnostic>) {
         self.paths.push(input.path.clone());
+        self.ids.start_list(self.paths.len() - 1, &input.text);
         let mut list = ListPlanner {
             list_index: self.paths.len() - 1,
             source: Path::new(&input.path).into(),
@@ -125,26 +161,26 @@ impl<'a> Planner<'a> {
         crate::shotlist::parse_into(input, &mut list)
     }
 
-    fn check_unique_id(&mut self, list_index: usize, shot: &Shot) {
-        let Some(id) = &shot.id else { return };
-        match self.ids.get(&id.value) {
-            Some((first_list, first_pos)) => {
-                let path = &self.paths[list_index];
-                let d =
-                    Diagnostic::error(path, id.pos, format!("duplicate shot id `{}`", id.value))
-                        .with_related(&self.paths[*first_list], *first_pos, "first used here")
-                        .with_help("shot ids name output files, so each must be unique in a run");
-                self.diagnostics.push(d);
-            }
-            None => {
-                self.ids.insert(id.value.clone(), (list_index, id.pos));
-            }
-        }
+    fn check_unique_id(&mut self, list_index: usize, id: &Sp<SharedStr>) {
+        let Some((first_list, first_pos)) = self.ids.first_use(&id.value, id.pos) else {
+            return;
+        };
+        let path = &self.paths[list_index];
+        let d = Diagnostic::error(path, id.pos, format!("duplicate shot id `{}`", id.value))
+            .with_related(&self.paths[first_list], first_pos, "first used here")
+            .with_help("shot ids name output files, so each must be unique in a run");
+        self.diagnostics.push(d);
     }
 
     /// Appends the shot's requests to `out`, or nothing (with diagnostics) when it cannot be
     /// priced.
-    fn plan_shot(&mut self, list: &ListContext, shot: Shot, out: &mut Vec<PlannedRequest>) {
+    fn plan_shot(
+        &mut self,
+        list: &ListContext,
+        id: Option<Sp<SharedStr>>,
+        shot: Shot,
+        out: &mut Vec<PlannedRequest>,
+    ) {
         let (path, defaults) = (list.input.path.as_str(), list.defaults);
         let provider = self.provider(path, &shot, defaults);
         let catalog = provider.map(|p| &p.catalog);
@@ -190,8 +226,8 @@ impl<'a> Planner<'a> {
         let Some((spec, rate, seconds)) = checked else {
             return;
         };
-        let (Some(provider), Some(_), Some(_), Ok(reference)) =
-            (provider, &shot.id, &shot.prompt, reference)
+        let (Some(provider), Some(id), Some(_), Ok(reference)) =
+            (provider, id, &shot.prompt, reference)
         else {
             return;
         };
@@ -199,61 +235,82 @@ impl<'a> Planner<'a> {
         let use_at = shot.model.as_ref().map_or(shot.at, |m| m.pos);
         self.count_model_use(provider, spec, path, use_at, takes);
 
-        let Shot {
-            id, prompt, tags, ..
-        } = shot;
-        let (Some(id), Some(prompt)) = (id, prompt) else {
+        let Shot { prompt, tags, .. } = shot;
+        let Some(prompt) = prompt else {
             return;
         };
         let lane = provider.lane_for(priority);
-        let price = match lane {
-            Lane::Batch => rate.batch * seconds.0,
-            Lane::Direct => rate.standard * seconds.0,
-        };
+        let prompt = SharedStr::within(&list.input.text, prompt.pos, prompt.value);
         let keys = KeyInput {
             provider: &provider.id,
             model: &spec.name,
             size: size.value,
             seconds,
-            prompt: &prompt.value,
+            prompt: &prompt,
             reference: reference.as_ref().map(|r| r.sha256),
             take: 1,
         }
         .take_keys();
-        let first = PlannedRequest {
-            shot_id: id.value.into(),
+        let target = self.target(list, provider, spec, lane, size.value, seconds, rate);
+        let shot = Arc::new(PlannedShot {
+            shot_id: id.value,
+            prompt,
+            priority,
+            takes,
+            reference,
+            tags: self.share_tags(tags),
+            target,
+        });
+        out.extend((1..=takes).map(|take| PlannedRequest {
+            shot: shot.clone(),
+            take,
+            key: keys.key(take),
+            cached: false,
+        }));
+    }
+
+    /// The one shared [`Target`] of the list's shots that `provider` renders as `spec` at this
+    /// size and length, on this lane.
+    #[allow(clippy::too_many_arguments)]
+    fn target(
+        &mut self,
+        list: &ListContext,
+        provider: &Provider,
+        spec: &ModelSpec,
+        lane: Lane,
+        size: Size,
+        seconds: Seconds,
+        rate: Rate,
+    ) -> Arc<Target> {
+        let key = TargetKey {
+            list: list.index,
             provider: self.share(&provider.id),
+            model: self.share(spec.name.as_str()),
+            lane,
+            size,
+            seconds,
+        };
+        if let Some(target) = self.targets.get(&key) {
+            return target.clone();
+        }
+        let target = Arc::new(Target {
+            provider: key.provider.clone(),
             provider_name: self.share(&provider.name),
             lane,
-            priority,
-            take: 1,
-            takes,
             model: spec.name.clone(),
             served_as: self.share(spec.wire_name()),
-            size: size.value,
+            size,
             seconds,
-            prompt: prompt.value.into(),
-            reference,
-            tags: match tags.is_empty() {
-                true => self.no_tags.clone(),
-                false => tags.into(),
+            lane_cost: match lane {
+                Lane::Batch => rate.batch * seconds.0,
+                Lane::Direct => rate.standard * seconds.0,
             },
-            key: keys.key(1),
-            cost: price,
             standard_cost: rate.standard * seconds.0,
             batch_cost: provider.offers_batch().then(|| rate.batch * seconds.0),
-            cached: false,
             source: list.source.clone(),
-        };
-        // Takes differ only in their number and key: the first is the template of the rest.
-        let start = out.len();
-        out.push(first);
-        for take in 2..=takes {
-            let mut request = out[start].clone();
-            request.take = take;
-            request.key = keys.key(take);
-            out.push(request);
-        }
+        });
+        self.targets.insert(key, target.clone());
+        target
     }
 
     /// Counts a model's requests per provider, remembering its first use, for the retirement

@@ -13,7 +13,7 @@ use super::Plan;
 impl Plan {
     /// Batch price of what is not cached.
     pub fn total(&self) -> Usd {
-        self.requests.iter().map(|r| r.cost).sum()
+        self.requests.iter().map(|r| r.cost()).sum()
     }
 
     pub fn standard_total(&self) -> Usd {
@@ -63,7 +63,7 @@ impl Plan {
             group.requests += 1;
             group.cached += usize::from(r.cached);
             group.seconds += u64::from(r.seconds.0);
-            group.cost += r.cost;
+            group.cost += r.cost();
             group.standard_cost += r.standard_cost;
         }
         groups.into_values().collect()

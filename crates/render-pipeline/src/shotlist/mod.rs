@@ -14,6 +14,7 @@ mod yaml;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -80,7 +81,8 @@ pub struct ShotListInput {
     pub path: String,
     /// Reference paths are resolved against this folder (the list's own folder).
     pub base_dir: PathBuf,
-    pub text: String,
+    /// Shared: a plan's ids and prompts point into it (`plan::SharedStr`).
+    pub text: Arc<String>,
     pub format: Format,
 }
 
@@ -92,7 +94,7 @@ impl ShotListInput {
         ShotListInput {
             path: path.to_string(),
             base_dir: base_dir.to_path_buf(),
-            text,
+            text: Arc::new(text),
             format,
         }
     }

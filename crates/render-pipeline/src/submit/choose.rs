@@ -89,7 +89,7 @@ pub(super) fn request_row(request: &PlannedRequest) -> RequestRow {
                 .to_string()
         }),
         reference_mime: request.reference.as_ref().map(|r| r.mime.to_string()),
-        cost: request.cost,
+        cost: request.cost(),
         status: RequestStatus::Pending,
         attempts: 0,
         batch_row: None,

@@ -41,7 +41,7 @@ pub(super) fn open_run(plan: &Plan, ledger: &mut Ledger) -> Result<(RunRow, bool
             take: r.take,
             takes: r.takes,
             key: r.key,
-            cost: r.cost,
+            cost: r.cost(),
             tags: r.tags.to_vec(),
         })
         .collect();

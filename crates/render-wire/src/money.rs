@@ -81,12 +81,14 @@ impl fmt::Display for Usd {
         let sign = if self.0 < 0 { "-" } else { "" };
         let abs = self.0.unsigned_abs();
         let whole = abs / MICROS_PER_DOLLAR as u64;
-        let frac = abs % MICROS_PER_DOLLAR as u64;
-        let mut frac_text = format!("{frac:06}");
-        while frac_text.len() > 2 && frac_text.ends_with('0') {
-            frac_text.pop();
+        // Micro-dollars as six digits, less the trailing zeros past the cents (no allocation:
+        // a plan's table formats a few hundred thousand amounts).
+        let (mut frac, mut digits) = (abs % MICROS_PER_DOLLAR as u64, 6);
+        while digits > 2 && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
         }
-        write!(f, "{sign}${whole}.{frac_text}")
+        write!(f, "{sign}${whole}.{frac:0digits$}")
     }
 }
 
@@ -166,6 +168,16 @@ mod tests {
         assert_eq!(Usd::from_micros(12_000_000).to_string(), "$12.00");
         assert_eq!(Usd::from_micros(1_234_500).to_string(), "$1.2345");
         assert_eq!(Usd::from_micros(-500_000).to_string(), "-$0.50");
+        for (micros, text) in [
+            (0, "$0.00"),
+            (1, "$0.000001"),
+            (10, "$0.00001"),
+            (100_000, "$0.10"),
+            (1_000_001, "$1.000001"),
+            (-1, "-$0.000001"),
+        ] {
+            assert_eq!(Usd::from_micros(micros).to_string(), text);
+        }
     }
 
     #[test]

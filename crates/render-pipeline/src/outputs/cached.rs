@@ -110,18 +110,27 @@ where
     }
 }
 
-/// The keys of every recorded output whose object is in the store, asked of the store at once.
+/// The keys of every recorded output whose object is in the store.
+///
+/// The store is asked a folder's worth at a time (objects are foldered by their first byte):
+/// the local store lists each folder once either way, and what is asked and answered at once
+/// stays a 256th of the outputs instead of a second and third copy of them all.
 fn cached_keys(ledger: &Ledger, store: &dyn CacheStorage) -> CachedKeys {
-    let outputs = ledger.output_videos()?;
-    let shas: Vec<Sha256Hex> = outputs.iter().map(|(_, sha)| *sha).collect();
-    let present = store.present(&shas);
+    let mut outputs = ledger.output_videos()?;
+    outputs.sort_unstable_by_key(|(_, sha)| sha.first_byte());
     let mut keys =
         render_wire::key::KeySet::with_capacity_and_hasher(outputs.len(), Default::default());
-    keys.extend(
-        outputs
-            .into_iter()
-            .filter(|(_, sha)| present.contains(sha))
-            .map(|(key, _)| key),
-    );
+    let mut shas: Vec<Sha256Hex> = Vec::new();
+    for folder in outputs.chunk_by(|(_, a), (_, b)| a.first_byte() == b.first_byte()) {
+        shas.clear();
+        shas.extend(folder.iter().map(|(_, sha)| *sha));
+        let present = store.present(&shas);
+        keys.extend(
+            folder
+                .iter()
+                .filter(|(_, sha)| present.contains(sha))
+                .map(|(key, _)| *key),
+        );
+    }
     Ok(keys)
 }

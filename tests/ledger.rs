@@ -323,3 +323,72 @@ fn opening_a_current_ledger_again_writes_nothing() {
     tx.commit().unwrap();
     drop((again, reader));
 }
+
+/// A batch's output file is recorded a thousand lines to a transaction: the results land in
+/// order (the last word on a request wins), all or none, and still never demote a harvested
+/// request.
+#[test]
+fn results_recorded_together_land_in_order_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let reqs: Vec<RequestRow> = (1..=3).map(request).collect();
+    ledger.insert_requests(&reqs).unwrap();
+    let completed = |id: &str| RequestResult::Completed {
+        video_id: id.into(),
+        expires_at: None,
+    };
+    let failed = RequestResult::Failed {
+        code: Some("server_error".into()),
+        message: "the GPU fell over".into(),
+        retryable: true,
+    };
+    ledger
+        .record_output(&OutputRow {
+            key: reqs[2].key,
+            video_sha: Sha256Hex::of(b"kept"),
+            video_bytes: 4,
+            thumbnail_sha: None,
+            video_id: Some("video_kept".into()),
+            harvested_at: 1,
+        })
+        .unwrap();
+    ledger
+        .record_results(&[
+            (reqs[0].key, failed.clone()),
+            (reqs[0].key, completed("video_1")),
+            (reqs[1].key, failed.clone()),
+            (reqs[2].key, failed.clone()),
+        ])
+        .unwrap();
+    let status = |ledger: &Ledger, i: usize| {
+        let row = ledger.request(&reqs[i].key).unwrap().unwrap();
+        (row.status, row.video_id)
+    };
+    assert_eq!(
+        status(&ledger, 0),
+        (RequestStatus::Completed, Some("video_1".into()))
+    );
+    assert_eq!(status(&ledger, 1).0, RequestStatus::Failed);
+    assert_eq!(status(&ledger, 2).0, RequestStatus::Harvested);
+
+    // A write that fails part-way (a trigger refuses the second update) leaves none of its
+    // results behind.
+    let path = dir.path().join("l.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE UPDATE ON requests WHEN NEW.video_id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    let err = ledger.record_results(&[
+        (reqs[1].key, completed("video_2")),
+        (reqs[0].key, completed("poison")),
+    ]);
+    assert!(err.is_err());
+    assert_eq!(status(&ledger, 1).0, RequestStatus::Failed);
+    assert_eq!(
+        status(&ledger, 0),
+        (RequestStatus::Completed, Some("video_1".into()))
+    );
+}

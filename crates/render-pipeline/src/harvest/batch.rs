@@ -187,6 +187,7 @@ fn give_up(
         events,
         format!("{reason}; its unfinished requests are marked lost"),
     );
+    let mut lost = Vec::new();
     for request in ledger.batch_requests(batch.row)? {
         let unfinished =
             request.status.is_in_flight_or_done() && request.status != RequestStatus::Harvested;
@@ -197,12 +198,13 @@ fn give_up(
                 key: request.key.hex(),
                 reason: reason.clone(),
             });
-            let lost = RequestResult::Lost {
+            let result = RequestResult::Lost {
                 reason: reason.clone(),
             };
-            ledger.record_result(&request.key, &lost)?;
+            lost.push((request.key, result));
         }
     }
+    ledger.record_results(&lost)?;
     ledger.set_results_read(batch.row)?;
     ledger.set_batch_harvested(batch.row)?;
     Ok(())
@@ -260,6 +262,7 @@ async fn read_results(
         .map(|r| (r.key, r))
         .collect();
     let mut reading = Reading::default();
+    let mut results = Vec::new();
     for file_id in [&remote.output_file_id, &remote.error_file_id]
         .into_iter()
         .flatten()
@@ -278,10 +281,17 @@ async fn read_results(
                 // ledger, the manifest or a log.
                 Line::Text(line) => {
                     let line = client.redact_bytes(line);
-                    record_line(&line, at, &requests, &mut reading, ledger, events)?
+                    let result = read_line(&line, at, &requests, &mut reading, events);
+                    results.extend(result);
                 }
             }
+            if results.len() >= RESULTS_PER_TRANSACTION {
+                ledger.record_results(&results)?;
+                results.clear();
+            }
         }
+        ledger.record_results(&results)?;
+        results.clear();
     }
     reading.warn(remote, events);
     let unanswered: Vec<(&RequestKey, &RequestRow)> = requests
@@ -319,29 +329,34 @@ async fn read_results(
                 reason: reason.clone(),
             });
         }
-        ledger.record_result(key, &result)?;
+        results.push((*key, result));
     }
+    ledger.record_results(&results)?;
     Ok(())
 }
 
-/// Records one result line. A request answered both with a video and with a failure keeps
-/// the video: it was rendered (and billed), and its download must not be skipped.
-fn record_line(
+/// Results recorded in one ledger transaction: one sync per thousand lines of a big output
+/// file instead of one per line, and never more than this many held.
+const RESULTS_PER_TRANSACTION: usize = 1024;
+
+/// Reads one result line: the result to record, if it is one of ours. A request answered both
+/// with a video and with a failure keeps the video: it was rendered (and billed), and its
+/// download must not be skipped.
+fn read_line(
     line: &[u8],
     at: String,
     requests: &HashMap<RequestKey, RequestRow>,
     reading: &mut Reading,
-    ledger: &mut Ledger,
     events: &dyn EventSink,
-) -> Result<(), HarvestError> {
+) -> Option<(RequestKey, RequestResult)> {
     if line.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
+        return None;
     }
     let parsed: BatchOutputLine = match serde_json::from_slice(line) {
         Ok(parsed) => parsed,
         Err(_) => {
             reading.unreadable(at);
-            return Ok(());
+            return None;
         }
     };
     let Some(key) = parse_custom_id(&parsed.custom_id).filter(|k| requests.contains_key(k)) else {
@@ -349,13 +364,13 @@ fn record_line(
         reading.first_foreign.get_or_insert_with(|| {
             format!("{at}: custom_id {:?}", truncate(&parsed.custom_id, 80))
         });
-        return Ok(());
+        return None;
     };
     let result = line_result(&parsed);
     let is_video = matches!(result, RequestResult::Completed { .. });
     if !is_video && reading.rendered.contains(&key) {
         reading.contradictions += 1;
-        return Ok(());
+        return None;
     }
     if is_video && reading.answered.contains(&key) {
         reading.contradictions += 1;
@@ -369,12 +384,11 @@ fn record_line(
             message: message.clone(),
         });
     }
-    ledger.record_result(&key, &result)?;
     reading.answered.insert(key);
     if is_video {
         reading.rendered.insert(key);
     }
-    Ok(())
+    Some((key, result))
 }
 
 impl Reading {

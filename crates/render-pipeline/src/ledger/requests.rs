@@ -244,42 +244,17 @@ impl Ledger {
     /// Records what the provider said about a request. Idempotent: reading the same output
     /// file twice changes nothing, and a harvested request is never demoted.
     pub fn record_result(&self, key: &RequestKey, result: &RequestResult) -> Result<()> {
-        let now = unix_now();
-        let not_harvested = format!("key = ?1 AND status != {}", RequestStatus::Harvested.sql());
-        match result {
-            RequestResult::Completed {
-                video_id,
-                expires_at,
-            } => self.conn.execute(
-                &format!(
-                    "UPDATE requests SET status = {completed}, video_id = ?2,
-                     video_expires_at = ?3, error_code = NULL, error_message = NULL,
-                     updated_at = ?4 WHERE {not_harvested}",
-                    completed = RequestStatus::Completed.sql(),
-                ),
-                params![key.hex(), video_id, expires_at, now],
-            )?,
-            RequestResult::Failed {
-                code,
-                message,
-                retryable,
-            } => self.conn.execute(
-                &format!(
-                    "UPDATE requests SET status = {failed}, error_code = ?2, error_message = ?3,
-                     retryable = ?4, updated_at = ?5 WHERE {not_harvested}",
-                    failed = RequestStatus::Failed.sql(),
-                ),
-                params![key.hex(), code, message, retryable, now],
-            )?,
-            RequestResult::Lost { reason } => self.conn.execute(
-                &format!(
-                    "UPDATE requests SET status = {lost}, error_code = 'lost', error_message = ?2,
-                     retryable = 1, updated_at = ?3 WHERE {not_harvested}",
-                    lost = RequestStatus::Lost.sql(),
-                ),
-                params![key.hex(), reason, now],
-            )?,
-        };
+        record_result_in(&self.conn, key, result)
+    }
+
+    /// [`Ledger::record_result`] for many requests, in order, in one transaction: a batch's
+    /// output file costs the ledger one sync per call, not one per line.
+    pub fn record_results(&mut self, results: &[(RequestKey, RequestResult)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (key, result) in results {
+            record_result_in(&tx, key, result)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -318,4 +293,43 @@ impl Ledger {
         )?;
         Ok((polls, now - first.unwrap_or(now)))
     }
+}
+
+fn record_result_in(
+    conn: &rusqlite::Connection,
+    key: &RequestKey,
+    result: &RequestResult,
+) -> Result<()> {
+    let now = unix_now();
+    let not_harvested = format!("key = ?1 AND status != {}", RequestStatus::Harvested.sql());
+    // Cached statements: an output file's thousands of lines are parsed by SQLite once.
+    let update = |set: &str| {
+        conn.prepare_cached(&format!("UPDATE requests SET {set} WHERE {not_harvested}"))
+    };
+    match result {
+        RequestResult::Completed {
+            video_id,
+            expires_at,
+        } => update(&format!(
+            "status = {}, video_id = ?2, video_expires_at = ?3, error_code = NULL, \
+             error_message = NULL, updated_at = ?4",
+            RequestStatus::Completed.sql()
+        ))?
+        .execute(params![key.hex(), video_id, expires_at, now])?,
+        RequestResult::Failed {
+            code,
+            message,
+            retryable,
+        } => update(&format!(
+            "status = {}, error_code = ?2, error_message = ?3, retryable = ?4, updated_at = ?5",
+            RequestStatus::Failed.sql()
+        ))?
+        .execute(params![key.hex(), code, message, retryable, now])?,
+        RequestResult::Lost { reason } => update(&format!(
+            "status = {}, error_code = 'lost', error_message = ?2, retryable = 1, updated_at = ?3",
+            RequestStatus::Lost.sql()
+        ))?
+        .execute(params![key.hex(), reason, now])?,
+    };
+    Ok(())
 }

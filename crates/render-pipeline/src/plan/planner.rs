@@ -251,7 +251,7 @@ impl<'a> Planner<'a> {
             take: 1,
         }
         .take_keys();
-        let target = self.target(list, provider, spec, lane, size.value, seconds, rate);
+        let target = self.target(list, provider, spec, (lane, size.value, seconds), rate);
         let shot = Arc::new(PlannedShot {
             shot_id: id.value,
             prompt,
@@ -269,19 +269,17 @@ impl<'a> Planner<'a> {
         }));
     }
 
-    /// The one shared [`Target`] of the list's shots that `provider` renders as `spec` at this
-    /// size and length, on this lane.
-    #[allow(clippy::too_many_arguments)]
+    /// The one shared [`Target`] of the list's shots that `provider` renders as `spec`, at
+    /// `rate`, with the lane, size and length of `how`.
     fn target(
         &mut self,
         list: &ListContext,
         provider: &Provider,
         spec: &ModelSpec,
-        lane: Lane,
-        size: Size,
-        seconds: Seconds,
+        how: (Lane, Size, Seconds),
         rate: Rate,
     ) -> Arc<Target> {
+        let (lane, size, seconds) = how;
         let key = TargetKey {
             list: list.index,
             provider: self.share(&provider.id),

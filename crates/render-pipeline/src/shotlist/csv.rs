@@ -7,10 +7,16 @@
 use super::diagnostic::{Diagnostic, closest};
 use super::fields::{FieldReader, SHOT_FIELDS};
 use super::node::Node;
-use super::{Defaults, LineIndex, Pos, ShotList, Sp};
+use super::{Defaults, LineIndex, Pos, ShotList, ShotSink, Sp};
 
-pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
-    let mut list = ShotList {
+/// Parses a CSV list, handing each row's shot to `sink` as soon as it is read; the list returned
+/// holds no shots.
+pub(crate) fn parse_into(
+    path: &str,
+    text: &str,
+    sink: &mut dyn ShotSink,
+) -> (ShotList, Vec<Diagnostic>) {
+    let list = ShotList {
         path: path.to_string(),
         project: None,
         defaults: Defaults::default(),
@@ -48,7 +54,7 @@ pub(crate) fn parse(path: &str, text: &str) -> (ShotList, Vec<Diagnostic>) {
             None => columns = Some(header(&mut fields, &record, &cells)),
             Some(columns) => {
                 if let Some(shot) = row(&mut fields, columns, &record, &cells) {
-                    list.shots.push(shot);
+                    sink.shot(&list.defaults, shot);
                 }
             }
         }

@@ -240,18 +240,12 @@ impl ShotSink for Vec<Shot> {
     }
 }
 
-/// Parses a shot list, handing each shot to `sink` in order, as soon as it can (a big YAML list
-/// is then never held whole); the list returned holds no shots. Every problem found is returned.
+/// Parses a shot list, handing each shot to `sink` in order, as soon as it can (a big list is
+/// then never held whole); the list returned holds no shots. Every problem found is returned.
 pub fn parse_into(input: &ShotListInput, sink: &mut dyn ShotSink) -> (ShotList, Vec<Diagnostic>) {
     match input.format {
         Format::Yaml => yaml::parse_into(&input.path, &input.text, sink),
-        Format::Csv => {
-            let (mut list, diagnostics) = csv::parse(&input.path, &input.text);
-            for shot in std::mem::take(&mut list.shots) {
-                sink.shot(&list.defaults, shot);
-            }
-            (list, diagnostics)
-        }
+        Format::Csv => csv::parse_into(&input.path, &input.text, sink),
     }
 }
 

@@ -9,7 +9,9 @@
 //! bytes at ~2 GB/s per core, so on a small machine it competes with the client for CPU; its
 //! CPU time is reported beside the client's). For each `--jobs` value, a fresh state folder
 //! submits VIDEOS requests, waits until the batch has completed, then runs
-//! `render harvest --watch --jobs J` under measurement. Outputs are deleted between runs.
+//! `render harvest --watch --jobs J` under measurement. Outputs are deleted between runs, and
+//! every measured run starts after a `sync`, so none pays for another's writeback. curl is also
+//! measured with its files fsynced (durable, as harvest's are).
 //! Disk: VIDEOS × size per copy (12.8 GB for 200 × 64 MB); set `TMPDIR` to a roomy disk.
 
 mod bench_support;
@@ -95,6 +97,7 @@ fn main() {
     sandbox_costs(&options.sizes_mb);
 
     let mut figures = Vec::new();
+    let mut ratios = Vec::new();
     for &size_mb in &options.sizes_mb {
         let sandbox = spawn(
             SandboxConfig::default()
@@ -125,6 +128,11 @@ fn main() {
                     4,
                     CurlTo::FilesAndThumbnails,
                 ),
+                (
+                    "  the same, then fsynced (durable)",
+                    4,
+                    CurlTo::FilesAndThumbnailsDurable,
+                ),
             ] {
                 let figure = curl_all(
                     &sandbox,
@@ -139,6 +147,10 @@ fn main() {
                 figures.push(figure);
             }
         }
+        if let Some(line) = ratios_line(&figures, size_mb) {
+            println!("{line}");
+            ratios.push(line);
+        }
         let stats = sandbox.stats();
         println!(
             "  sandbox served {:?} bytes by variant; {}",
@@ -152,6 +164,28 @@ fn main() {
     for figure in &figures {
         figure.print();
     }
+    for line in &ratios {
+        println!("{line}");
+    }
+}
+
+/// render's throughput over curl's, four at a time with thumbnails (the comparison),
+/// and over the same curl made durable, for one size (the first `--jobs` value's run).
+fn ratios_line(figures: &[Figure], size_mb: u64) -> Option<String> {
+    let rate = |what: &str| {
+        figures
+            .iter()
+            .find(|f| f.size_mb == size_mb && f.what.starts_with(what))
+            .map(|f| mb(f.bytes) / f.wall.as_secs_f64())
+    };
+    let render = rate("render harvest")?;
+    let curl = rate("curl 4 parallel, +thumbnail")?;
+    let durable = rate("  the same, then fsynced")?;
+    Some(format!(
+        "{size_mb} MB: render ÷ curl 4 parallel + thumbnails {:.2}; ÷ the same, durable {:.2}",
+        render / curl,
+        render / durable
+    ))
 }
 
 fn parse_options() -> Options {
@@ -236,6 +270,7 @@ fn harvest_once(
         "--jobs",
         &jobs.to_string(),
     ]);
+    settle_disk();
     let cpu_before = self_cpu_secs();
     let run = run_measured(&harvest);
     let server_cpu = self_cpu_secs() - cpu_before;
@@ -389,7 +424,18 @@ enum CurlTo {
     Files,
     /// Also the JPEG thumbnail, like `render harvest` (already encoded: see [`warm_thumbnails`]).
     FilesAndThumbnails,
+    /// The same, then every file fsynced (`sync FILE...`, timed): durable, as harvest's outputs
+    /// are before it records them.
+    FilesAndThumbnailsDurable,
     Null,
+}
+
+/// Waits until everything written so far is on the disk, so that no measured run pays for the
+/// writeback of the one before it (curl leaves gigabytes dirty that render's fsyncs would
+/// otherwise wait behind).
+fn settle_disk() {
+    let status = Command::new("sync").status().expect("sync runs");
+    assert!(status.success(), "sync: {status}");
 }
 
 /// Downloads every video with one `curl` process per video, `workers` processes at a time.
@@ -406,6 +452,7 @@ fn curl_all(
     let dir = tempfile::tempdir_in(root).expect("a folder for curl");
     let next = AtomicUsize::new(0);
     let auth = format!("Authorization: Bearer {API_KEY}");
+    settle_disk();
     let cpu_before = self_cpu_secs();
     let children_before = children_cpu_secs();
     let started = Instant::now();
@@ -417,7 +464,7 @@ fn curl_all(
                     let (dest, thumbnail): (PathBuf, _) = match to {
                         CurlTo::Null => ("/dev/null".into(), None),
                         CurlTo::Files => (dir.path().join(format!("{id}.mp4")), None),
-                        CurlTo::FilesAndThumbnails => (
+                        CurlTo::FilesAndThumbnails | CurlTo::FilesAndThumbnailsDurable => (
                             dir.path().join(format!("{id}.mp4")),
                             Some(dir.path().join(format!("{id}.jpg"))),
                         ),
@@ -438,6 +485,14 @@ fn curl_all(
             });
         }
     });
+    if to == CurlTo::FilesAndThumbnailsDurable {
+        let files = std::fs::read_dir(dir.path()).expect("curl's folder");
+        let status = Command::new("sync")
+            .args(files.map(|f| f.expect("a file").path()))
+            .status()
+            .expect("sync runs");
+        assert!(status.success(), "sync: {status}");
+    }
     let wall = started.elapsed();
     let client_cpu = children_cpu_secs() - children_before;
     // curl processes are children, counted apart: this is the sandbox's share.

@@ -207,9 +207,10 @@ pub fn reachable_routes(
     Ok(Routes::new(routes))
 }
 
+/// One worker per core (tokio's default): a harvest hashes every byte it downloads, `--jobs`
+/// at a time, and a studio's many-core machine should hash on all of them, not two.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

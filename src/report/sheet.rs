@@ -115,8 +115,7 @@ struct ShotRow {
 
 struct TakeCard {
     take: u32,
-    /// `harvested`, `failed`, `lost` or `pending`.
-    status: &'static str,
+    status: EntryStatus,
     /// `ready`, `refused`, `failed`, `lost` or `pending`: the badge and the card's CSS class.
     badge: String,
     /// URL-encoded paths relative to the page.
@@ -219,7 +218,10 @@ fn shot_rows(manifest: &Manifest, standard: StandardPrice) -> Vec<ShotRow> {
 }
 
 fn summary(takes: &[TakeCard]) -> String {
-    let ready = takes.iter().filter(|t| t.status == "harvested").count();
+    let ready = takes
+        .iter()
+        .filter(|t| t.status == EntryStatus::Harvested)
+        .count();
     match takes.len() {
         1 => format!("1 take · {}", takes[0].badge),
         n => format!("{n} takes · {ready} ready"),
@@ -227,10 +229,9 @@ fn summary(takes: &[TakeCard]) -> String {
 }
 
 fn take_card(entry: &ManifestEntry, standard: StandardPrice) -> TakeCard {
-    let status = entry.status.as_str();
     TakeCard {
         take: entry.take,
-        status,
+        status: entry.status,
         badge: badge(entry).into(),
         video: entry.video_path.as_deref().map(url_path),
         thumbnail: entry.thumbnail_path.as_deref().map(url_path),

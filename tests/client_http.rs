@@ -429,6 +429,20 @@ async fn a_key_the_server_echoes_is_scrubbed_from_errors_and_logs() {
     assert!(!log_text.contains("TOPSECRET"), "{log_text}");
 }
 
+/// Ids are the server's text, and can carry the key it was sent: the error that names the call
+/// (`GET /videos/{id}`) shows it masked.
+#[tokio::test]
+async fn an_id_that_carries_the_key_is_masked_where_errors_name_the_call() {
+    let sandbox = sandbox(SandboxConfig::default());
+    let mut config = config(&sandbox, 4);
+    config.api_key = Some(ApiKey::new(SECRET));
+    let api = ApiClient::new(config).unwrap();
+    let err = api.get_video(&format!("video_{SECRET}")).await.unwrap_err();
+    let shown = format!("{err} / {err:?}");
+    assert!(shown.contains("GET /videos/video_sk-…redacted"), "{shown}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+}
+
 #[tokio::test]
 async fn malformed_json_is_a_decode_error_with_an_excerpt() {
     let sandbox = with_faults(

@@ -43,7 +43,7 @@ impl ApiClient {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
-        let endpoint = endpoint(&Method::GET, segments);
+        let endpoint = self.endpoint(&Method::GET, segments);
         let mut url = self.url(segments);
         if let Some(variant) = variant {
             url.query_pairs_mut().append_pair("variant", variant);

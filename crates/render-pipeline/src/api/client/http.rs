@@ -46,7 +46,7 @@ impl ApiClient {
         T: DeserializeOwned,
         F: Fn(RequestBuilder) -> Result<RequestBuilder, ApiError>,
     {
-        let endpoint = endpoint(&method, segments);
+        let endpoint = self.endpoint(&method, segments);
         let url = self.url(segments);
         let mut retries = RetryState::new(self.retry.clone());
         loop {
@@ -73,7 +73,7 @@ impl ApiClient {
         if !status.is_success() {
             return Err(self.status_failure(resp).await);
         }
-        let endpoint = resp.url().path().to_string();
+        let endpoint = self.scrub(resp.url().path());
         let body = read_capped(resp, MAX_ANSWER_BYTES, &endpoint).await?;
         Ok((status, body))
     }
@@ -199,6 +199,12 @@ impl ApiClient {
             Ok(text) => self.scrub(&text).into_bytes(),
             Err(e) => e.into_bytes(),
         }
+    }
+
+    /// How errors name a call: `GET /videos/{id}`. Ids are the server's text, and a redirect
+    /// chooses the path: scrubbed like any other answer.
+    pub(super) fn endpoint(&self, method: &Method, segments: &[&str]) -> String {
+        self.scrub(&format!("{method} /{}", segments.join("/")))
     }
 
     /// Servers sometimes echo the key they were given; it must not reach a log or a terminal.

@@ -490,10 +490,6 @@ fn page_query(after: Option<&str>, limit: Option<u32>) -> Vec<(&'static str, Str
     query
 }
 
-fn endpoint(method: &Method, segments: &[&str]) -> String {
-    format!("{method} /{}", segments.join("/"))
-}
-
 fn status_reason(status: StatusCode) -> String {
     status
         .canonical_reason()

@@ -9,7 +9,7 @@ impl ApiClient {
     /// that tells it as an HTTP error carrying the video object (vllm-omni answers 500).
     pub async fn get_video(&self, id: &str) -> Result<Video, ApiError> {
         let segments = ["videos", id];
-        let endpoint = endpoint(&Method::GET, &segments);
+        let endpoint = self.endpoint(&Method::GET, &segments);
         let url = self.url(&segments);
         let mut retries = RetryState::new(self.retry.clone());
         loop {

@@ -62,9 +62,53 @@ fn the_probe_agrees_with_cached_output_past_its_point_queries() {
     let (owned_ledger, owned_store) = open();
     let owned: std::sync::Arc<dyn render_pipeline::cache::CacheStorage> =
         std::sync::Arc::new(owned_store);
-    let prefetched = CachedOutputs::new(owned_ledger, owned).prefetch(&ledger_path);
+    let prefetched = CachedOutputs::new(owned_ledger, owned.clone()).prefetch(&ledger_path);
+    // A ledger past the limit is asked key by key, and answers the same.
+    let (big_ledger, _) = open();
+    let past_limit = CachedOutputs::new(big_ledger, owned)
+        .prefetch_limit(10)
+        .prefetch(&ledger_path);
     for (key, cached) in keys.iter().zip(&expected) {
         assert_eq!(borrowed.try_contains(key).unwrap(), *cached, "{key}");
         assert_eq!(prefetched.contains(key), *cached, "{key}");
+        assert_eq!(past_limit.contains(key), *cached, "{key}");
     }
+}
+
+/// Up to the limit, the outputs are read once, when the plan's keys pass the point queries;
+/// past it, each key is asked of the ledger as it comes, so memory follows the plan and not
+/// the ledger's history. (Seen here through an output recorded after that moment: the one
+/// read misses it, the key-by-key probe finds it.)
+#[test]
+fn past_the_limit_the_probe_asks_key_by_key() {
+    let (dir, keys) = state(POINT_QUERIES + 10);
+    let ledger_path = dir.path().join("ledger.sqlite");
+    let mut writer = Ledger::open(&ledger_path).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    assert!(writer.outputs_bound().unwrap() as usize >= keys.len() * 2 / 3);
+    let lent: &dyn render_pipeline::cache::CacheStorage = &store;
+    let (reader_a, reader_b) = (
+        Ledger::open(&ledger_path).unwrap(),
+        Ledger::open(&ledger_path).unwrap(),
+    );
+    let read_once = CachedOutputs::new(reader_a, lent);
+    let key_by_key = CachedOutputs::new(reader_b, lent).prefetch_limit(10);
+    for key in &keys {
+        read_once.contains(key);
+        key_by_key.contains(key);
+    }
+    let late = Sha256Hex::of(b"recorded late");
+    let video_sha = store.insert_bytes(b"late video").unwrap();
+    writer
+        .record_output(&OutputRow {
+            key: late,
+            video_sha,
+            video_bytes: 10,
+            thumbnail_sha: None,
+            video_id: None,
+            harvested_at: 0,
+        })
+        .unwrap();
+    assert!(!read_once.contains(&late));
+    assert!(key_by_key.contains(&late));
 }

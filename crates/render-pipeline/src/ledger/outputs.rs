@@ -61,6 +61,15 @@ impl Ledger {
         .transpose()
     }
 
+    /// At least as many as the outputs recorded, at once (the largest rowid; a replaced record
+    /// takes a new one): what tells the cache probe whether reading them all is cheap.
+    pub fn outputs_bound(&self) -> Result<u64> {
+        let max: Option<i64> = self
+            .conn
+            .query_row("SELECT max(rowid) FROM outputs", [], |r| r.get(0))?;
+        Ok(max.map_or(0, |n| n.max(0) as u64))
+    }
+
     /// Every output's key and video object, and nothing else: what a plan's cache probe reads
     /// in one query (`outputs::CachedOutputs`).
     pub fn output_videos(&self) -> Result<Vec<(RequestKey, Sha256Hex)>> {

@@ -21,6 +21,8 @@ pub fn cached_output(
 /// one query each; past [`POINT_QUERIES`], the keys of every recorded output whose object is
 /// present are read at once (one query, and one listing per object folder instead of a `stat`
 /// per key) — on another thread, while the shot lists are parsed, when [`prefetch`] was asked.
+/// A ledger past [`PREFETCH_LIMIT`] outputs (years of nights) is asked key by key instead, so
+/// that a plan's memory follows the plan, not the studio's history.
 ///
 /// [`prefetch`]: CachedOutputs::prefetch
 pub struct CachedOutputs<L = Ledger, S = std::sync::Arc<dyn CacheStorage>> {
@@ -28,13 +30,19 @@ pub struct CachedOutputs<L = Ledger, S = std::sync::Arc<dyn CacheStorage>> {
     store: S,
     asked: std::cell::Cell<usize>,
     prefetched: std::cell::RefCell<Option<std::thread::JoinHandle<CachedKeys>>>,
-    cached: std::cell::OnceCell<render_wire::key::KeySet>,
+    /// Every cached key, or `None` when the ledger holds too many outputs to read them all.
+    cached: std::cell::OnceCell<Option<render_wire::key::KeySet>>,
+    limit: u64,
 }
 
-type CachedKeys = Result<render_wire::key::KeySet, LedgerError>;
+type CachedKeys = Result<Option<render_wire::key::KeySet>, LedgerError>;
 
 /// Below this many keys, one query per key is quicker than reading every output.
 pub const POINT_QUERIES: usize = 256;
+
+/// Past this many recorded outputs, reading them all (64 bytes each, for a moment) costs more
+/// than asking for each of the plan's keys.
+pub const PREFETCH_LIMIT: u64 = 1 << 20;
 
 /// A store held or lent: what [`CachedOutputs`] asks (a night lends its store; `plan` owns one).
 pub trait StoreHandle {
@@ -66,7 +74,14 @@ where
             asked: Default::default(),
             prefetched: Default::default(),
             cached: Default::default(),
+            limit: PREFETCH_LIMIT,
         }
+    }
+
+    /// Reads every output at once only up to `limit` of them (tests ask for a small one).
+    pub fn prefetch_limit(mut self, limit: u64) -> CachedOutputs<L, S> {
+        self.limit = limit;
+        self
     }
 
     /// Starts reading every cached key on another thread, through its own connection to the
@@ -76,10 +91,10 @@ where
     where
         S: Clone + Send + 'static,
     {
-        let (path, store) = (ledger_path.to_path_buf(), self.store.clone());
+        let (path, store, limit) = (ledger_path.to_path_buf(), self.store.clone(), self.limit);
         let reader = std::thread::Builder::new()
             .name("cache-index".into())
-            .spawn(move || cached_keys(&Ledger::open_reader(&path)?, store.store()));
+            .spawn(move || cached_keys(&Ledger::open_reader(&path)?, store.store(), limit));
         *self.prefetched.borrow_mut() = reader.ok();
         self
     }
@@ -102,20 +117,27 @@ where
             // A reader that failed to start or panicked: read here instead.
             let keys = match prefetched.map(std::thread::JoinHandle::join) {
                 Some(Ok(keys)) => keys?,
-                _ => cached_keys(ledger, store)?,
+                _ => cached_keys(ledger, store, self.limit)?,
             };
             let _ = self.cached.set(keys);
         }
-        Ok(self.cached.get().is_some_and(|keys| keys.contains(key)))
+        match self.cached.get() {
+            Some(Some(keys)) => Ok(keys.contains(key)),
+            _ => Ok(cached_output(ledger, store, key)?.is_some()),
+        }
     }
 }
 
-/// The keys of every recorded output whose object is in the store.
+/// The keys of every recorded output whose object is in the store; `None` past `limit`
+/// outputs.
 ///
 /// The store is asked a folder's worth at a time (objects are foldered by their first byte):
 /// the local store lists each folder once either way, and what is asked and answered at once
 /// stays a 256th of the outputs instead of a second and third copy of them all.
-fn cached_keys(ledger: &Ledger, store: &dyn CacheStorage) -> CachedKeys {
+fn cached_keys(ledger: &Ledger, store: &dyn CacheStorage, limit: u64) -> CachedKeys {
+    if ledger.outputs_bound()? > limit {
+        return Ok(None);
+    }
     let mut outputs = ledger.output_videos()?;
     outputs.sort_unstable_by_key(|(_, sha)| sha.first_byte());
     let mut keys =
@@ -132,5 +154,5 @@ fn cached_keys(ledger: &Ledger, store: &dyn CacheStorage) -> CachedKeys {
                 .map(|(key, _)| *key),
         );
     }
-    Ok(keys)
+    Ok(Some(keys))
 }

@@ -24,7 +24,7 @@ use manifest::{entry, read_manifest};
 use names::OutputNames;
 use superseded::supersede_earlier_outputs;
 
-pub use cached::{CachedOutputs, POINT_QUERIES, StoreHandle, cached_output};
+pub use cached::{CachedOutputs, POINT_QUERIES, PREFETCH_LIMIT, StoreHandle, cached_output};
 pub use manifest::{EntryError, EntryStatus, FailureKind, Manifest, ManifestEntry};
 pub use names::{default_out_dir, is_safe_file_stem, output_stem, project_folder};
 

@@ -144,10 +144,11 @@ impl<'a> Planner<'a> {
         input: &ShotListInput,
         out: &mut Vec<PlannedRequest>,
     ) -> (ShotList, Vec<Diagnostic>) {
+        let list_index = self.paths.len();
         self.paths.push(input.path.clone());
-        self.ids.start_list(self.paths.len() - 1, &input.text);
+        self.ids.start_list(list_index, &input.text);
         let mut list = ListPlanner {
-            list_index: self.paths.len() - 1,
+            list_index,
             source: Path::new(&input.path).into(),
             checkpoint: Checkpoint {
                 requests: out.len(),

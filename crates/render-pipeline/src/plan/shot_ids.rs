@@ -127,12 +127,15 @@ mod tests {
         ids.start_list(1, &second);
         assert_eq!(ids.first_use(&slice(&second, "b"), at(1)), Some((0, at(2))));
         // Written with an escape, `a` is its own copy, and still the same id.
-        let escaped = SharedStr::from("a");
+        let escaped = SharedStr::from("a".to_string());
         assert_eq!(ids.first_use(&escaped, at(2)), Some((0, at(1))));
-        assert_eq!(ids.first_use(&SharedStr::from("c"), at(3)), None);
+        assert_eq!(
+            ids.first_use(&SharedStr::from("c".to_string()), at(3)),
+            None
+        );
         assert_eq!(ids.first_use(&slice(&second, "b"), at(4)), Some((0, at(2))));
         assert_eq!(
-            ids.first_use(&SharedStr::from("c"), at(5)),
+            ids.first_use(&SharedStr::from("c".to_string()), at(5)),
             Some((1, at(3)))
         );
     }
@@ -146,10 +149,13 @@ mod tests {
         ids.first_use(&slice(&first, "a"), at(1));
         ids.start_list(1, &second);
         ids.first_use(&slice(&second, "b"), at(1));
-        ids.first_use(&SharedStr::from("own"), at(2));
+        ids.first_use(&SharedStr::from("own".to_string()), at(2));
         ids.forget_list(1);
         assert_eq!(ids.first_use(&slice(&second, "b"), at(3)), None);
-        assert_eq!(ids.first_use(&SharedStr::from("own"), at(4)), None);
+        assert_eq!(
+            ids.first_use(&SharedStr::from("own".to_string()), at(4)),
+            None
+        );
         assert_eq!(ids.first_use(&slice(&first, "a"), at(5)), Some((0, at(1))));
     }
 

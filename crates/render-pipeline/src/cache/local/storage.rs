@@ -1,7 +1,7 @@
 //! The local store behind the one door, [`CacheStorage`]: its disk work runs on the blocking
 //! pool, and `present` lists each object folder once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -26,22 +26,20 @@ impl CacheStorage for LocalStore {
     }
 
     /// One listing per object folder (256 at most) instead of a `stat` per object: a plan of
-    /// 100,000 cached requests asks them all.
+    /// 100,000 cached requests asks them all (a folder's worth at a time).
     fn present(&self, ids: &[ObjectId]) -> KeySet {
-        let mut by_folder: Vec<Vec<ObjectId>> = vec![Vec::new(); 256];
-        for id in ids {
-            by_folder[usize::from(id.first_byte())].push(*id);
-        }
-        let mut present = KeySet::with_capacity_and_hasher(ids.len(), Default::default());
         let objects = self.objects_dir();
-        for (folder, ids) in by_folder.into_iter().enumerate() {
-            if ids.is_empty() {
-                continue;
-            }
-            let files = object_files_in(&objects.join(format!("{folder:02x}")));
-            present.extend(ids.into_iter().filter(|id| files.contains(id)));
-        }
-        present
+        let mut listed: HashMap<u8, KeySet> = HashMap::new();
+        ids.iter()
+            .filter(|id| {
+                let folder = id.first_byte();
+                listed
+                    .entry(folder)
+                    .or_insert_with(|| object_files_in(&objects.join(format!("{folder:02x}"))))
+                    .contains(id)
+            })
+            .copied()
+            .collect()
     }
 
     async fn begin_object(&self) -> Result<PendingObject, CacheError> {

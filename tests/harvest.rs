@@ -122,6 +122,35 @@ fn a_process_killed_between_videos_loses_nothing() {
     assert_cache_is_sound(&night);
 }
 
+/// `--jobs 1` streams one video at a time, and the next one streams while the one before is
+/// made durable and its thumbnail fetched: never a third download at once.
+#[test]
+fn the_next_video_streams_while_the_one_before_finishes() {
+    // Every content answer waits 300 ms, so a thumbnail still in progress is seen beside the
+    // next video's download whenever the two overlap.
+    let faults = FaultConfig::none().rule(FaultRule::new(
+        "GET /v1/videos/*/content",
+        Fault::Slow { delay_ms: 300 },
+    ));
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(64 * 1024)
+            .faults(faults),
+    );
+    night.write("shots.yaml", shot_list(4, "overlap"));
+    night.ok(&["submit", "shots.yaml"]);
+    let report = night.json(&["harvest", "--watch", "--jobs", "1"]);
+    assert_eq!(report["runs"][0]["harvested"], 4);
+    let stats = night.sandbox.stats();
+    assert!(stats.bytes_served["thumbnail"] > 0, "{stats:?}");
+    assert_eq!(
+        stats.peak_in_progress.get("GET /v1/videos/{id}/content"),
+        Some(&2),
+        "one video streaming, one finishing: {stats:?}"
+    );
+    assert_eq!(assert_byte_exact(&night, "renders/test-night"), 4);
+}
+
 #[test]
 fn videos_that_expire_before_harvest_are_lost_and_retry_renders_only_those() {
     let night = Night::new();

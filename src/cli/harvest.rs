@@ -14,7 +14,7 @@ use render_pipeline::lanes::direct::MissingRule;
 pub struct Args {
     /// Runs to harvest (default: every run with unharvested batches).
     pub runs: Vec<String>,
-    /// Concurrent downloads.
+    /// Videos downloading at once (as many more are made durable and fetch their thumbnails).
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
     /// Poll (with backoff) until every batch is finished and harvested.

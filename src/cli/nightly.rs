@@ -43,7 +43,7 @@ pub struct Args {
     /// With --sandbox: the size of each generated video in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024, requires = "sandbox")]
     pub sandbox_video_bytes: u64,
-    /// Concurrent downloads.
+    /// Videos downloading at once (as many more are made durable and fetch their thumbnails).
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
     /// Output folder (default: renders/<project>/).

@@ -33,15 +33,39 @@ pub async fn observe(
         Some(matched) => format!("{method} {}", matched.as_str()),
         None => format!("{method} {path}"),
     };
+    let in_progress = InProgress::begin(&state, endpoint);
     let mut response = match check_auth(&state, request.headers()) {
         Err(failure) => reshape(&state, failure.into_response()),
         Ok(()) => with_faults(&state, &method, &path, request, next).await,
     };
-    lock(&state.stats).count_request(endpoint, response.status().as_u16());
+    lock(&state.stats).count_request(in_progress.endpoint.clone(), response.status().as_u16());
     if let Some(Served(variant)) = response.extensions().get::<Served>().copied() {
-        response = count_served(response, state, variant);
+        response = count_served(response, state, variant, in_progress);
     }
     response
+}
+
+/// A request counted in progress until this is dropped: with the answer, or with the end of
+/// a streamed body.
+struct InProgress {
+    state: Arc<SandboxState>,
+    endpoint: String,
+}
+
+impl InProgress {
+    fn begin(state: &Arc<SandboxState>, endpoint: String) -> InProgress {
+        lock(&state.stats).request_began(&endpoint);
+        InProgress {
+            state: state.clone(),
+            endpoint,
+        }
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        lock(&self.state.stats).request_ended(&self.endpoint);
+    }
 }
 
 async fn with_faults(
@@ -258,9 +282,16 @@ fn dropped() -> io::Error {
 }
 
 /// Counts body bytes as they are sent (so a dropped download counts only what left).
-fn count_served(response: Response, state: Arc<SandboxState>, variant: &'static str) -> Response {
+fn count_served(
+    response: Response,
+    state: Arc<SandboxState>,
+    variant: &'static str,
+    in_progress: InProgress,
+) -> Response {
     let (parts, body) = response.into_parts();
+    // The body holds the request's place in progress until it ends or is dropped.
     let counted = body.into_data_stream().inspect(move |item| {
+        let _ = &in_progress;
         if let Ok(chunk) = item {
             lock(&state.stats).count_bytes(variant, chunk.len() as u64);
         }

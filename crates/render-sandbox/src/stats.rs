@@ -43,6 +43,14 @@ pub struct Stats {
     /// Times the sandbox was restarted with `POST /sandbox/restart` (every video forgotten).
     #[serde(default)]
     pub restarts: u64,
+    /// Most requests in progress at once, by endpoint: from arrival (before any fault's delay)
+    /// to the last byte of a streamed body, or to the answer for the others. A test reads a
+    /// client's concurrency here.
+    #[serde(default)]
+    pub peak_in_progress: BTreeMap<String, usize>,
+    /// Requests in progress now, by endpoint.
+    #[serde(skip)]
+    in_progress: BTreeMap<String, usize>,
 }
 
 impl Stats {
@@ -89,6 +97,22 @@ impl Stats {
             .or_default() += 1;
     }
 
+    pub(crate) fn request_began(&mut self, endpoint: &str) {
+        let now = self.in_progress.entry(endpoint.to_string()).or_default();
+        *now += 1;
+        let peak = self
+            .peak_in_progress
+            .entry(endpoint.to_string())
+            .or_default();
+        *peak = (*peak).max(*now);
+    }
+
+    pub(crate) fn request_ended(&mut self, endpoint: &str) {
+        if let Some(now) = self.in_progress.get_mut(endpoint) {
+            *now = now.saturating_sub(1);
+        }
+    }
+
     pub(crate) fn count_bytes(&mut self, variant: &str, bytes: u64) {
         *self.bytes_served.entry(variant.to_string()).or_default() += bytes;
     }
@@ -110,5 +134,22 @@ mod tests {
         let share = stats.utilisation().unwrap();
         assert!((share - 1_200.0 / 1_400.0).abs() < 1e-9);
         assert_eq!(Stats::default().utilisation(), None);
+    }
+
+    #[test]
+    fn the_peak_in_progress_is_the_most_at_once_per_endpoint() {
+        let mut stats = Stats::default();
+        let (content, files) = ("GET /v1/videos/{id}/content", "POST /v1/files");
+        stats.request_began(content);
+        stats.request_began(content);
+        stats.request_began(files);
+        stats.request_ended(content);
+        stats.request_began(content);
+        stats.request_ended(content);
+        stats.request_ended(content);
+        stats.request_ended(content);
+        stats.request_began(content);
+        assert_eq!(stats.peak_in_progress[content], 2);
+        assert_eq!(stats.peak_in_progress[files], 1);
     }
 }

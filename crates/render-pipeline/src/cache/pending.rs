@@ -15,8 +15,9 @@ use super::local::remove_if_exists;
 use super::{CacheError, LocalStore, ObjectId, io_error};
 use render_wire::key::Sha256Hex;
 
-/// How much of an object is gathered before it is written.
-const WRITE_BUFFER: usize = 256 << 10;
+/// How much of an object is gathered before it is written: a download's first chunks are a
+/// few kilobytes; the later ones, hundreds, go straight through.
+const WRITE_BUFFER: usize = 64 << 10;
 /// How much is written between two requests to the kernel to start writing back.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
@@ -25,8 +26,7 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 /// [`finish`]: PendingObject::finish
 pub struct PendingObject {
     store: LocalStore,
-    /// Writes reach the file 256 KiB at a time: each write of tokio's file is a trip to a
-    /// blocking thread, and a download arrives in chunks of a few kilobytes.
+    /// Small chunks are gathered, so each write to the file is at least 64 KiB.
     file: BufWriter<FileWrites>,
     path: PathBuf,
     hasher: Sha256,
@@ -62,7 +62,7 @@ impl PendingObject {
             file: BufWriter::with_capacity(
                 WRITE_BUFFER,
                 FileWrites {
-                    file: tokio::fs::File::from_std(file),
+                    file: Arc::new(file),
                     limit: None,
                 },
             ),
@@ -96,11 +96,11 @@ impl PendingObject {
             .flush()
             .await
             .map_err(io_error("flush", &self.path))?;
-        self.file
-            .get_mut()
-            .file
-            .sync_data()
+        // An fsync waits for the disk: it runs on a blocking thread, not on a worker.
+        let file = self.file.get_ref().file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
             .await
+            .unwrap_or_else(|join| Err(io::Error::other(join)))
             .map_err(io_error("fsync", &self.path))
     }
 
@@ -176,8 +176,15 @@ impl AsyncWrite for PendingObject {
 
 /// The object's file, below the write buffer, where writes reach the disk: the disk-full
 /// wrapper's budget is counted here, so a disk that fills up keeps what was written before.
+///
+/// A write is done in place, on the worker that received the chunk: it is a copy of one
+/// network chunk (at most a few hundred KiB) into the page cache, tens of microseconds, while
+/// the fsync that waits for the disk runs on a blocking thread ([`PendingObject::sync`]).
+/// tokio's file would copy every chunk once more into its own buffer and wake a blocking
+/// thread to write it, on another core: that hand-over was 12–15% of a harvest's CPU (issue
+/// #13's bench). Here the chunk is still in this core's cache when it is hashed.
 struct FileWrites {
-    file: tokio::fs::File,
+    file: Arc<File>,
     /// The disk-full wrapper's budget, when the object was begun through one.
     limit: Option<Arc<WriteLimit>>,
 }
@@ -185,7 +192,7 @@ struct FileWrites {
 impl AsyncWrite for FileWrites {
     fn poll_write(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
@@ -193,19 +200,20 @@ impl AsyncWrite for FileWrites {
             Some(limit) => limit.room_for(buf.len())?,
             None => buf.len(),
         };
-        let written = ready!(Pin::new(&mut this.file).poll_write(cx, &buf[..room]))?;
+        let written = io::Write::write(&mut &*this.file, &buf[..room])?;
         if let Some(limit) = &this.limit {
             limit.record(written);
         }
         Poll::Ready(Ok(written))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().file).poll_flush(cx)
+    /// Writes are done when they return: nothing is held back here.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -214,7 +222,7 @@ impl AsyncWrite for FileWrites {
 /// of waiting for all of it after the last byte (which costs each download a disk's worth of
 /// latency at its end).
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &tokio::fs::File) {
+fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor stays open while `file` is borrowed, and the call touches no memory
     // of ours. Failing is harmless: the fsync at the end writes whatever is left.
@@ -224,7 +232,7 @@ fn start_writeback(file: &tokio::fs::File) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &tokio::fs::File) {}
+fn start_writeback(_: &File) {}
 
 impl Drop for PendingObject {
     fn drop(&mut self) {

@@ -86,7 +86,7 @@ pub enum HarvestError {
 
 #[derive(Clone, Debug)]
 pub struct HarvestOptions {
-    /// Concurrent downloads.
+    /// Videos streaming at once; as many more may be finishing (fsync, thumbnail).
     pub jobs: usize,
     /// Keep polling until every batch of the selected runs is finished and harvested.
     pub watch: bool,

@@ -220,3 +220,61 @@ fn a_rate_limited_post_is_waited_for_and_sent_once() {
     assert_eq!(stats.requests_to("POST /v1/videos") - 3, 10);
     assert_eq!(assert_byte_exact(&night, "renders/direct-night"), 9);
 }
+
+/// A 503 that asks for time (an overloaded server, or a gateway in front of one) gets it:
+/// nothing more is sent to the provider until the wait is over, though the job it answered
+/// for is still checked for, never assumed not created.
+#[test]
+fn an_unavailable_server_is_left_alone_as_long_as_it_asks() {
+    use render_sandbox::faults::{Fault, FaultConfig, FaultRule};
+    use std::time::{Duration, Instant};
+    const WAIT: Duration = Duration::from_millis(3_000);
+    // Submit sends three; the fourth POST, harvest's first refill, is answered 503.
+    let faults = FaultConfig::none().rule(
+        FaultRule::new(
+            "POST /v1/videos",
+            Fault::Unavailable {
+                retry_after_ms: WAIT.as_millis() as u64,
+            },
+        )
+        .nth([4]),
+    );
+    let night = Night::with(
+        SandboxConfig::default()
+            .video_bytes(16 * 1024)
+            .faults(faults),
+    );
+    lab(&night, 3);
+    let mut child = night
+        .command(NIGHTLY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut refused_at, mut next_post_at) = (None, None);
+    let accepted = |night: &Night| night.sandbox.stats().requests_with("POST /v1/videos", 200);
+    let mut accepted_then = 0;
+    while child.try_wait().unwrap().is_none() {
+        let now = Instant::now();
+        if refused_at.is_none() && night.sandbox.stats().requests_with("POST /v1/videos", 503) == 1
+        {
+            refused_at = Some(now);
+            accepted_then = accepted(&night);
+        } else if refused_at.is_some() && next_post_at.is_none() && accepted(&night) > accepted_then
+        {
+            next_post_at = Some(now);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(4), "one refused shot");
+    let (refused_at, next_post_at) = (refused_at.unwrap(), next_post_at.unwrap());
+    let paused = next_post_at - refused_at;
+    assert!(
+        paused >= WAIT - Duration::from_millis(100),
+        "sent again after {paused:?}, asked to wait {WAIT:?}"
+    );
+    // Every request accepted once, the 503's included: nothing paid twice.
+    let stats = night.sandbox.stats();
+    assert_eq!(stats.requests_to("POST /v1/videos") - 1, 10, "{stats:?}");
+    assert_eq!(assert_byte_exact(&night, "renders/direct-night"), 9);
+}

@@ -59,6 +59,29 @@ async fn rate_limits_carry_retry_after_and_only_hit_their_endpoint() {
 }
 
 #[tokio::test]
+async fn an_unavailable_server_answers_503_with_retry_after() {
+    let faults = FaultConfig::default().rule(
+        FaultRule::new(
+            "GET /v1/files",
+            Fault::Unavailable {
+                retry_after_ms: 2_500,
+            },
+        )
+        .nth([1]),
+    );
+    let api = Api::start(fast().faults(faults));
+    let busy = api.get("/files").send().await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "3");
+    assert_eq!(busy.headers()["retry-after-ms"], "2500");
+    let body: serde_json::Value = busy.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+    let (status, _) = call(api.get("/files")).await;
+    assert_eq!(status, 200, "nth=[1] fires once");
+    assert_eq!(api.sandbox.stats().faults_injected["unavailable"], 1);
+}
+
+#[tokio::test]
 async fn server_errors_answer_500_502_503_on_schedule() {
     let faults = FaultConfig::default()
         .rule(FaultRule::new("GET /v1/files", Fault::ServerError { status: 500 }).nth([1]))

@@ -51,7 +51,8 @@ pub struct Options {
     #[arg(long = "catalog")]
     pub catalogs: Vec<PathBuf>,
     /// An HTTP fault: `[METHOD /path:] KIND [key=value]...`, KIND one of rate_limit
-    /// (retry_after_ms), server_error (status), should_retry (status, retry: an error carrying
+    /// (retry_after_ms), server_error (status), unavailable (retry_after_ms: a 503 with
+    /// Retry-After), should_retry (status, retry: an error carrying
     /// `x-should-retry`), not_found (a 404 in the dialect's shape), drop (after_bytes), slow
     /// (delay_ms), stall (after_bytes, stall_ms: silence, then a cut), ignore_range (a Range
     /// answered 200 with the whole body), malformed

@@ -159,7 +159,7 @@ impl ApiFailure {
 
     /// 429 with `Retry-After` (whole seconds, rounded up) and `retry-after-ms`.
     pub fn rate_limited(retry_after_ms: u64) -> ApiFailure {
-        let mut failure = ApiFailure::new(
+        ApiFailure::new(
             StatusCode::TOO_MANY_REQUESTS,
             api_error(
                 "requests",
@@ -167,15 +167,23 @@ impl ApiFailure {
                 None,
                 format!("Rate limit reached for requests. Please try again in {retry_after_ms}ms."),
             ),
-        );
+        )
+        .retry_after(retry_after_ms)
+    }
+
+    /// 503 `server_error` asking to come back after `retry_after_ms`.
+    pub fn unavailable(retry_after_ms: u64) -> ApiFailure {
+        ApiFailure::server_error(StatusCode::SERVICE_UNAVAILABLE).retry_after(retry_after_ms)
+    }
+
+    /// Adds `Retry-After` (whole seconds, rounded up) and `retry-after-ms`.
+    fn retry_after(mut self, retry_after_ms: u64) -> ApiFailure {
         let secs = retry_after_ms.div_ceil(1000);
-        failure
-            .headers
+        self.headers
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        failure
-            .headers
+        self.headers
             .insert("retry-after-ms", HeaderValue::from(retry_after_ms));
-        failure
+        self
     }
 
     /// 5xx `server_error`, worded like the real service.

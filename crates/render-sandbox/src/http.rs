@@ -93,6 +93,9 @@ async fn with_faults(
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             ApiFailure::server_error(status).into_response()
         }
+        Some(Fault::Unavailable { retry_after_ms }) => {
+            ApiFailure::unavailable(*retry_after_ms).into_response()
+        }
         Some(Fault::NotFound) => not_found(state, method, path).into_response(),
         Some(Fault::ShouldRetry { status, retry }) => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

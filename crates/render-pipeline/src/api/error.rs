@@ -75,12 +75,17 @@ pub enum ApiError {
         retry_after: Option<Duration>,
     },
 
-    #[error("{endpoint}: server error ({status}) after {attempts} attempt(s): {message}")]
+    #[error(
+        "{endpoint}: server error ({status}) after {attempts} attempt(s){}: {message}",
+        retry_after_hint(.retry_after)
+    )]
     Server {
         endpoint: String,
         status: u16,
         message: String,
         attempts: u32,
+        /// The wait the server asked for (a 503 from an overloaded server or gateway).
+        retry_after: Option<Duration>,
     },
 
     #[error("{endpoint}: could not talk to the server after {attempts} attempt(s): {detail}")]
@@ -167,6 +172,16 @@ impl ApiError {
         }
     }
 
+    /// The wait the server asked for with its final answer (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after, .. } | ApiError::Server { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
     /// The HTTP status the server answered with, for errors that come from one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -183,7 +198,7 @@ impl ApiError {
 
     /// What the retry classifier says about this final error, for a loop above the client
     /// that tries again after reconciling: the same statuses and transport failures, and the
-    /// server's wait when it asked for one (429 with `Retry-After`).
+    /// server's wait when it asked for one (`Retry-After` on a 429 or a 5xx).
     pub fn retry_decision(&self) -> RetryDecision {
         if let ApiError::Transport { source, .. } = self {
             return retry::classify_transport(TransportFailure::of(source));
@@ -194,24 +209,15 @@ impl ApiError {
         else {
             return RetryDecision::Stop(StopReason::NotRetryable);
         };
-        match (retry::classify_status(code, &HeaderMap::new()), self) {
-            (
-                RetryDecision::Retry { .. },
-                ApiError::RateLimited {
-                    retry_after: Some(wait),
-                    ..
-                },
-            ) if *wait > retry::MAX_SERVER_DELAY => {
-                RetryDecision::Stop(StopReason::WaitTooLong(*wait))
+        match (
+            retry::classify_status(code, &HeaderMap::new()),
+            self.retry_after(),
+        ) {
+            (RetryDecision::Retry { .. }, Some(wait)) if wait > retry::MAX_SERVER_DELAY => {
+                RetryDecision::Stop(StopReason::WaitTooLong(wait))
             }
-            (
-                RetryDecision::Retry { .. },
-                ApiError::RateLimited {
-                    retry_after: Some(wait),
-                    ..
-                },
-            ) => RetryDecision::Retry {
-                server_delay: Some(*wait),
+            (RetryDecision::Retry { .. }, Some(wait)) => RetryDecision::Retry {
+                server_delay: Some(wait),
             },
             (decision, _) => decision,
         }
@@ -286,6 +292,7 @@ impl ApiError {
                 status,
                 message,
                 attempts,
+                retry_after,
             },
             _ => ApiError::BadRequest {
                 endpoint,

@@ -153,15 +153,21 @@ pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(seconds_at_most_max(ms / 1000.0));
     }
     let value = header_str(headers, "retry-after")
         .or_else(|| header_str(headers, "llm_provider-retry-after"))?;
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return (seconds.is_finite() && seconds >= 0.0).then(|| seconds_at_most_max(seconds));
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A wait of `seconds` (finite, not negative); one past what a `Duration` holds is the longest
+/// there is, never a panic: the number is the server's.
+fn seconds_at_most_max(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -290,6 +296,15 @@ mod tests {
         assert_eq!(
             server_delay(&headers(&[("retry-after", "soon")]), now),
             None
+        );
+        // A hostile size is the longest wait, which no caller waits for.
+        assert_eq!(
+            server_delay(&headers(&[("retry-after-ms", "1e300")]), now),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            server_delay(&headers(&[("retry-after", "1e30")]), now),
+            Some(Duration::MAX)
         );
     }
 

@@ -8,6 +8,10 @@ use crate::ledger::Ledger;
 
 use super::HarvestError;
 
+/// The longest the direct lane stops sending because a server asked it to: a longer wait (or
+/// a hostile one) is cut to this, and the server is asked again then.
+const MAX_BACK_OFF: Duration = Duration::from_secs(15 * 60);
+
 /// Paces the direct lane's polls by how long its jobs take: a job's time is measured from its
 /// POST (by this process) to the poll that saw it finished.
 #[derive(Debug, Default)]
@@ -40,8 +44,9 @@ impl Pacer {
         }
     }
 
+    /// Stops sending for the server's `wait`, at most [`MAX_BACK_OFF`].
     pub(super) fn back_off(&mut self, wait: Duration) {
-        self.back_off_until = Some(Instant::now() + wait);
+        self.back_off_until = Some(Instant::now() + wait.min(MAX_BACK_OFF));
     }
 
     pub(super) fn backing_off(&self) -> bool {
@@ -61,4 +66,21 @@ impl Pacer {
 /// Backoff between polls: quick at first, then patient, never a busy loop.
 pub(super) fn poll_interval(idle_polls: u32, max: Duration) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << idle_polls.min(10))).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_wait_is_kept_and_bounded() {
+        let mut pacer = Pacer::default();
+        assert!(!pacer.backing_off());
+        pacer.back_off(Duration::MAX);
+        assert!(pacer.backing_off());
+        let until = pacer.back_off_until.unwrap();
+        assert!(until <= Instant::now() + MAX_BACK_OFF);
+        pacer.back_off(Duration::ZERO);
+        assert!(!pacer.backing_off());
+    }
 }

@@ -65,7 +65,8 @@ pub struct Pass {
     pub finished: Vec<i64>,
     /// Anything changed in the ledger.
     pub progressed: bool,
-    /// The server asked to slow down (429): wait at least this long before sending again.
+    /// The server asked to slow down (429, or `Retry-After` on a 5xx): wait at least this long
+    /// before sending again.
     pub back_off: Option<Duration>,
 }
 
@@ -201,8 +202,12 @@ pub async fn send(
                 pass.back_off = Some(wait);
                 break;
             }
-            // The server may or may not have it: settled by the next reconciliation.
-            Sent::Unknown => break,
+            // The server may or may not have it: settled by the next reconciliation, and not
+            // sooner than the server asked.
+            Sent::Unknown { wait } => {
+                pass.back_off = wait;
+                break;
+            }
         }
     }
     Ok(pass)
@@ -213,7 +218,12 @@ enum Sent {
     /// The server refused the request itself: it is failed, with the server's reason.
     Refused,
     SlowDown(Duration),
-    Unknown,
+    /// No clear answer (a 5xx, a lost connection): the job may exist. `wait` is the pause the
+    /// server asked for, if it did: an overloaded server or gateway is left alone that long,
+    /// though its answer never counts as "not created".
+    Unknown {
+        wait: Option<Duration>,
+    },
 }
 
 async fn send_one(
@@ -253,10 +263,7 @@ async fn send_one(
             ledger.abandon_job(row, &err.to_string())?;
             // The server's own wait (Retry-After, or LiteLLM's renamed one), else the retry
             // policy's first.
-            let asked = match &err {
-                ApiError::RateLimited { retry_after, .. } => *retry_after,
-                _ => None,
-            };
+            let asked = err.retry_after();
             Ok(Sent::SlowDown(route.client.retry_policy().delay(0, asked)))
         }
         Err(err) if matches!(err.status(), Some(400 | 413 | 422)) => {
@@ -282,7 +289,10 @@ async fn send_one(
                     route.provider.name, request.shot_id
                 ),
             );
-            Ok(Sent::Unknown)
+            let wait = err
+                .retry_after()
+                .map(|asked| route.client.retry_policy().delay(0, Some(asked)));
+            Ok(Sent::Unknown { wait })
         }
     }
 }

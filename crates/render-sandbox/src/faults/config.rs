@@ -63,6 +63,13 @@ pub enum Fault {
         #[serde(default = "default_status")]
         status: u16,
     },
+    /// 503 with `Retry-After` and `retry-after-ms`: an overloaded server, or a gateway whose
+    /// upstream is, asking to be left alone that long (unlike a 429, it does not say that
+    /// nothing was done).
+    Unavailable {
+        #[serde(default = "default_retry_after_ms")]
+        retry_after_ms: u64,
+    },
     /// The real answer's headers, `after_bytes` of its body, then the connection is aborted.
     Drop {
         #[serde(default)]
@@ -131,6 +138,7 @@ impl Fault {
         match self {
             Fault::RateLimit { .. } => "rate_limit",
             Fault::ServerError { .. } => "server_error",
+            Fault::Unavailable { .. } => "unavailable",
             Fault::NotFound => "not_found",
             Fault::ShouldRetry { .. } => "should_retry",
             Fault::Drop { .. } => "drop",

@@ -132,6 +132,7 @@ impl FaultEngine {
                 }
                 fault @ (Fault::RateLimit { .. }
                 | Fault::ServerError { .. }
+                | Fault::Unavailable { .. }
                 | Fault::NotFound
                 | Fault::ShouldRetry { .. })
                     if decision.respond.is_none()

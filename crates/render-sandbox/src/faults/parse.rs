@@ -7,7 +7,7 @@ use super::config::{Fault, FaultConfig, FaultRule, FaultSpecError, Trigger};
 /// Keys: `rate`, `nth`, `limit`, and the kind's own (`retry_after_ms`, `status`, `after_bytes`,
 /// `delay_ms`, `stall_ms`). Without an endpoint the rule applies to every API request.
 /// `not_found` answers 404 in the dialect's shape (`GET /v1/videos/*: not_found rate=0.2`);
-/// `server_error` stays 5xx; `stall after_bytes=4096 stall_ms=5000` sends headers and 4 KiB
+/// `server_error` stays 5xx; `unavailable retry_after_ms=2000` is a 503 with `Retry-After`; `stall after_bytes=4096 stall_ms=5000` sends headers and 4 KiB
 /// then goes silent; `ignore_range` (also `ignore-range`) answers a `Range:` request whole;
 /// `should_retry status=500 retry=false` answers with `x-should-retry`.
 pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
@@ -19,8 +19,8 @@ pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     let mut words = rest.split_whitespace();
     let kind = words.next().ok_or_else(|| {
         err(
-            "missing fault kind (rate_limit, server_error, not_found, drop, slow, stall, \
-             ignore_range, malformed)"
+            "missing fault kind (rate_limit, server_error, unavailable, not_found, drop, slow, \
+             stall, ignore_range, malformed)"
                 .into(),
         )
     })?;
@@ -94,6 +94,13 @@ mod tests {
         assert_eq!(rule.endpoint, "*");
         assert_eq!(rule.fault, Fault::ServerError { status: 502 });
         assert_eq!(rule.when.nth, [1, 3]);
+        let rule = parse_rule("POST /v1/videos: unavailable retry_after_ms=2500").unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::Unavailable {
+                retry_after_ms: 2500
+            }
+        );
         let rule = parse_rule("GET /v1/batches/*: malformed shape=unknown_status nth=2").unwrap();
         assert_eq!(
             rule.fault,

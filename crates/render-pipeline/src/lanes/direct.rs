@@ -289,10 +289,9 @@ async fn send_one(
                     route.provider.name, request.shot_id
                 ),
             );
-            let wait = err
-                .retry_after()
-                .map(|asked| route.client.retry_policy().delay(0, Some(asked)));
-            Ok(Sent::Unknown { wait })
+            Ok(Sent::Unknown {
+                wait: err.retry_after(),
+            })
         }
     }
 }

@@ -7,8 +7,9 @@ use super::config::{Fault, FaultConfig, FaultRule, FaultSpecError, Trigger};
 /// Keys: `rate`, `nth`, `limit`, and the kind's own (`retry_after_ms`, `status`, `after_bytes`,
 /// `delay_ms`, `stall_ms`). Without an endpoint the rule applies to every API request.
 /// `not_found` answers 404 in the dialect's shape (`GET /v1/videos/*: not_found rate=0.2`);
-/// `server_error` stays 5xx; `unavailable retry_after_ms=2000` is a 503 with `Retry-After`; `stall after_bytes=4096 stall_ms=5000` sends headers and 4 KiB
-/// then goes silent; `ignore_range` (also `ignore-range`) answers a `Range:` request whole;
+/// `server_error` stays 5xx; `unavailable retry_after_ms=2000` is a 503 with `Retry-After`;
+/// `stall after_bytes=4096 stall_ms=5000` sends headers and 4 KiB then goes silent;
+/// `ignore_range` (also `ignore-range`) answers a `Range:` request whole;
 /// `should_retry status=500 retry=false` answers with `x-should-retry`.
 pub fn parse_rule(spec: &str) -> Result<FaultRule, FaultSpecError> {
     let err = |msg: String| FaultSpecError(format!("`{spec}`: {msg}"));

@@ -92,6 +92,15 @@ fn a_process_killed_mid_download_resumes_and_loses_nothing() {
         !killed.status.success(),
         "the failpoint must kill the process"
     );
+    // It died past the first MiB of a video: all of it but the write buffer (64 KiB at most)
+    // is in the partial the rerun resumes from.
+    let partials = partial_videos(&night.state_dir());
+    assert_eq!(partials.len(), 1, "{partials:?}");
+    assert!(
+        partials[0] > (1 << 20) - (64 << 10),
+        "the partial holds {} bytes",
+        partials[0]
+    );
 
     let report = night.json(&["harvest", "--watch"]);
     assert_eq!(report["runs"][0]["harvested"], 3);
@@ -104,6 +113,20 @@ fn a_process_killed_mid_download_resumes_and_loses_nothing() {
     );
     assert_eq!(assert_byte_exact(&night, "renders/test-night"), 3);
     assert_cache_is_sound(&night);
+}
+
+/// The lengths of the partial video downloads under `dir`.
+fn partial_videos(dir: &std::path::Path) -> Vec<u64> {
+    let mut lengths = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            lengths.extend(partial_videos(&path));
+        } else if path.to_string_lossy().ends_with("-video.part") {
+            lengths.push(std::fs::metadata(&path).unwrap().len());
+        }
+    }
+    lengths
 }
 
 #[test]

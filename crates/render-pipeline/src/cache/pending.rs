@@ -26,7 +26,8 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 /// [`finish`]: PendingObject::finish
 pub struct PendingObject {
     store: LocalStore,
-    /// Small chunks are gathered, so each write to the file is at least 64 KiB.
+    /// Small chunks are gathered (up to [`WRITE_BUFFER`]) before they are written; big ones go
+    /// straight through.
     file: BufWriter<FileWrites>,
     path: PathBuf,
     hasher: Sha256,

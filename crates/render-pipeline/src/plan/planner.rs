@@ -118,22 +118,7 @@ impl<'a> Planner<'a> {
 
     /// The one shared copy of `name`.
     fn share(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.names.get(name) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = name.into();
-        self.names.insert(shared.clone());
-        shared
-    }
-
-    /// The one shared copy of `tags`.
-    fn share_tags(&mut self, tags: Vec<String>) -> Arc<[String]> {
-        if let Some(shared) = self.tag_sets.get(tags.as_slice()) {
-            return shared.clone();
-        }
-        let shared: Arc<[String]> = tags.into();
-        self.tag_sets.insert(shared.clone());
-        shared
+        shared_copy(&mut self.names, name)
     }
 
     /// Reads the shot list and plans each shot as soon as it is read (a big list is never held
@@ -259,7 +244,7 @@ impl<'a> Planner<'a> {
             priority,
             takes,
             reference,
-            tags: self.share_tags(tags),
+            tags: shared_copy(&mut self.tag_sets, tags),
             target,
         });
         out.extend((1..=takes).map(|take| PlannedRequest {
@@ -359,4 +344,19 @@ impl<'a> Planner<'a> {
                 .push(Diagnostic::warning(path, *at, message).with_help(help));
         }
     }
+}
+
+/// The one copy of `value` in `set`, added on first use: what a hundred thousand requests share
+/// instead of holding a copy each.
+fn shared_copy<T, V>(set: &mut HashSet<Arc<T>>, value: V) -> Arc<T>
+where
+    T: Eq + std::hash::Hash + ?Sized,
+    V: std::borrow::Borrow<T> + Into<Arc<T>>,
+{
+    if let Some(shared) = set.get(value.borrow()) {
+        return shared.clone();
+    }
+    let shared: Arc<T> = value.into();
+    set.insert(shared.clone());
+    shared
 }

@@ -86,6 +86,23 @@ fn main() -> anyhow::Result<()> {
         pictures_end,
         started.elapsed()
     );
+    let fresh = 20;
+    let started = Instant::now();
+    for seed in 0..fresh {
+        let video = RenderedVideo::new(VideoSpec {
+            seed,
+            ..big.spec().clone()
+        });
+        let mut buf = vec![0u8; CHUNK];
+        let mut offset = 0;
+        while offset < pictures_end {
+            offset += video.read_at(offset, &mut buf) as u64;
+        }
+    }
+    println!(
+        "a fresh video's head and pictures (what each request for one pays): {:?}",
+        started.elapsed() / fresh as u32
+    );
     let started = Instant::now();
     let mut buf = vec![0u8; CHUNK];
     let reads = 2000u64;

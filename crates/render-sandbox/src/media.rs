@@ -110,10 +110,18 @@ struct Frames {
     picture: Picture,
     moving: bool,
     count: u32,
-    /// The still picture (everything but the ball) at coded size, macroblock padding
-    /// included, drawn on first use: changed macroblocks then only draw the ball over it,
-    /// which makes re-encoding pictures on every read several times cheaper.
-    background: OnceLock<Vec<[u8; 3]>>,
+    /// The still picture (everything but the ball), drawn on first use: re-encoding pictures
+    /// on every read then only draws the ball, where it is.
+    still: OnceLock<Still>,
+}
+
+/// The still picture at coded size, macroblock padding included.
+#[derive(Debug)]
+struct Still {
+    /// Row by row: what the ball is drawn over.
+    rgb: Vec<[u8; 3]>,
+    /// Every macroblock as coded samples: the picture wherever the ball is not.
+    macroblocks: Vec<MbSamples>,
 }
 
 impl RenderedVideo {
@@ -178,7 +186,7 @@ impl Layout {
                 picture: coded_picture(spec.size, profile.long_side),
                 moving: profile.moving,
                 count,
-                background: OnceLock::new(),
+                still: OnceLock::new(),
             };
             let layout = Layout::build(spec, frames);
             let fits = layout.len <= spec.total_bytes;
@@ -405,7 +413,7 @@ impl Frames {
 
     fn ball_macroblocks(&self, t: f32) -> Vec<u32> {
         let (pixel, x_step) = self.pixel_steps();
-        let bounds = self.scene.ball_bounds(t, pixel);
+        let bounds = self.scene.ball_at(t).bounds(pixel);
         let to_mb = |value: f32, step: f32, mbs: u32| -> u32 {
             ((value / step).max(0.0) as u32 / 16).min(mbs - 1)
         };
@@ -431,72 +439,111 @@ impl Frames {
         )
     }
 
-    fn background(&self) -> &[[u8; 3]] {
-        self.background.get_or_init(|| {
+    fn still(&self) -> &Still {
+        self.still.get_or_init(|| {
             let (pixel, x_step) = self.pixel_steps();
             let (wide, high) = (self.picture.mbs_wide() * 16, self.picture.mbs_high() * 16);
-            (0..high)
+            let rgb: Vec<[u8; 3]> = (0..high)
                 .flat_map(|row| (0..wide).map(move |col| (col, row)))
                 .map(|(col, row)| {
                     let x = (col as f32 + 0.5) * x_step;
                     let y = (row as f32 + 0.5) * pixel;
                     self.scene.background(x, y, pixel).to_bytes()
                 })
-                .collect()
+                .collect();
+            let macroblocks =
+                (0..self.picture.mbs_wide() * self.picture.mbs_high())
+                    .map(|mb| {
+                        samples(self.macroblock_pixels(&rgb, mb, |still, _, _| {
+                            scene::Rgb::from_bytes(still)
+                        }))
+                    })
+                    .collect();
+            Still { rgb, macroblocks }
         })
     }
 
-    /// The scene inside macroblock `mb` at time `t`, as BT.601 limited-range 4:2:0 samples
-    /// (the colour space decoders assume when the stream does not say).
+    /// The scene inside macroblock `mb` at time `t`, as coded samples.
     fn macroblock(&self, mb: u32, t: f32) -> MbSamples {
+        let still = self.still();
+        let (pixel, _) = self.pixel_steps();
+        let ball = self.scene.ball_at(t);
+        if !self.touches(mb, ball.bounds(pixel)) {
+            // The ball draws nothing here: the picture is the still one, already coded.
+            return still.macroblocks[mb as usize];
+        }
+        samples(self.macroblock_pixels(&still.rgb, mb, |still, x, y| {
+            ball.over(scene::Rgb::from_bytes(still), x, y, pixel)
+        }))
+    }
+
+    /// The 16 x 16 pixels of macroblock `mb`: `colour` of the still pixel and its centre.
+    fn macroblock_pixels(
+        &self,
+        still: &[[u8; 3]],
+        mb: u32,
+        colour: impl Fn([u8; 3], f32, f32) -> scene::Rgb,
+    ) -> [[f32; 3]; 256] {
         let (pixel, x_step) = self.pixel_steps();
-        let background = self.background();
         let wide = self.picture.mbs_wide();
         let (mb_x, mb_y) = (mb % wide, mb / wide);
         let mut rgb = [[0.0f32; 3]; 256];
         for (i, slot) in rgb.iter_mut().enumerate() {
             let col = mb_x * 16 + (i as u32 % 16);
             let row = mb_y * 16 + (i as u32 / 16);
-            let still = scene::Rgb::from_bytes(background[(row * wide * 16 + col) as usize]);
             let x = (col as f32 + 0.5) * x_step;
             let y = (row as f32 + 0.5) * pixel;
-            let c = self.scene.with_ball(still, x, y, t, pixel);
+            let c = colour(still[(row * wide * 16 + col) as usize], x, y);
             *slot = [c.r, c.g, c.b];
         }
-        let mut out = [0u8; MB_SAMPLES];
-        for (i, &[r, g, b]) in rgb.iter().enumerate() {
-            out[i] = luma(r, g, b);
-        }
-        for cy in 0..8 {
-            for cx in 0..8 {
-                let mut sum = [0.0f32; 3];
-                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                    let p = rgb[(cy * 2 + dy) * 16 + cx * 2 + dx];
-                    for c in 0..3 {
-                        sum[c] += p[c] / 4.0;
-                    }
-                }
-                let (cb, cr) = chroma(sum[0], sum[1], sum[2]);
-                out[256 + cy * 8 + cx] = cb;
-                out[320 + cy * 8 + cx] = cr;
-            }
-        }
-        out
+        rgb
+    }
+
+    /// Whether any pixel centre of macroblock `mb` falls inside `bounds`.
+    fn touches(&self, mb: u32, bounds: scene::Bounds) -> bool {
+        let (pixel, x_step) = self.pixel_steps();
+        let wide = self.picture.mbs_wide();
+        let (mb_x, mb_y) = ((mb % wide) as f32, (mb / wide) as f32);
+        let (left, right) = ((mb_x * 16.0 + 0.5) * x_step, (mb_x * 16.0 + 15.5) * x_step);
+        let (top, bottom) = ((mb_y * 16.0 + 0.5) * pixel, (mb_y * 16.0 + 15.5) * pixel);
+        left <= bounds.right && right >= bounds.left && top <= bounds.bottom && bottom >= bounds.top
     }
 }
 
+/// A macroblock's pixels as BT.601 limited-range 4:2:0 samples (the colour space decoders
+/// assume when the stream does not say).
+fn samples(rgb: [[f32; 3]; 256]) -> MbSamples {
+    let mut out = [0u8; MB_SAMPLES];
+    for (i, &[r, g, b]) in rgb.iter().enumerate() {
+        out[i] = luma(r, g, b);
+    }
+    for cy in 0..8 {
+        for cx in 0..8 {
+            let mut sum = [0.0f32; 3];
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                let p = rgb[(cy * 2 + dy) * 16 + cx * 2 + dx];
+                for c in 0..3 {
+                    sum[c] += p[c] / 4.0;
+                }
+            }
+            let (cb, cr) = chroma(sum[0], sum[1], sum[2]);
+            out[256 + cy * 8 + cx] = cb;
+            out[320 + cy * 8 + cx] = cr;
+        }
+    }
+    out
+}
+
 fn luma(r: f32, g: f32, b: f32) -> u8 {
-    (16.0 + 219.0 * (0.299 * r + 0.587 * g + 0.114 * b))
-        .round()
-        .clamp(16.0, 235.0) as u8
+    scene::round(16.0 + 219.0 * (0.299 * r + 0.587 * g + 0.114 * b)).clamp(16.0, 235.0) as u8
 }
 
 fn chroma(r: f32, g: f32, b: f32) -> (u8, u8) {
     let cb = 128.0 + 224.0 * (-0.168_736 * r - 0.331_264 * g + 0.5 * b);
     let cr = 128.0 + 224.0 * (0.5 * r - 0.418_688 * g - 0.081_312 * b);
     (
-        cb.round().clamp(16.0, 240.0) as u8,
-        cr.round().clamp(16.0, 240.0) as u8,
+        scene::round(cb).clamp(16.0, 240.0) as u8,
+        scene::round(cr).clamp(16.0, 240.0) as u8,
     )
 }
 
@@ -549,10 +596,51 @@ mod tests {
             }
             for mb in 0..mb_count {
                 assert!(
-                    shown[mb as usize] == frames.macroblock(mb, t),
+                    shown[mb as usize] == drawn_afresh(frames, mb, t),
                     "frame {k}, macroblock {mb}"
                 );
             }
+        }
+    }
+
+    /// Macroblock `mb` at time `t` with every pixel drawn, none copied from the still picture.
+    fn drawn_afresh(frames: &Frames, mb: u32, t: f32) -> MbSamples {
+        let (pixel, _) = frames.pixel_steps();
+        let ball = frames.scene.ball_at(t);
+        samples(
+            frames.macroblock_pixels(&frames.still().rgb, mb, |still, x, y| {
+                ball.over(scene::Rgb::from_bytes(still), x, y, pixel)
+            }),
+        )
+    }
+
+    /// Every macroblock the ball is not drawn in is copied from the still picture: the copy must
+    /// be exactly what drawing it would give, also where the ball's soft edge comes close.
+    #[test]
+    fn macroblocks_copied_from_the_still_picture_are_exact() {
+        for size in [(1280, 720), (720, 1280)] {
+            let video = RenderedVideo::new(VideoSpec {
+                size: Size {
+                    width: size.0,
+                    height: size.1,
+                },
+                ..spec(2, 8 << 20)
+            });
+            let frames = &video.layout.frames;
+            let (pixel, _) = frames.pixel_steps();
+            let mut copied = 0;
+            for k in 0..frames.count {
+                let t = Frames::time(k);
+                let bounds = frames.scene.ball_at(t).bounds(pixel);
+                for mb in 0..frames.picture.mb_count() {
+                    copied += usize::from(!frames.touches(mb, bounds));
+                    assert!(
+                        frames.macroblock(mb, t) == drawn_afresh(frames, mb, t),
+                        "{size:?}, frame {k}, macroblock {mb}"
+                    );
+                }
+            }
+            assert!(copied > 0, "no macroblock was copied");
         }
     }
 

@@ -65,7 +65,7 @@ impl Rgb {
     }
 
     pub fn to_bytes(self) -> [u8; 3] {
-        let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        let byte = |v: f32| round(v.clamp(0.0, 1.0) * 255.0) as u8;
         [byte(self.r), byte(self.g), byte(self.b)]
     }
 }
@@ -207,48 +207,15 @@ impl Scene {
         1.0 + 0.12 * wave
     }
 
-    /// The picture at time `t` seconds.
-    pub fn colour_at(&self, x: f32, y: f32, t: f32, pixel: f32) -> Rgb {
-        self.with_ball(self.background(x, y, pixel), x, y, t, pixel)
-    }
-
-    /// `background` (the still picture at this point) with the ball drawn over it at time `t`.
-    pub fn with_ball(&self, background: Rgb, x: f32, y: f32, t: f32, pixel: f32) -> Rgb {
-        let (bx, by) = self.ball_centre(t);
-        let ball = self.ball;
-        let cover = coverage(
-            Outline::Disc {
-                radius: ball.radius,
-            },
-            x - bx,
-            y - by,
-            pixel,
-        );
-        if cover > 0.0 {
-            background.mix(ball.colour, cover)
-        } else {
-            background
-        }
-    }
-
-    fn ball_centre(&self, t: f32) -> (f32, f32) {
+    /// The ball at time `t` seconds.
+    pub fn ball_at(&self, t: f32) -> BallAt {
         let ball = self.ball;
         let r = ball.radius;
-        (
-            bounce(ball.x0 + ball.vx * t, r, self.aspect - r),
-            bounce(ball.y0 + ball.vy * t, r, 1.0 - r),
-        )
-    }
-
-    /// Everything the ball can touch at time `t`, soft edge included.
-    pub fn ball_bounds(&self, t: f32, pixel: f32) -> Bounds {
-        let (x, y) = self.ball_centre(t);
-        let reach = self.ball.radius + 2.0 * pixel;
-        Bounds {
-            left: x - reach,
-            top: y - reach,
-            right: x + reach,
-            bottom: y + reach,
+        BallAt {
+            x: bounce(ball.x0 + ball.vx * t, r, self.aspect - r),
+            y: bounce(ball.y0 + ball.vy * t, r, 1.0 - r),
+            radius: r,
+            colour: ball.colour,
         }
     }
 
@@ -256,15 +223,68 @@ impl Scene {
     pub fn render_rgb(&self, width: u32, height: u32, t: f32) -> Vec<u8> {
         let pixel = 1.0 / height as f32;
         let x_step = self.aspect / width as f32;
+        let ball = self.ball_at(t);
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
         for row in 0..height {
             let y = (row as f32 + 0.5) * pixel;
             for col in 0..width {
                 let x = (col as f32 + 0.5) * x_step;
-                rgb.extend_from_slice(&self.colour_at(x, y, t, pixel).to_bytes());
+                let colour = ball.over(self.background(x, y, pixel), x, y, pixel);
+                rgb.extend_from_slice(&colour.to_bytes());
             }
         }
         rgb
+    }
+}
+
+/// The ball where it is at one moment: worked out once for all the pixels drawn then.
+#[derive(Clone, Copy, Debug)]
+pub struct BallAt {
+    x: f32,
+    y: f32,
+    radius: f32,
+    colour: Rgb,
+}
+
+impl BallAt {
+    /// `background` (the still picture at this point) with the ball drawn over it.
+    pub fn over(&self, background: Rgb, x: f32, y: f32, pixel: f32) -> Rgb {
+        let outline = Outline::Disc {
+            radius: self.radius,
+        };
+        let cover = coverage(outline, x - self.x, y - self.y, pixel);
+        if cover > 0.0 {
+            background.mix(self.colour, cover)
+        } else {
+            background
+        }
+    }
+
+    /// Everything the ball touches, soft edge included (with a pixel to spare).
+    pub fn bounds(&self, pixel: f32) -> Bounds {
+        let reach = self.radius + 2.0 * pixel;
+        Bounds {
+            left: self.x - reach,
+            top: self.y - reach,
+            right: self.x + reach,
+            bottom: self.y + reach,
+        }
+    }
+}
+
+/// `value.round()`, exactly, without the call to the C library's `roundf` it compiles to:
+/// the sandbox rounds every pixel of every picture it serves, and the call was a tenth of
+/// encoding one. Values that are not small and positive (never a pixel's) go the long way.
+pub fn round(value: f32) -> f32 {
+    if !(0.0..8_388_608.0).contains(&value) {
+        return value.round();
+    }
+    // Below 2^23 the whole part converts exactly and `value - whole` is exact.
+    let whole = value as u32 as f32;
+    if value - whole >= 0.5 {
+        whole + 1.0
+    } else {
+        whole
     }
 }
 
@@ -356,6 +376,26 @@ fn random_ball(take: &mut ChaCha8Rng, aspect: f32, hue: f32) -> Ball {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_matches_the_standard_library() {
+        let awkward = [
+            0.5,
+            1.5,
+            2.5,
+            0.499_999_97,
+            254.5,
+            8_388_607.5,
+            8_388_608.0,
+            -0.5,
+            -2.5,
+        ];
+        let sweep = (0..200_000).map(|i| i as f32 * 0.001_37);
+        for value in awkward.into_iter().chain(sweep) {
+            assert_eq!(round(value), value.round(), "{value}");
+        }
+        assert!(round(f32::NAN).is_nan());
+    }
 
     #[test]
     fn bounce_stays_inside_and_reflects() {

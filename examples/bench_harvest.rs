@@ -3,7 +3,9 @@
 //!
 //! Run by hand, after `cargo build --release` (the benchmark runs the real binary):
 //! `cargo run --release --example bench_harvest -- [--videos 200] [--sizes 8,64] [--jobs 4]
-//! [--no-curl]`  (sizes in decimal MB; `--jobs 1,4,8` runs each).
+//! [--rounds 1] [--no-curl]`  (sizes in decimal MB; `--jobs 1,4,8` runs each; `--rounds N`
+//! pairs N harvests with N runs of the curl it is compared with, one after the other, and
+//! prints the median of the N ratios: one pair varies by ±15% on a small shared machine).
 //!
 //! For each video size, one sandbox runs in this process (two worker threads: it generates the
 //! bytes at ~2 GB/s per core, so on a small machine it competes with the client for CPU; its
@@ -37,6 +39,7 @@ struct Options {
     videos: usize,
     sizes_mb: Vec<u64>,
     jobs: Vec<usize>,
+    rounds: usize,
     curl: bool,
 }
 
@@ -108,21 +111,24 @@ fn main() {
                 .concurrency(32),
         )
         .expect("the sandbox starts");
-        let mut video_ids = Vec::new();
-        for (round, &jobs) in options.jobs.iter().enumerate() {
-            let (figure, ids) =
-                harvest_once(&bin, &sandbox, root.path(), &options, size_mb, jobs, round);
-            figure.print();
-            figures.push(figure);
-            if video_ids.is_empty() {
-                video_ids = ids;
+        let mut paired = Vec::new();
+        for round in 0..options.rounds {
+            let mut video_ids = Vec::new();
+            for (i, &jobs) in options.jobs.iter().enumerate() {
+                let salt = round * options.jobs.len() + i;
+                let (figure, ids) =
+                    harvest_once(&bin, &sandbox, root.path(), &options, size_mb, jobs, salt);
+                figure.print();
+                figures.push(figure);
+                if video_ids.is_empty() {
+                    video_ids = ids;
+                }
             }
-        }
-        if options.curl {
-            for (what, workers, to) in [
-                ("curl sequential → files", 1, CurlTo::Files),
-                ("curl 4 in parallel → files", 4, CurlTo::Files),
-                ("curl sequential → /dev/null", 1, CurlTo::Null),
+            if !options.curl {
+                continue;
+            }
+            // The comparison and its durable twin every round; the others once.
+            let every_round = [
                 (
                     "curl 4 parallel, +thumbnail (as harvest)",
                     4,
@@ -133,7 +139,17 @@ fn main() {
                     4,
                     CurlTo::FilesAndThumbnailsDurable,
                 ),
-            ] {
+            ];
+            let first_round = [
+                ("curl sequential → files", 1, CurlTo::Files),
+                ("curl 4 in parallel → files", 4, CurlTo::Files),
+                ("curl sequential → /dev/null", 1, CurlTo::Null),
+            ];
+            let runs = every_round
+                .iter()
+                .chain(first_round.iter().filter(|_| round == 0));
+            let from = figures.len();
+            for &(what, workers, to) in runs {
                 let figure = curl_all(
                     &sandbox,
                     root.path(),
@@ -146,8 +162,14 @@ fn main() {
                 figure.print();
                 figures.push(figure);
             }
+            let render = &figures[from - options.jobs.len()];
+            let rate = |f: &Figure| mb(f.bytes) / f.wall.as_secs_f64();
+            paired.push((
+                rate(render) / rate(&figures[from]),
+                rate(render) / rate(&figures[from + 1]),
+            ));
         }
-        if let Some(line) = ratios_line(&figures, size_mb) {
+        if let Some(line) = ratios_line(&paired, size_mb) {
             println!("{line}");
             ratios.push(line);
         }
@@ -170,21 +192,28 @@ fn main() {
 }
 
 /// render's throughput over curl's, four at a time with thumbnails (the comparison),
-/// and over the same curl made durable, for one size (the first `--jobs` value's run).
-fn ratios_line(figures: &[Figure], size_mb: u64) -> Option<String> {
-    let rate = |what: &str| {
-        figures
-            .iter()
-            .find(|f| f.size_mb == size_mb && f.what.starts_with(what))
-            .map(|f| mb(f.bytes) / f.wall.as_secs_f64())
+/// and over the same curl made durable, for one size: the medians of the rounds' pairs (the
+/// first `--jobs` value's harvest against the curl run right after it).
+fn ratios_line(paired: &[(f64, f64)], size_mb: u64) -> Option<String> {
+    let summary = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let median = values[values.len() / 2];
+        match values.len() {
+            1 => format!("{median:.2}"),
+            n => format!(
+                "median {median:.2} of {n} rounds ({:.2}–{:.2})",
+                values[0],
+                values[n - 1]
+            ),
+        }
     };
-    let render = rate("render harvest")?;
-    let curl = rate("curl 4 parallel, +thumbnail")?;
-    let durable = rate("  the same, then fsynced")?;
+    if paired.is_empty() {
+        return None;
+    }
     Some(format!(
-        "{size_mb} MB: render ÷ curl 4 parallel + thumbnails {:.2}; ÷ the same, durable {:.2}",
-        render / curl,
-        render / durable
+        "{size_mb} MB: render ÷ curl 4 parallel + thumbnails {}; ÷ the same, durable {}",
+        summary(paired.iter().map(|p| p.0).collect()),
+        summary(paired.iter().map(|p| p.1).collect())
     ))
 }
 
@@ -193,6 +222,7 @@ fn parse_options() -> Options {
         videos: 200,
         sizes_mb: vec![8, 64],
         jobs: vec![4],
+        rounds: 1,
         curl: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -208,6 +238,7 @@ fn parse_options() -> Options {
             "--videos" => options.videos = list(value).first().map_or(200, |n| *n as usize),
             "--sizes" => options.sizes_mb = list(value),
             "--jobs" => options.jobs = list(value).into_iter().map(|n| n as usize).collect(),
+            "--rounds" => options.rounds = list(value).first().map_or(0, |n| *n as usize),
             "--no-curl" => {
                 options.curl = false;
                 i += 1;
@@ -220,8 +251,12 @@ fn parse_options() -> Options {
         }
         i += 2;
     }
-    if options.sizes_mb.is_empty() || options.jobs.is_empty() || options.videos == 0 {
-        eprintln!("--videos, --sizes and --jobs need positive numbers");
+    if options.sizes_mb.is_empty()
+        || options.jobs.is_empty()
+        || options.videos == 0
+        || options.rounds == 0
+    {
+        eprintln!("--videos, --sizes, --jobs and --rounds need positive numbers");
         std::process::exit(2);
     }
     options

@@ -103,9 +103,10 @@ fn submit_fills_the_slots_and_harvest_refills_them() {
     assert_eq!(posts(&night), 10);
 }
 
-/// Kills at `failpoint` on the first attempt, then reruns the night to the end.
+/// Kills at `failpoint` on the first attempt, then reruns the night to the end. Videos are
+/// 3 MiB, past where `harvest-mid-download` kills.
 fn killed_then_rerun(failpoint: &str) -> Night {
-    let night = Night::with(SandboxConfig::default().video_bytes(2 * 1024 * 1024));
+    let night = Night::with(SandboxConfig::default().video_bytes(3 * 1024 * 1024));
     lab(&night, 2);
     let killed = night.render_with(NIGHTLY, &[("RENDER_FAILPOINT", failpoint)]);
     assert!(

@@ -118,13 +118,13 @@ impl CacheStorage for DiskFull {
 }
 
 #[cfg(unix)]
-fn no_space() -> io::Error {
+pub(crate) fn no_space() -> io::Error {
     // ENOSPC is 28 on Linux and the BSDs, macOS included.
     io::Error::from_raw_os_error(28)
 }
 
 #[cfg(not(unix))]
-fn no_space() -> io::Error {
+pub(crate) fn no_space() -> io::Error {
     io::Error::from(io::ErrorKind::StorageFull)
 }
 
@@ -139,7 +139,7 @@ mod tests {
         let local: Arc<dyn CacheStorage> =
             Arc::new(super::super::LocalStore::open(state.path()).unwrap());
         let store = DiskFull::new(local.clone(), 10);
-        // Counted where the bytes reach the file, below the object's write buffer.
+        // Counted where the bytes reach the file, below the object's write blocks.
         let mut first = store.begin_object().await.unwrap();
         first.write_all(b"123456").await.unwrap();
         first.flush().await.unwrap();

@@ -8,35 +8,29 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::disk_full::WriteLimit;
 use super::local::remove_if_exists;
 use super::{CacheError, LocalStore, ObjectId, io_error};
+use blocks::BlockWrites;
 use render_wire::key::Sha256Hex;
 
-/// How much of an object is gathered before it is written: a download's first chunks are a
-/// few kilobytes; the later ones, hundreds, go straight through.
-const WRITE_BUFFER: usize = 64 << 10;
-/// How much is written between two requests to the kernel to start writing back.
-const WRITEBACK_STEP: u64 = 8 << 20;
+mod blocks;
 
 /// An object being written: hashes as it streams, becomes an object on [`finish`].
 ///
 /// [`finish`]: PendingObject::finish
 pub struct PendingObject {
     store: LocalStore,
-    /// Small chunks are gathered (up to [`WRITE_BUFFER`]) before they are written; big ones go
-    /// straight through.
-    file: BufWriter<FileWrites>,
+    /// Where the accepted bytes wait for their turn to be written.
+    blocks: BlockWrites,
     path: PathBuf,
     hasher: Sha256,
     len: u64,
     /// Partial downloads survive a drop; fresh temps do not.
     keep_on_drop: bool,
     done: bool,
-    /// Bytes accepted since writeback was last started.
-    since_writeback: u64,
 }
 
 impl std::fmt::Debug for PendingObject {
@@ -60,25 +54,18 @@ impl PendingObject {
     ) -> PendingObject {
         PendingObject {
             store,
-            file: BufWriter::with_capacity(
-                WRITE_BUFFER,
-                FileWrites {
-                    file: Arc::new(file),
-                    limit: None,
-                },
-            ),
+            blocks: BlockWrites::new(Arc::new(file), len),
             path,
             hasher,
             len,
             keep_on_drop,
             done: false,
-            since_writeback: 0,
         }
     }
 
     /// Counts this object's writes against `limit` (see [`super::DiskFull`]).
     pub(super) fn limited(mut self, limit: Arc<WriteLimit>) -> PendingObject {
-        self.file.get_mut().limit = Some(limit);
+        self.blocks.limit(limit);
         self
     }
 
@@ -93,12 +80,9 @@ impl PendingObject {
 
     /// Makes what was written durable, so a resumable partial survives a power cut.
     pub async fn sync(&mut self) -> Result<(), CacheError> {
-        self.file
-            .flush()
-            .await
-            .map_err(io_error("flush", &self.path))?;
+        self.flush().await.map_err(io_error("flush", &self.path))?;
         // An fsync waits for the disk: it runs on a blocking thread, not on a worker.
-        let file = self.file.get_ref().file.clone();
+        let file = self.blocks.file().clone();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .unwrap_or_else(|join| Err(io::Error::other(join)))
@@ -153,87 +137,22 @@ impl AsyncWrite for PendingObject {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.file).poll_write(cx, buf))?;
+        let written = ready!(this.blocks.poll_write(cx, buf))?;
         // Hash exactly what was accepted, so hash and content cannot drift apart (a write that
-        // fails later, from the buffer, fails the object: a partial is re-hashed from the disk).
+        // fails later, from a block, fails the object: a partial is re-hashed from the disk).
         this.hasher.update(&buf[..written]);
         this.len += written as u64;
-        this.since_writeback += written as u64;
-        if this.since_writeback >= WRITEBACK_STEP {
-            this.since_writeback = 0;
-            start_writeback(&this.file.get_ref().file);
-        }
         Poll::Ready(Ok(written))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().file).poll_flush(cx)
+        self.get_mut().blocks.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+        self.poll_flush(cx)
     }
 }
-
-/// The object's file, below the write buffer, where writes reach the disk: the disk-full
-/// wrapper's budget is counted here, so a disk that fills up keeps what was written before.
-///
-/// A write is done in place, on the worker that received the chunk: it is a copy of one
-/// network chunk (at most a few hundred KiB) into the page cache, tens of microseconds, while
-/// the fsync that waits for the disk runs on a blocking thread ([`PendingObject::sync`]).
-/// tokio's file would copy every chunk once more into its own buffer and wake a blocking
-/// thread to write it, on another core: that hand-over was 12–15% of a harvest's CPU (issue
-/// #13's bench). Here the chunk is still in this core's cache when it is hashed.
-struct FileWrites {
-    file: Arc<File>,
-    /// The disk-full wrapper's budget, when the object was begun through one.
-    limit: Option<Arc<WriteLimit>>,
-}
-
-impl AsyncWrite for FileWrites {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let room = match &this.limit {
-            Some(limit) => limit.room_for(buf.len())?,
-            None => buf.len(),
-        };
-        let written = io::Write::write(&mut &*this.file, &buf[..room])?;
-        if let Some(limit) = &this.limit {
-            limit.record(written);
-        }
-        Poll::Ready(Ok(written))
-    }
-
-    /// Writes are done when they return: nothing is held back here.
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Asks the kernel to start writing the file's dirty pages to the disk, without waiting for
-/// them: the fsync that makes the object durable then finds most of it written already, instead
-/// of waiting for all of it after the last byte (which costs each download a disk's worth of
-/// latency at its end).
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor stays open while `file` is borrowed, and the call touches no memory
-    // of ours. Failing is harmless: the fsync at the end writes whatever is left.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &File) {}
 
 impl Drop for PendingObject {
     fn drop(&mut self) {

@@ -351,8 +351,8 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ProgressWriter<
                 self.report();
             }
             // Late enough that part of the video has reached the disk (past the pending
-            // object's write buffer), to prove resumption.
-            if self.written > 1 << 20 {
+            // object's two write blocks), to prove resumption.
+            if self.written > 2 << 20 {
                 failpoint::hit("harvest-mid-download");
             }
         }

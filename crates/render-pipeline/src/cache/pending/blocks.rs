@@ -94,6 +94,9 @@ impl BlockWrites {
         loop {
             ready!(self.poll_written(cx))?;
             if self.filling.is_empty() {
+                // Written out: the memory goes back until more comes (a download usually
+                // waits here for its fsync, with the next ones streaming meanwhile).
+                (self.filling, self.spare) = (Block::new(), None);
                 return Poll::Ready(Ok(()));
             }
             self.write_filling();
@@ -220,7 +223,8 @@ fn set_direct(_: &File, _: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
-/// Up to [`DIRECT_BLOCK`] bytes starting at an address aligned for `O_DIRECT`.
+/// Up to [`DIRECT_BLOCK`] bytes starting at an address aligned for `O_DIRECT`, allocated when
+/// the first bytes come.
 struct Block {
     /// Never grows past its first capacity, so the aligned start does not move.
     bytes: Vec<u8>,
@@ -230,10 +234,16 @@ struct Block {
 
 impl Block {
     fn new() -> Block {
-        let mut bytes: Vec<u8> = Vec::with_capacity(DIRECT_BLOCK + DIRECT_ALIGN);
-        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN);
-        bytes.resize(start, 0);
-        Block { bytes, start }
+        Block {
+            bytes: Vec::new(),
+            start: 0,
+        }
+    }
+
+    fn allocate(&mut self) {
+        self.bytes = Vec::with_capacity(DIRECT_BLOCK + DIRECT_ALIGN);
+        self.start = self.bytes.as_ptr().align_offset(DIRECT_ALIGN);
+        self.bytes.resize(self.start, 0);
     }
 
     fn filled(&self) -> &[u8] {
@@ -254,6 +264,9 @@ impl Block {
 
     /// Takes as much of `data` as fits; returns how much.
     fn push(&mut self, data: &[u8]) -> usize {
+        if self.bytes.capacity() == 0 {
+            self.allocate();
+        }
         let n = data.len().min(DIRECT_BLOCK - self.len());
         self.bytes.extend_from_slice(&data[..n]);
         n

@@ -29,7 +29,9 @@ const DIRECT_ALIGN: usize = 4096;
 
 /// Accepted bytes gathered into [`DIRECT_BLOCK`]s; a full block is written on a blocking thread
 /// while the next one fills. One block is written at a time, in order, so the file always holds
-/// a prefix of what was accepted, whenever the process dies.
+/// a prefix of what was accepted, whenever the process dies. Dropped while a block is being
+/// written, the write still finishes on its thread: the bytes a resumed download would write
+/// at that place anyway.
 pub(crate) struct BlockWrites {
     file: Arc<File>,
     /// The disk-full wrapper's budget, when the object was begun through one.
@@ -162,13 +164,11 @@ fn write_block(file: &File, bytes: &[u8], offset: u64, direct: Direct) -> io::Re
         _ if aligned => Direct::On,
         _ => Direct::Off,
     };
-    let now = if wanted == direct {
-        direct
-    } else {
-        match set_direct(file, wanted == Direct::On) {
-            Ok(()) => wanted,
-            Err(_) => Direct::Refused,
-        }
+    let now = match (wanted, direct) {
+        _ if wanted == direct => direct,
+        (Direct::On, _) => set_direct(file, true).map_or(Direct::Refused, |()| Direct::On),
+        // Without turning it off, what is not a whole aligned block cannot be written at all.
+        _ => set_direct(file, false).map(|()| wanted)?,
     };
     match write_all_at(file, bytes, offset) {
         // A filesystem may take the flag and refuse the write itself (EINVAL); a refused write

@@ -3,9 +3,11 @@
 //!
 //! Run by hand, after `cargo build --release` (the benchmark runs the real binary):
 //! `cargo run --release --example bench_harvest -- [--videos 200] [--sizes 8,64] [--jobs 4]
-//! [--rounds 1] [--no-curl]`  (sizes in decimal MB; `--jobs 1,4,8` runs each; `--rounds N`
-//! pairs N harvests with N runs of the curl it is compared with, one after the other, and
-//! prints the median of the N ratios: one pair varies by ±15% on a small shared machine).
+//! [--rounds 1] [--pin] [--no-curl]`  (sizes in decimal MB; `--jobs 1,4,8` runs each;
+//! `--rounds N` pairs N harvests with N runs of the curl it is compared with, one after the
+//! other, and prints the median of the N ratios: one pair varies by ±15% on a small shared
+//! machine; `--pin` (Linux) runs the sandbox on core 0 and the clients on core 1, as when the
+//! server is another machine, instead of letting all of them share every core).
 //!
 //! For each video size, one sandbox runs in this process (two worker threads: it generates the
 //! bytes at ~2 GB/s per core, so on a small machine it competes with the client for CPU; its
@@ -40,6 +42,7 @@ struct Options {
     sizes_mb: Vec<u64>,
     jobs: Vec<usize>,
     rounds: usize,
+    pin: bool,
     curl: bool,
 }
 
@@ -92,6 +95,9 @@ fn main() {
         disk_free(root.path())
     );
     println!("load average at start: {}", bench_support::load_average());
+    if options.pin {
+        println!("pinned: the sandbox on core 0, render and curl on core 1");
+    }
     println!(
         "disk baseline (write 1 GB + fsync): {:.0} MB/s",
         disk_baseline(root.path())
@@ -102,6 +108,11 @@ fn main() {
     let mut figures = Vec::new();
     let mut ratios = Vec::new();
     for &size_mb in &options.sizes_mb {
+        // The sandbox's threads take the core of the thread that starts them; every client
+        // process started after, the other one.
+        if options.pin {
+            run_on_core(0);
+        }
         let sandbox = spawn(
             SandboxConfig::default()
                 .api_key(API_KEY)
@@ -111,6 +122,9 @@ fn main() {
                 .concurrency(32),
         )
         .expect("the sandbox starts");
+        if options.pin {
+            run_on_core(1);
+        }
         let mut paired = Vec::new();
         for round in 0..options.rounds {
             let mut video_ids = Vec::new();
@@ -191,6 +205,30 @@ fn main() {
     }
 }
 
+/// Keeps the calling thread, and every thread and process it starts from now on, on `core`.
+#[cfg(target_os = "linux")]
+fn run_on_core(core: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity only touch
+    // the set passed by reference, for the calling thread (pid 0).
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        pinned,
+        0,
+        "pin to core {core}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_on_core(_: usize) {
+    eprintln!("--pin needs Linux");
+    std::process::exit(2);
+}
+
 /// render's throughput over curl's, four at a time with thumbnails (the comparison),
 /// and over the same curl made durable, for one size: the medians of the rounds' pairs (the
 /// first `--jobs` value's harvest against the curl run right after it).
@@ -223,6 +261,7 @@ fn parse_options() -> Options {
         sizes_mb: vec![8, 64],
         jobs: vec![4],
         rounds: 1,
+        pin: false,
         curl: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -241,6 +280,11 @@ fn parse_options() -> Options {
             "--rounds" => options.rounds = list(value).first().map_or(0, |n| *n as usize),
             "--no-curl" => {
                 options.curl = false;
+                i += 1;
+                continue;
+            }
+            "--pin" => {
+                options.pin = true;
                 i += 1;
                 continue;
             }

@@ -74,13 +74,8 @@ fn main() -> anyhow::Result<()> {
             bytes as f64 / elapsed.as_secs_f64() / 1e9
         );
     }
-    let pictures_end = video_pictures_end(&big);
     let started = Instant::now();
-    let mut buf = vec![0u8; CHUNK];
-    let mut offset = 0;
-    while offset < pictures_end {
-        offset += big.read_at(offset, &mut buf) as u64;
-    }
+    let pictures_end = read_pictures(&big);
     println!(
         "of which the head and pictures ({} bytes): {:?}",
         pictures_end,
@@ -89,15 +84,10 @@ fn main() -> anyhow::Result<()> {
     let fresh = 20;
     let started = Instant::now();
     for seed in 0..fresh {
-        let video = RenderedVideo::new(VideoSpec {
+        read_pictures(&RenderedVideo::new(VideoSpec {
             seed,
             ..big.spec().clone()
-        });
-        let mut buf = vec![0u8; CHUNK];
-        let mut offset = 0;
-        while offset < pictures_end {
-            offset += video.read_at(offset, &mut buf) as u64;
-        }
+        }));
     }
     println!(
         "a fresh video's head and pictures (what each request for one pays): {:?}",
@@ -130,6 +120,17 @@ fn stream(video: &RenderedVideo) -> u64 {
         std::hint::black_box(&buf);
         offset += n as u64;
     }
+}
+
+/// Reads the head and the pictures (the encoded part); returns where they end.
+fn read_pictures(video: &RenderedVideo) -> u64 {
+    let end = video_pictures_end(video);
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0;
+    while offset < end {
+        offset += video.read_at(offset, &mut buf) as u64;
+    }
+    end
 }
 
 /// Where the `free` box starts: the end of the part that is encoded rather than keystream.

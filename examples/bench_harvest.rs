@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bench_support::{
-    ChildRun, children_cpu_secs, disk_free, mb, render_bin, run_measured, self_cpu_secs,
+    ChildRun, children_cpu_secs, disk_free, mb, median, render_bin, run_measured, self_cpu_secs,
 };
 use render_pipeline::ledger::Ledger;
 use render_sandbox::{SandboxConfig, SandboxHandle, spawn};
@@ -58,6 +58,11 @@ struct Figure {
 }
 
 impl Figure {
+    /// Throughput in decimal MB/s.
+    fn rate(&self) -> f64 {
+        mb(self.bytes) / self.wall.as_secs_f64()
+    }
+
     fn print(&self) {
         let peak = self
             .peak_mib
@@ -67,7 +72,7 @@ impl Figure {
             self.what,
             self.size_mb,
             self.wall.as_secs_f64(),
-            mb(self.bytes) / self.wall.as_secs_f64(),
+            self.rate(),
             self.client_cpu,
             self.server_cpu,
             peak
@@ -176,11 +181,10 @@ fn main() {
                 figure.print();
                 figures.push(figure);
             }
-            let render = &figures[from - options.jobs.len()];
-            let rate = |f: &Figure| mb(f.bytes) / f.wall.as_secs_f64();
+            let render = figures[from - options.jobs.len()].rate();
             paired.push((
-                rate(render) / rate(&figures[from]),
-                rate(render) / rate(&figures[from + 1]),
+                render / figures[from].rate(),
+                render / figures[from + 1].rate(),
             ));
         }
         if let Some(line) = ratios_line(&paired, size_mb) {
@@ -233,15 +237,14 @@ fn run_on_core(_: usize) {
 /// and over the same curl made durable, for one size: the medians of the rounds' pairs (the
 /// first `--jobs` value's harvest against the curl run right after it).
 fn ratios_line(paired: &[(f64, f64)], size_mb: u64) -> Option<String> {
-    let summary = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        let median = values[values.len() / 2];
+    let summary = |values: Vec<f64>| {
+        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         match values.len() {
-            1 => format!("{median:.2}"),
+            1 => format!("{low:.2}"),
             n => format!(
-                "median {median:.2} of {n} rounds ({:.2}–{:.2})",
-                values[0],
-                values[n - 1]
+                "median {:.2} of {n} rounds ({low:.2}–{high:.2})",
+                median(&values)
             ),
         }
     };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use bench_support::{ChildRun, ms, render_bin, run_measured};
+use bench_support::{ChildRun, median, ms, render_bin, run_measured};
 use render_pipeline::plan::{PlanOptions, build};
 use render_pipeline::shotlist::{Format, ShotListInput};
 use render_wire::catalog::Catalog;
@@ -187,16 +187,6 @@ fn main() {
             "kept the list and the state folders in {}",
             dir.keep().display()
         );
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 

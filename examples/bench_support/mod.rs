@@ -206,6 +206,17 @@ pub fn render_bin() -> PathBuf {
     bin
 }
 
+/// The middle value (the mean of the two middle ones for an even count); NaN for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 /// Decimal megabytes.
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
